@@ -1,0 +1,381 @@
+//! The HTTP face of the Firehose API: `POST /` with `X-Amz-Target: Firehose_20150804.<Op>`,
+//! AWS JSON 1.1 bodies, one function per operation.
+//!
+//! Invariants: every answer carries `x-amzn-RequestId`; a request that fails validation changes
+//! nothing; PutRecordBatch either rejects the whole request (malformed, over a limit) or answers
+//! one entry per record in request order.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use base64::Engine;
+use bytes::{Bytes, BytesMut};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::error::{ApiError, ErrorKind, Result};
+use crate::model::*;
+use crate::service::StreamService;
+use crate::stream::{StreamSpec, validate_stream_name};
+
+/// Largest record, before base64.
+pub const MAX_RECORD_BYTES: usize = 1_024_000;
+/// Most records in one PutRecordBatch.
+pub const MAX_BATCH_RECORDS: usize = 500;
+/// Most raw bytes in one PutRecordBatch.
+pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+/// Largest request body accepted (4 MiB of data as base64 plus JSON framing).
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// The `X-Amz-Target` prefix of Firehose operations.
+pub const TARGET_PREFIX: &str = "Firehose_20150804.";
+
+/// The shared state handlers use.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The engine.
+    pub service: Arc<dyn StreamService>,
+    /// Region used in ARNs when the request does not name one in its SigV4 scope.
+    pub default_region: String,
+}
+
+/// The API router: `POST /` dispatched on `X-Amz-Target`.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/", post(dispatch))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn dispatch(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let region = region_of(&headers).unwrap_or(&state.default_region).to_string();
+    let result = match target.strip_prefix(TARGET_PREFIX) {
+        Some(op) => operation(&state, op, &region, &body).await,
+        None => Err(ApiError::new(
+            ErrorKind::UnknownOperation,
+            format!("Unknown operation target '{target}'."),
+        )),
+    };
+    let mut response = match result {
+        Ok(value) => json_response(StatusCode::OK, &value),
+        Err(e) => {
+            tracing::debug!(target, error = %e, "request rejected");
+            e.into_response()
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-amzn-requestid", v);
+    }
+    response
+}
+
+fn json_response(status: StatusCode, value: &Value) -> Response {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    Response::builder()
+        .status(status)
+        .header("content-type", crate::CONTENT_TYPE)
+        .body(Body::from(body))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// The region of the request's SigV4 credential scope (`Credential=AKID/date/REGION/service/...`).
+fn region_of(headers: &HeaderMap) -> Option<&str> {
+    let auth = headers.get("authorization")?.to_str().ok()?;
+    let scope = auth.split("Credential=").nth(1)?;
+    let region = scope.split('/').nth(2)?;
+    (!region.is_empty() && region.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        .then_some(region)
+}
+
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
+    let body = if body.is_empty() { b"{}".as_slice() } else { body };
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(ErrorKind::Serialization, format!("Could not parse request body: {e}"))
+    })
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str> {
+    value.as_deref().ok_or_else(|| ApiError::invalid(format!("{name} is required.")))
+}
+
+fn existing(state: &ApiState, name: &str) -> Result<StreamSpec> {
+    state.service.stream(name).ok_or_else(|| ApiError::stream_not_found(name))
+}
+
+async fn operation(state: &ApiState, op: &str, region: &str, body: &[u8]) -> Result<Value> {
+    match op {
+        "PutRecordBatch" => put_record_batch(state, body).await,
+        "PutRecord" => put_record(state, body).await,
+        "CreateDeliveryStream" => {
+            let input: CreateDeliveryStreamInput = parse(body)?;
+            let spec = StreamSpec::from_create(input, region, now_ms())?;
+            let arn = spec.arn.clone();
+            state.service.create_stream(spec).await?;
+            Ok(json!({ "DeliveryStreamARN": arn }))
+        }
+        "DeleteDeliveryStream" => {
+            let input: DeleteDeliveryStreamInput = parse(body)?;
+            let name = required(&input.delivery_stream_name, "DeliveryStreamName")?;
+            existing(state, name)?;
+            state.service.delete_stream(name).await?;
+            Ok(json!({}))
+        }
+        "DescribeDeliveryStream" => {
+            let input: DescribeDeliveryStreamInput = parse(body)?;
+            let name = required(&input.delivery_stream_name, "DeliveryStreamName")?;
+            if let Some(limit) = input.limit
+                && !(1..=10_000).contains(&limit)
+            {
+                return Err(ApiError::invalid("Limit must be between 1 and 10000."));
+            }
+            let spec = existing(state, name)?;
+            let mut description = spec.describe();
+            if input.exclusive_start_destination_id.is_some() {
+                description["Destinations"] = json!([]);
+            }
+            Ok(json!({ "DeliveryStreamDescription": description }))
+        }
+        "ListDeliveryStreams" => list_streams(state, body),
+        "UpdateDestination" => {
+            let input: UpdateDestinationInput = parse(body)?;
+            let name = required(&input.delivery_stream_name, "DeliveryStreamName")?.to_string();
+            validate_stream_name(&name)?;
+            let now = now_ms();
+            state
+                .service
+                .modify_stream(&name, &mut |spec| spec.apply_update(&input, now))
+                .await?;
+            Ok(json!({}))
+        }
+        "TagDeliveryStream" => {
+            let input: TagDeliveryStreamInput = parse(body)?;
+            let name = required(&input.delivery_stream_name, "DeliveryStreamName")?;
+            let tags = input.tags.clone().unwrap_or_default();
+            state.service.modify_stream(name, &mut |spec| spec.tag(&tags)).await?;
+            Ok(json!({}))
+        }
+        "UntagDeliveryStream" => {
+            let input: UntagDeliveryStreamInput = parse(body)?;
+            let name = required(&input.delivery_stream_name, "DeliveryStreamName")?;
+            let keys = input.tag_keys.clone().unwrap_or_default();
+            state.service.modify_stream(name, &mut |spec| spec.untag(&keys)).await?;
+            Ok(json!({}))
+        }
+        "ListTagsForDeliveryStream" => {
+            let input: ListTagsForDeliveryStreamInput = parse(body)?;
+            let name = required(&input.delivery_stream_name, "DeliveryStreamName")?;
+            let limit = input.limit.unwrap_or(50);
+            if !(1..=50).contains(&limit) {
+                return Err(ApiError::invalid("Limit must be between 1 and 50."));
+            }
+            let spec = existing(state, name)?;
+            let start = match &input.exclusive_start_tag_key {
+                Some(key) => spec.tags.iter().position(|t| &t.key == key).map_or(0, |i| i + 1),
+                None => 0,
+            };
+            let rest = &spec.tags[start.min(spec.tags.len())..];
+            let page: Vec<&Tag> = rest.iter().take(limit as usize).collect();
+            Ok(json!({ "Tags": page, "HasMoreTags": rest.len() > page.len() }))
+        }
+        "StartDeliveryStreamEncryption" => {
+            let input: StartEncryptionInput = parse(body)?;
+            let name = required(&input.delivery_stream_name, "DeliveryStreamName")?;
+            let enc = input
+                .delivery_stream_encryption_configuration_input
+                .clone()
+                .unwrap_or(EncryptionInput { key_arn: None, key_type: Some("AWS_OWNED_CMK".into()) });
+            let now = now_ms();
+            state
+                .service
+                .modify_stream(name, &mut |spec| spec.set_encryption(Some(&enc), now))
+                .await?;
+            Ok(json!({}))
+        }
+        "StopDeliveryStreamEncryption" => {
+            let input: StopEncryptionInput = parse(body)?;
+            let name = required(&input.delivery_stream_name, "DeliveryStreamName")?;
+            let now = now_ms();
+            state.service.modify_stream(name, &mut |spec| spec.set_encryption(None, now)).await?;
+            Ok(json!({}))
+        }
+        other => Err(ApiError::new(
+            ErrorKind::UnknownOperation,
+            format!("Unknown operation '{other}'."),
+        )),
+    }
+}
+
+fn list_streams(state: &ApiState, body: &[u8]) -> Result<Value> {
+    let input: ListDeliveryStreamsInput = parse(body)?;
+    let limit = input.limit.unwrap_or(10);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::invalid("Limit must be between 1 and 10000."));
+    }
+    if let Some(t) = &input.delivery_stream_type
+        && !["DirectPut", "KinesisStreamAsSource", "MSKAsSource", "DatabaseAsSource"]
+            .contains(&t.as_str())
+    {
+        return Err(ApiError::invalid(format!("Invalid DeliveryStreamType '{t}'.")));
+    }
+    let names: Vec<String> = state
+        .service
+        .stream_names()
+        .into_iter()
+        .filter(|n| input.exclusive_start_delivery_stream_name.as_ref().is_none_or(|s| n > s))
+        .filter(|n| match &input.delivery_stream_type {
+            Some(t) => state.service.stream(n).is_some_and(|s| &s.stream_type == t),
+            None => true,
+        })
+        .collect();
+    let page: Vec<&String> = names.iter().take(limit as usize).collect();
+    Ok(json!({ "DeliveryStreamNames": page, "HasMoreDeliveryStreams": names.len() > page.len() }))
+}
+
+/// The PutRecordBatch body, borrowing from the request (`Data` is base64 text).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutRecordBatchBody<'a> {
+    #[serde(rename = "DeliveryStreamName", borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(rename = "Records", borrow)]
+    records: Option<Vec<RecordBody<'a>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordBody<'a> {
+    #[serde(rename = "Data", borrow)]
+    data: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutRecordBody<'a> {
+    #[serde(rename = "DeliveryStreamName", borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(rename = "Record", borrow)]
+    record: Option<RecordBody<'a>>,
+}
+
+fn parse_borrowed<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(ErrorKind::Serialization, format!("Could not parse request body: {e}"))
+    })
+}
+
+/// Decodes each record's base64 into one shared buffer, checking the per-record and batch
+/// limits before anything is stored.
+fn decode_records(records: &[RecordBody<'_>], field: &str) -> Result<Vec<Bytes>> {
+    let engine = &base64::engine::general_purpose::STANDARD;
+    let estimate: usize = records.iter().map(|r| r.data.as_ref().map_or(0, |d| d.len() / 4 * 3)).sum();
+    let mut buf = BytesMut::with_capacity(estimate);
+    let mut ends = Vec::with_capacity(records.len());
+    for (i, record) in records.iter().enumerate() {
+        let data = record.data.as_deref().ok_or_else(|| {
+            ApiError::invalid(format!(
+                "1 validation error detected: Value null at '{field}{}.member.data' failed to satisfy \
+                 constraint: Member must not be null",
+                i + 1
+            ))
+        })?;
+        let start = buf.len();
+        buf.resize(start + data.len() / 4 * 3 + 3, 0);
+        let written = engine.decode_slice(data.as_bytes(), &mut buf[start..]).map_err(|e| {
+            ApiError::new(
+                ErrorKind::Serialization,
+                format!("Record {} Data is not valid base64: {e}", i + 1),
+            )
+        })?;
+        buf.truncate(start + written);
+        if written > MAX_RECORD_BYTES {
+            return Err(ApiError::invalid(format!(
+                "1 validation error detected: Value at '{field}{}.member.data' failed to satisfy \
+                 constraint: Member must have length less than or equal to {MAX_RECORD_BYTES}",
+                i + 1
+            )));
+        }
+        if buf.len() > MAX_BATCH_BYTES {
+            return Err(ApiError::invalid("Records size exceeds 4 MB limit"));
+        }
+        ends.push(buf.len());
+    }
+    let mut all = buf.freeze();
+    let mut out = Vec::with_capacity(ends.len());
+    let mut taken = 0;
+    for end in ends {
+        out.push(all.split_to(end - taken));
+        taken = end;
+    }
+    Ok(out)
+}
+
+async fn put_record_batch(state: &ApiState, body: &[u8]) -> Result<Value> {
+    let input: PutRecordBatchBody<'_> = parse_borrowed(body)?;
+    let name = input.name.ok_or_else(|| ApiError::invalid("DeliveryStreamName is required."))?;
+    validate_stream_name(&name)?;
+    let records = input.records.unwrap_or_default();
+    if records.is_empty() || records.len() > MAX_BATCH_RECORDS {
+        return Err(ApiError::invalid(format!(
+            "1 validation error detected: Value at 'records' failed to satisfy constraint: Member \
+             must have length between 1 and {MAX_BATCH_RECORDS} (got {})",
+            records.len()
+        )));
+    }
+    let data = decode_records(&records, "records.")?;
+    let outcome = state.service.put_records(&name, data).await?;
+    let mut failed = 0;
+    let responses: Vec<Value> = outcome
+        .records
+        .into_iter()
+        .map(|r| match r {
+            RecordOutcome::Accepted(id) => json!({ "RecordId": id }),
+            RecordOutcome::Failed { code, message } => {
+                failed += 1;
+                json!({ "ErrorCode": code, "ErrorMessage": message })
+            }
+        })
+        .collect();
+    Ok(json!({
+        "FailedPutCount": failed,
+        "Encrypted": outcome.encrypted,
+        "RequestResponses": responses,
+    }))
+}
+
+async fn put_record(state: &ApiState, body: &[u8]) -> Result<Value> {
+    let input: PutRecordBody<'_> = parse_borrowed(body)?;
+    let name = input.name.ok_or_else(|| ApiError::invalid("DeliveryStreamName is required."))?;
+    validate_stream_name(&name)?;
+    let record = input.record.ok_or_else(|| ApiError::invalid("Record is required."))?;
+    let data = decode_records(std::slice::from_ref(&record), "record")?;
+    let outcome = state.service.put_records(&name, data).await?;
+    match outcome.records.into_iter().next() {
+        Some(RecordOutcome::Accepted(id)) => {
+            Ok(json!({ "RecordId": id, "Encrypted": outcome.encrypted }))
+        }
+        Some(RecordOutcome::Failed { code, message }) => Err(ApiError::new(
+            if code == "ServiceUnavailableException" {
+                ErrorKind::ServiceUnavailable
+            } else {
+                ErrorKind::Internal
+            },
+            message,
+        )),
+        None => Err(ApiError::internal("put_records returned no outcome")),
+    }
+}

@@ -1,0 +1,374 @@
+//! Request and response shapes of the Firehose API, exactly as the AWS service model names them
+//! (`../shared/reference/firehose-service-2.json`).
+//!
+//! Shapes Lakehose fully understands are typed and reject unknown members
+//! (`SerializationException`), so a misspelt option never passes silently. Shapes owned by later
+//! features (format conversion, other destinations, sources) are kept as JSON values: parsed,
+//! stored and echoed back by Describe, and validated by the feature that uses them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Skips `None` when serializing; every optional member of an AWS shape is omitted when unset.
+macro_rules! shape {
+    ($(#[$meta:meta])* pub struct $name:ident { $($(#[$fmeta:meta])* $field:ident : $ty:ty = $wire:literal),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $(
+                $(#[$fmeta])*
+                #[serde(rename = $wire, default, skip_serializing_if = "Option::is_none")]
+                pub $field: Option<$ty>,
+            )*
+        }
+    };
+}
+
+shape! {
+    /// `BufferingHints`: flush when either threshold is reached.
+    pub struct BufferingHints {
+        /// 1..=128 MiB (default 5).
+        size_in_mbs: i64 = "SizeInMBs",
+        /// 0..=900 seconds (default 300); 0 delivers as soon as a batch is durable.
+        interval_in_seconds: i64 = "IntervalInSeconds",
+    }
+}
+
+shape! {
+    /// `EncryptionConfiguration` of an S3 destination.
+    pub struct EncryptionConfiguration {
+        /// `"NoEncryption"`.
+        no_encryption_config: String = "NoEncryptionConfig",
+        /// `{"AWSKMSKeyARN": "..."}`.
+        kms_encryption_config: Value = "KMSEncryptionConfig",
+    }
+}
+
+shape! {
+    /// `CloudWatchLoggingOptions` (stored and described; logs go to the server log).
+    pub struct CloudWatchLoggingOptions {
+        /// Whether delivery errors are logged.
+        enabled: bool = "Enabled",
+        /// Log group name.
+        log_group_name: String = "LogGroupName",
+        /// Log stream name.
+        log_stream_name: String = "LogStreamName",
+    }
+}
+
+shape! {
+    /// `ProcessingConfiguration`: the record processors, applied in Firehose's order.
+    pub struct ProcessingConfiguration {
+        /// Whether processing is on.
+        enabled: bool = "Enabled",
+        /// The processors.
+        processors: Vec<Processor> = "Processors",
+    }
+}
+
+/// One processor: its type and parameters.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Processor {
+    /// `ProcessorType`.
+    #[serde(rename = "Type")]
+    pub kind: String,
+    /// Its parameters.
+    #[serde(rename = "Parameters", default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Vec<ProcessorParameter>>,
+}
+
+/// `ProcessorParameter`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessorParameter {
+    /// `ProcessorParameterName`.
+    #[serde(rename = "ParameterName")]
+    pub name: String,
+    /// Its value, 1..=5120 characters.
+    #[serde(rename = "ParameterValue")]
+    pub value: String,
+}
+
+shape! {
+    /// `RetryOptions`.
+    pub struct RetryOptions {
+        /// 0..=7200 seconds.
+        duration_in_seconds: i64 = "DurationInSeconds",
+    }
+}
+
+shape! {
+    /// `DynamicPartitioningConfiguration`.
+    pub struct DynamicPartitioningConfiguration {
+        /// Retry options for partitioned delivery.
+        retry_options: RetryOptions = "RetryOptions",
+        /// Enabled only at creation, never disabled.
+        enabled: bool = "Enabled",
+    }
+}
+
+shape! {
+    /// `S3DestinationConfiguration`, also used as `S3BackupConfiguration`, and (with every
+    /// member optional) as `S3DestinationUpdate`.
+    pub struct S3DestinationConfiguration {
+        /// IAM role (stored, not enforced).
+        role_arn: String = "RoleARN",
+        /// `arn:aws:s3:::NAME`.
+        bucket_arn: String = "BucketARN",
+        /// Object key prefix template.
+        prefix: String = "Prefix",
+        /// Error output prefix template.
+        error_output_prefix: String = "ErrorOutputPrefix",
+        /// Buffering thresholds.
+        buffering_hints: BufferingHints = "BufferingHints",
+        /// `UNCOMPRESSED | GZIP | ZIP | Snappy | HADOOP_SNAPPY`.
+        compression_format: String = "CompressionFormat",
+        /// Server-side encryption of objects.
+        encryption_configuration: EncryptionConfiguration = "EncryptionConfiguration",
+        /// Error logging.
+        cloud_watch_logging_options: CloudWatchLoggingOptions = "CloudWatchLoggingOptions",
+    }
+}
+
+shape! {
+    /// `ExtendedS3DestinationConfiguration`, and (with `S3BackupUpdate`) `ExtendedS3DestinationUpdate`.
+    pub struct ExtendedS3DestinationConfiguration {
+        /// IAM role (stored, not enforced).
+        role_arn: String = "RoleARN",
+        /// `arn:aws:s3:::NAME`.
+        bucket_arn: String = "BucketARN",
+        /// Object key prefix template.
+        prefix: String = "Prefix",
+        /// Error output prefix template.
+        error_output_prefix: String = "ErrorOutputPrefix",
+        /// Buffering thresholds.
+        buffering_hints: BufferingHints = "BufferingHints",
+        /// `UNCOMPRESSED | GZIP | ZIP | Snappy | HADOOP_SNAPPY`.
+        compression_format: String = "CompressionFormat",
+        /// Server-side encryption of objects.
+        encryption_configuration: EncryptionConfiguration = "EncryptionConfiguration",
+        /// Error logging.
+        cloud_watch_logging_options: CloudWatchLoggingOptions = "CloudWatchLoggingOptions",
+        /// Record processors.
+        processing_configuration: ProcessingConfiguration = "ProcessingConfiguration",
+        /// `Disabled | Enabled`.
+        s3_backup_mode: String = "S3BackupMode",
+        /// Where source records are backed up.
+        s3_backup_configuration: S3DestinationConfiguration = "S3BackupConfiguration",
+        /// `S3BackupUpdate` (update requests only).
+        s3_backup_update: S3DestinationConfiguration = "S3BackupUpdate",
+        /// JSON -> Parquet/ORC conversion (validated by the format-conversion feature).
+        data_format_conversion_configuration: Value = "DataFormatConversionConfiguration",
+        /// Dynamic partitioning.
+        dynamic_partitioning_configuration: DynamicPartitioningConfiguration = "DynamicPartitioningConfiguration",
+        /// Overrides the default file extension.
+        file_extension: String = "FileExtension",
+        /// Time zone for prefixes and suffixes (default UTC).
+        custom_time_zone: String = "CustomTimeZone",
+    }
+}
+
+/// `Tag`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tag {
+    /// 1..=128 characters, not starting with `aws:`.
+    #[serde(rename = "Key")]
+    pub key: String,
+    /// 0..=256 characters.
+    #[serde(rename = "Value", default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+shape! {
+    /// `DeliveryStreamEncryptionConfigurationInput`.
+    pub struct EncryptionInput {
+        /// KMS key ARN for `CUSTOMER_MANAGED_CMK`.
+        key_arn: String = "KeyARN",
+        /// `AWS_OWNED_CMK | CUSTOMER_MANAGED_CMK`.
+        key_type: String = "KeyType",
+    }
+}
+
+shape! {
+    /// `CreateDeliveryStreamInput`.
+    pub struct CreateDeliveryStreamInput {
+        /// The stream's name.
+        delivery_stream_name: String = "DeliveryStreamName",
+        /// `DirectPut` (default) and the source-driven types.
+        delivery_stream_type: String = "DeliveryStreamType",
+        /// `{ThroughputHintInMBs}`, informational.
+        direct_put_source_configuration: Value = "DirectPutSourceConfiguration",
+        /// Kinesis Data Streams source.
+        kinesis_stream_source_configuration: Value = "KinesisStreamSourceConfiguration",
+        /// MSK source.
+        msk_source_configuration: Value = "MSKSourceConfiguration",
+        /// Database source.
+        database_source_configuration: Value = "DatabaseSourceConfiguration",
+        /// Server-side encryption of the stream.
+        delivery_stream_encryption_configuration_input: EncryptionInput = "DeliveryStreamEncryptionConfigurationInput",
+        /// Deprecated S3 destination.
+        s3_destination_configuration: S3DestinationConfiguration = "S3DestinationConfiguration",
+        /// Extended S3 destination.
+        extended_s3_destination_configuration: ExtendedS3DestinationConfiguration = "ExtendedS3DestinationConfiguration",
+        /// Redshift destination.
+        redshift_destination_configuration: Value = "RedshiftDestinationConfiguration",
+        /// Elasticsearch destination.
+        elasticsearch_destination_configuration: Value = "ElasticsearchDestinationConfiguration",
+        /// OpenSearch destination.
+        amazonopensearchservice_destination_configuration: Value = "AmazonopensearchserviceDestinationConfiguration",
+        /// OpenSearch Serverless destination.
+        amazon_open_search_serverless_destination_configuration: Value = "AmazonOpenSearchServerlessDestinationConfiguration",
+        /// Splunk destination.
+        splunk_destination_configuration: Value = "SplunkDestinationConfiguration",
+        /// HTTP endpoint destination.
+        http_endpoint_destination_configuration: Value = "HttpEndpointDestinationConfiguration",
+        /// Snowflake destination.
+        snowflake_destination_configuration: Value = "SnowflakeDestinationConfiguration",
+        /// Iceberg destination.
+        iceberg_destination_configuration: Value = "IcebergDestinationConfiguration",
+        /// Initial tags.
+        tags: Vec<Tag> = "Tags",
+    }
+}
+
+shape! {
+    /// `UpdateDestinationInput`.
+    pub struct UpdateDestinationInput {
+        /// The stream's name.
+        delivery_stream_name: String = "DeliveryStreamName",
+        /// Must equal the stream's `VersionId`.
+        current_delivery_stream_version_id: String = "CurrentDeliveryStreamVersionId",
+        /// `destinationId-000000000001`.
+        destination_id: String = "DestinationId",
+        /// S3 update.
+        s3_destination_update: S3DestinationConfiguration = "S3DestinationUpdate",
+        /// Extended S3 update.
+        extended_s3_destination_update: ExtendedS3DestinationConfiguration = "ExtendedS3DestinationUpdate",
+        /// Redshift update.
+        redshift_destination_update: Value = "RedshiftDestinationUpdate",
+        /// Elasticsearch update.
+        elasticsearch_destination_update: Value = "ElasticsearchDestinationUpdate",
+        /// OpenSearch update.
+        amazonopensearchservice_destination_update: Value = "AmazonopensearchserviceDestinationUpdate",
+        /// OpenSearch Serverless update.
+        amazon_open_search_serverless_destination_update: Value = "AmazonOpenSearchServerlessDestinationUpdate",
+        /// Splunk update.
+        splunk_destination_update: Value = "SplunkDestinationUpdate",
+        /// HTTP endpoint update.
+        http_endpoint_destination_update: Value = "HttpEndpointDestinationUpdate",
+        /// Snowflake update.
+        snowflake_destination_update: Value = "SnowflakeDestinationUpdate",
+        /// Iceberg update.
+        iceberg_destination_update: Value = "IcebergDestinationUpdate",
+    }
+}
+
+shape! {
+    /// `DeleteDeliveryStreamInput`.
+    pub struct DeleteDeliveryStreamInput {
+        /// The stream's name.
+        delivery_stream_name: String = "DeliveryStreamName",
+        /// Delete even when a KMS grant cannot be retired.
+        allow_force_delete: bool = "AllowForceDelete",
+    }
+}
+
+shape! {
+    /// `DescribeDeliveryStreamInput`.
+    pub struct DescribeDeliveryStreamInput {
+        /// The stream's name.
+        delivery_stream_name: String = "DeliveryStreamName",
+        /// 1..=10000 destinations.
+        limit: i64 = "Limit",
+        /// Start after this destination id.
+        exclusive_start_destination_id: String = "ExclusiveStartDestinationId",
+    }
+}
+
+shape! {
+    /// `ListDeliveryStreamsInput`.
+    pub struct ListDeliveryStreamsInput {
+        /// 1..=10000 names (default 10).
+        limit: i64 = "Limit",
+        /// Only streams of this type.
+        delivery_stream_type: String = "DeliveryStreamType",
+        /// Start after this name.
+        exclusive_start_delivery_stream_name: String = "ExclusiveStartDeliveryStreamName",
+    }
+}
+
+shape! {
+    /// `TagDeliveryStreamInput`.
+    pub struct TagDeliveryStreamInput {
+        /// The stream's name.
+        delivery_stream_name: String = "DeliveryStreamName",
+        /// 1..=50 tags.
+        tags: Vec<Tag> = "Tags",
+    }
+}
+
+shape! {
+    /// `UntagDeliveryStreamInput`.
+    pub struct UntagDeliveryStreamInput {
+        /// The stream's name.
+        delivery_stream_name: String = "DeliveryStreamName",
+        /// 1..=50 keys.
+        tag_keys: Vec<String> = "TagKeys",
+    }
+}
+
+shape! {
+    /// `ListTagsForDeliveryStreamInput`.
+    pub struct ListTagsForDeliveryStreamInput {
+        /// The stream's name.
+        delivery_stream_name: String = "DeliveryStreamName",
+        /// Start after this key.
+        exclusive_start_tag_key: String = "ExclusiveStartTagKey",
+        /// 1..=50 tags (default 50).
+        limit: i64 = "Limit",
+    }
+}
+
+shape! {
+    /// `StartDeliveryStreamEncryptionInput`.
+    pub struct StartEncryptionInput {
+        /// The stream's name.
+        delivery_stream_name: String = "DeliveryStreamName",
+        /// Key type and ARN.
+        delivery_stream_encryption_configuration_input: EncryptionInput = "DeliveryStreamEncryptionConfigurationInput",
+    }
+}
+
+shape! {
+    /// `StopDeliveryStreamEncryptionInput`.
+    pub struct StopEncryptionInput {
+        /// The stream's name.
+        delivery_stream_name: String = "DeliveryStreamName",
+    }
+}
+
+/// The outcome of one record of a put: its id, or why it was not accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecordOutcome {
+    /// Durable and acknowledged under this `RecordId`.
+    Accepted(String),
+    /// Not accepted; the client should retry it (`ServiceUnavailableException` or `InternalFailure`).
+    Failed {
+        /// `ServiceUnavailableException` or `InternalFailure`.
+        code: &'static str,
+        /// Human-readable reason.
+        message: String,
+    },
+}
+
+/// The result of putting records: one outcome per record, in request order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PutOutcome {
+    /// One per record, same order as the request.
+    pub records: Vec<RecordOutcome>,
+    /// Whether server-side encryption was on for these records.
+    pub encrypted: bool,
+}

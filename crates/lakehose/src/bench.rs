@@ -1,0 +1,229 @@
+//! `lakehose bench ingest`: starts a server (this same binary, as a child process, so its RSS is
+//! its own), creates a stream, sends PutRecordBatch load from N concurrent connections for a fixed
+//! time with fsync'd acks, and prints records/s, MB/s, p50/p99 ack latency, records/s landed in
+//! the bucket, and the server's peak RSS — for ~350-byte JSON events and 1 KiB records.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde_json::json;
+use tokio::io::AsyncBufReadExt;
+
+use crate::client::{FirehoseClient, put_record_batch_body};
+
+/// Options of `lakehose bench ingest`.
+#[derive(clap::Args, Debug)]
+pub struct IngestArgs {
+    /// Seconds of load per shape.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 8)]
+    pub connections: usize,
+    /// Record shapes to run: `json` (~350-byte events), `1k` (1 KiB records).
+    #[arg(long, value_delimiter = ',', default_value = "json,1k")]
+    pub shapes: Vec<String>,
+    /// Data dir for the server (a fresh temporary folder by default).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// A ~350-byte JSON log event like the ones web services emit.
+fn json_event(i: u64) -> Vec<u8> {
+    let s = format!(
+        "{{\"event_id\":\"{i:016x}\",\"ts\":\"2026-11-23T20:{:02}:{:02}.{:03}Z\",\"level\":\"INFO\",\
+         \"service\":\"checkout\",\"host\":\"ip-10-0-{}-{}.ec2.internal\",\"user_id\":{},\
+         \"session\":\"s-{:08x}\",\"method\":\"POST\",\"path\":\"/api/v1/orders/{}\",\"status\":200,\
+         \"latency_ms\":{},\"bytes\":{},\"user_agent\":\"Mozilla/5.0 (X11; Linux x86_64)\",\
+         \"geo\":{{\"country\":\"DE\",\"city\":\"Berlin\"}},\"message\":\"order placed\"}}\n",
+        i % 60,
+        (i / 60) % 60,
+        i % 1000,
+        i % 256,
+        (i * 7) % 256,
+        i % 100_000,
+        i.wrapping_mul(2654435761) as u32,
+        i % 10_000,
+        i % 900,
+        (i * 13) % 20_000,
+    );
+    s.into_bytes()
+}
+
+fn kib_record(i: u64) -> Vec<u8> {
+    let mut r = format!("{i:016x}").into_bytes();
+    r.resize(1024, b'x');
+    r
+}
+
+struct Child {
+    child: tokio::process::Child,
+    pid: u32,
+    endpoint: String,
+}
+
+async fn start_server(data_dir: &std::path::Path) -> anyhow::Result<Child> {
+    let exe = std::env::current_exe()?;
+    let mut child = tokio::process::Command::new(exe)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting the server")?;
+    let pid = child.id().unwrap_or_default();
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let endpoint = loop {
+        let line = lines.next_line().await?.context("server exited before listening")?;
+        if let Some(url) = line.strip_prefix("lakehose listening on ") {
+            break url.trim().to_string();
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(Child { child, pid, endpoint })
+}
+
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+async fn delivered_records(endpoint: &str, stream: &str) -> u64 {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let Ok(uri) = format!("{endpoint}/metrics").parse() else { return 0 };
+    let Ok(resp) = client.get(uri).await else { return 0 };
+    use http_body_util::BodyExt;
+    let Ok(body) = resp.into_body().collect().await else { return 0 };
+    let text = String::from_utf8_lossy(&body.to_bytes()).to_string();
+    let needle = format!("stream=\"{stream}\"");
+    text.lines()
+        .filter(|l| l.starts_with("DeliveryToS3_Records") && l.contains(&needle))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Runs the ingest benchmark.
+pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let data_dir = args.data_dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    let mut server = start_server(&data_dir).await?;
+    let client = FirehoseClient::new(&server.endpoint)?;
+    println!(
+        "lakehose bench ingest: {} connections, {} s per shape, server pid {}, acks after fsync",
+        args.connections, args.duration, server.pid
+    );
+    println!(
+        "{:<6} {:>12} {:>9} {:>10} {:>10} {:>14} {:>12}",
+        "shape", "records/s", "MB/s", "p50 ms", "p99 ms", "landed rec/s", "peak RSS MiB"
+    );
+    for shape in &args.shapes {
+        let stream = format!("bench-{shape}");
+        client
+            .call(
+                "CreateDeliveryStream",
+                &json!({
+                    "DeliveryStreamName": stream,
+                    "ExtendedS3DestinationConfiguration": {
+                        "RoleARN": "arn:aws:iam::123456789012:role/bench",
+                        "BucketARN": "arn:aws:s3:::bench",
+                        "Prefix": format!("{shape}/"),
+                        "BufferingHints": {"SizeInMBs": 64, "IntervalInSeconds": 1}
+                    }
+                }),
+            )
+            .await?;
+        let make: fn(u64) -> Vec<u8> = if shape == "1k" { kib_record } else { json_event };
+        // 16 distinct pre-encoded bodies per connection: the client's cost stays small.
+        let bodies: Arc<Vec<bytes::Bytes>> = Arc::new(
+            (0..16u64)
+                .map(|b| {
+                    let records: Vec<Vec<u8>> = (0..500).map(|i| make(b * 500 + i)).collect();
+                    let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+                    put_record_batch_body(&stream, &refs)
+                })
+                .collect(),
+        );
+        let record_bytes: u64 = (0..500).map(|i| make(i).len() as u64).sum::<u64>() / 500;
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(args.duration);
+        let mut tasks = tokio::task::JoinSet::new();
+        for c in 0..args.connections {
+            let client = client.clone();
+            let bodies = bodies.clone();
+            tasks.spawn(async move {
+                let mut latencies = Vec::new();
+                let mut accepted = 0u64;
+                let mut i = c;
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    let body = bodies[i % bodies.len()].clone();
+                    i += 1;
+                    match client.call_raw("PutRecordBatch", body).await {
+                        Ok(r) => {
+                            let failed = r["FailedPutCount"].as_u64().unwrap_or(0);
+                            accepted += 500 - failed;
+                            latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+                        }
+                        Err(e) => {
+                            eprintln!("request failed: {e}");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+                (accepted, latencies)
+            });
+        }
+        let mut accepted = 0;
+        let mut latencies = Vec::new();
+        while let Some(r) = tasks.join_next().await {
+            let (a, l) = r?;
+            accepted += a;
+            latencies.extend(l);
+        }
+        let load_s = started.elapsed().as_secs_f64();
+        latencies.sort_by(f64::total_cmp);
+        // Wait until everything acknowledged has landed in the bucket.
+        let landed_deadline = Instant::now() + Duration::from_secs(120);
+        let mut landed = 0;
+        while Instant::now() < landed_deadline {
+            landed = delivered_records(&server.endpoint, &stream).await;
+            if landed >= accepted {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let land_s = started.elapsed().as_secs_f64();
+        println!(
+            "{:<6} {:>12.0} {:>9.1} {:>10.2} {:>10.2} {:>14.0} {:>12.1}",
+            shape,
+            accepted as f64 / load_s,
+            (accepted * record_bytes) as f64 / load_s / 1e6,
+            percentile(&latencies, 0.5),
+            percentile(&latencies, 0.99),
+            landed as f64 / land_s,
+            peak_rss_mib(server.pid),
+        );
+        if landed < accepted {
+            println!("  warning: only {landed} of {accepted} acknowledged records landed within 120 s");
+        }
+    }
+    let _ = server.child.kill().await;
+    Ok(())
+}

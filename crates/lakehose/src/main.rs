@@ -1,0 +1,97 @@
+//! `lakehose`: a self-hosted, Firehose-compatible streaming ingest service.
+//!
+//! Commands: `serve` (the service), `put` (send newline-delimited records), `streams` (control
+//! plane), `bench` (benchmarks). See README.md for the quick start.
+
+mod bench;
+mod client;
+mod config;
+mod put;
+mod serve;
+mod streams;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "lakehose", version, about = "Self-hosted, Firehose-compatible streaming ingest")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the service.
+    Serve {
+        /// Configuration file (default: ./lakehose.toml when present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Address to listen on (default 127.0.0.1:4573).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Data folder (default ./lakehose-data).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Send newline-delimited records to a stream.
+    Put {
+        /// The Lakehose (or Firehose) endpoint.
+        #[arg(long, env = "LAKEHOSE_ENDPOINT", default_value = "http://127.0.0.1:4573")]
+        endpoint: String,
+        #[command(flatten)]
+        args: put::PutArgs,
+    },
+    /// Manage delivery streams.
+    Streams {
+        /// The Lakehose (or Firehose) endpoint.
+        #[arg(long, env = "LAKEHOSE_ENDPOINT", default_value = "http://127.0.0.1:4573")]
+        endpoint: String,
+        #[command(subcommand)]
+        command: streams::StreamsCommand,
+    },
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Durable ingest throughput, ack latency, delivery rate and RSS.
+    Ingest(bench::IngestArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve { config, listen, data_dir } => {
+                let mut cfg = config::Config::load(config.as_deref())?;
+                if let Some(l) = listen {
+                    cfg.listen = l;
+                }
+                if let Some(d) = data_dir {
+                    cfg.data_dir = d;
+                }
+                serve::run(cfg).await
+            }
+            Command::Put { endpoint, args } => put::run(client::FirehoseClient::new(&endpoint)?, args).await,
+            Command::Streams { endpoint, command } => {
+                streams::run(client::FirehoseClient::new(&endpoint)?, command).await
+            }
+            Command::Bench { command: BenchCommand::Ingest(args) } => bench::ingest(args).await,
+        }
+    })
+}

@@ -1,0 +1,6 @@
+//! One integration-test binary: the real `lakehose` binary driven by the official AWS SDK.
+
+mod api;
+mod common;
+mod crash;
+mod delivery;

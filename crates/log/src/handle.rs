@@ -1,0 +1,291 @@
+//! [`Log`], the cloneable handle.
+
+use std::ops::Range;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+use tokio::sync::{Semaphore, oneshot, watch};
+
+use crate::checkpoint::{self, Checkpoint};
+use crate::error::{Error, Result};
+use crate::format::MAX_RECORD_BYTES;
+use crate::fs::{Fs, FsLock, StdFs};
+use crate::reader::LogReader;
+use crate::recovery::{Recovery, recover};
+use crate::shared::{Shared, lock};
+use crate::writer::{Msg, Request, Writer};
+use crate::{Durable, LogConfig};
+
+/// Name of the lock file in the log directory.
+const LOCK_FILE: &str = "LOCK";
+
+/// A write-ahead log. Cheap to clone; all clones share one writer thread. Usable from any
+/// number of tokio tasks and threads concurrently.
+///
+/// The writer thread stops on [`Log::close`] or when the last clone is dropped, after
+/// finishing the appends already submitted.
+#[derive(Clone)]
+pub struct Log {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    tx: Sender<Msg>,
+    /// Backpressure on appended-but-unanswered bytes.
+    pending: Arc<Semaphore>,
+    pending_cap: usize,
+    closed: AtomicBool,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    /// The last checkpoint; the mutex also serializes `checkpoint` calls.
+    checkpoint: Mutex<Checkpoint>,
+    _lock: Box<dyn FsLock>,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log")
+            .field("dir", &self.inner.shared.dir)
+            .field("durable", &*self.inner.shared.durable.borrow())
+            .field("poisoned", &self.inner.shared.poison.get())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Log {
+    /// Opens (creating if needed) the log in `dir`, running recovery.
+    pub fn open(dir: &Path, config: LogConfig) -> Result<(Log, Recovery)> {
+        Log::open_with_fs(dir, config, Arc::new(StdFs))
+    }
+
+    /// Same as [`Log::open`] with an injectable filesystem.
+    pub fn open_with_fs(
+        dir: &Path,
+        config: LogConfig,
+        fs: Arc<dyn Fs>,
+    ) -> Result<(Log, Recovery)> {
+        fs.create_dir_all(dir)
+            .map_err(|e| Error::io("create directory", dir, e))?;
+        let fs_lock = fs.lock(&dir.join(LOCK_FILE)).map_err(|source| Error::Locked {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let recovered = recover(&*fs, dir, config.fsync)?;
+
+        let (durable, _) = watch::channel(Durable {
+            next_seq: recovered.next_seq,
+            bytes: 0,
+        });
+        let pending_cap = config
+            .max_pending_bytes
+            .clamp(1, u32::MAX as usize)
+            .min(Semaphore::MAX_PERMITS);
+        let shared = Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            fs,
+            config,
+            segments: Mutex::new(recovered.table),
+            poison: OnceLock::new(),
+            durable,
+        });
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer::new(shared.clone(), rx, recovered.active, recovered.next_seq);
+        let thread = std::thread::Builder::new()
+            .name("lakehose-log-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|e| Error::io("spawn writer thread for", dir, e))?;
+
+        let log = Log {
+            inner: Arc::new(Inner {
+                shared,
+                tx,
+                pending: Arc::new(Semaphore::new(pending_cap)),
+                pending_cap,
+                closed: AtomicBool::new(false),
+                thread: Mutex::new(Some(thread)),
+                checkpoint: Mutex::new(recovered.checkpoint),
+                _lock: fs_lock,
+            }),
+        };
+        Ok((log, recovered.report))
+    }
+
+    /// Appends `records`, all with arrival time `arrival_ms` (milliseconds since the Unix
+    /// epoch). Resolves only after the records are fsync'd, with the contiguous seqs they
+    /// got. Zero-length records are valid; an empty `records` returns an empty range.
+    ///
+    /// Dropping the future before it resolves does not cancel the write: the records may
+    /// still become durable, they are just not acknowledged.
+    pub async fn append(&self, records: Vec<Bytes>, arrival_ms: i64) -> Result<Range<u64>> {
+        self.check_writable()?;
+        if let Some(r) = records.iter().find(|r| r.len() > MAX_RECORD_BYTES) {
+            return Err(Error::RecordTooLarge {
+                len: r.len(),
+                max: MAX_RECORD_BYTES,
+            });
+        }
+        if records.is_empty() {
+            let next = self.inner.shared.durable.borrow().next_seq;
+            return Ok(next..next);
+        }
+        let encoded = Request::encoded_len(&records);
+        let permits = encoded.min(self.inner.pending_cap) as u32;
+        let permit = self
+            .inner
+            .pending
+            .clone()
+            .acquire_many_owned(permits)
+            .await
+            .map_err(|_| Error::Closed)?;
+        // Re-check: the log may have been poisoned or closed while waiting for room.
+        self.check_writable()?;
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .tx
+            .send(Msg::Append(Request {
+                records,
+                arrival_ms,
+                encoded,
+                reply,
+                _permit: permit,
+            }))
+            .map_err(|_| Error::Closed)?;
+        // A dropped reply means the writer stopped without answering: the log was closed.
+        answer.await.map_err(|_| Error::Closed)?
+    }
+
+    /// A watch of the durable end; changes after every group commit.
+    pub fn durable(&self) -> watch::Receiver<Durable> {
+        self.inner.shared.durable.subscribe()
+    }
+
+    /// A reader over durable records starting at `from_seq`, which must be between
+    /// [`Log::oldest_retained_seq`] and the durable end.
+    pub fn reader(&self, from_seq: u64) -> Result<LogReader> {
+        LogReader::new(self.inner.shared.clone(), from_seq)
+    }
+
+    /// Persists the checkpoint — every record with `seq < committed` is delivered, and
+    /// `pending` is opaque bytes stored with it — then deletes the segments whose records
+    /// are all below `committed` (never the active segment).
+    ///
+    /// `committed` may not move backwards nor beyond the durable end. Blocks for the
+    /// checkpoint's fsyncs. A failure to write the checkpoint poisons the log; a failure to
+    /// delete a segment is returned but harmless (it is retried by the next checkpoint or
+    /// open).
+    pub fn checkpoint(&self, committed: u64, pending: &[u8]) -> Result<()> {
+        self.check_writable()?;
+        let shared = &self.inner.shared;
+        let mut last = lock(&self.inner.checkpoint);
+        let invalid = |reason: String| Error::InvalidCheckpoint { committed, reason };
+        if committed < last.committed {
+            return Err(invalid(format!(
+                "moves backwards from {}",
+                last.committed
+            )));
+        }
+        let durable = shared.durable.borrow().next_seq;
+        if committed > durable {
+            return Err(invalid(format!("beyond the durable end {durable}")));
+        }
+        if u32::try_from(pending.len()).is_err() {
+            return Err(invalid(format!("{} pending bytes", pending.len())));
+        }
+        let new = Checkpoint {
+            committed,
+            pending: pending.to_vec(),
+        };
+        if let Err(e) = checkpoint::write(&*shared.fs, &shared.dir, &new, shared.config.fsync) {
+            shared.poison(format!("writing the checkpoint: {e}"));
+            return Err(e);
+        }
+        *last = new;
+        drop(last);
+        self.reclaim(committed)
+    }
+
+    fn reclaim(&self, committed: u64) -> Result<()> {
+        let shared = &self.inner.shared;
+        let gone = shared.segments().take_reclaimable(committed);
+        let mut result = Ok(());
+        for seg in gone {
+            match shared.fs.remove(&seg.path) {
+                Ok(()) => tracing::debug!(path = %seg.path.display(), "reclaimed segment"),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(path = %seg.path.display(), error = %e, "cannot remove reclaimed segment");
+                    if result.is_ok() {
+                        result = Err(Error::io("remove", seg.path, e));
+                    }
+                }
+            }
+        }
+        result
+    }
+
+    /// The last checkpoint, as recovered on open or last written.
+    pub fn last_checkpoint(&self) -> Checkpoint {
+        lock(&self.inner.checkpoint).clone()
+    }
+
+    /// The reason the log was poisoned, if it was.
+    pub fn poisoned(&self) -> Option<String> {
+        self.inner.shared.poison.get().cloned()
+    }
+
+    /// Bytes of segment files currently on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        self.inner.shared.segments().disk_bytes
+    }
+
+    /// The smallest seq a reader may start at (base of the oldest retained segment).
+    pub fn oldest_retained_seq(&self) -> u64 {
+        let oldest = self.inner.shared.segments().oldest_base();
+        oldest.unwrap_or_else(|| self.inner.shared.durable.borrow().next_seq)
+    }
+
+    /// The log directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.shared.dir
+    }
+
+    /// Stops the writer thread after it finished the appends already submitted; later
+    /// appends fail with [`Error::Closed`]. Blocks until the thread has stopped (at most
+    /// one group commit). Also done when the last clone is dropped. Idempotent.
+    pub fn close(&self) {
+        self.inner.close();
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        self.inner.shared.check_poison()?;
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+}
+
+impl Inner {
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.pending.close();
+        let _ = self.tx.send(Msg::Close);
+        let thread = lock(&self.thread).take();
+        if let Some(thread) = thread
+            && thread.join().is_err()
+        {
+            tracing::error!(dir = %self.shared.dir.display(), "log writer thread panicked");
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+

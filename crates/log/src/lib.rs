@@ -1,0 +1,172 @@
+//! The write-ahead log of Lakehose.
+//!
+//! Every record accepted by the ingest API is appended here and acknowledged only after it
+//! is on disk: [`Log::append`] resolves after the bytes were written **and `fdatasync`ed**.
+//! The delivery loop reads records back with a [`LogReader`], and after delivering them
+//! calls [`Log::checkpoint`], which persists the delivered position and deletes segments
+//! that are no longer needed.
+//!
+//! # Durability contract
+//!
+//! - **Ack = durable.** `append` returns `Ok(seqs)` only after the records are in the log
+//!   and fsync'd. Concurrent appends share one write and one `fdatasync` (group commit,
+//!   see the `writer` module for the loop); a group holds everything pending, up to
+//!   [`LogConfig::max_commit_bytes`].
+//! - **Integrity.** Every record and segment header carries a CRC32C. Damaged records are
+//!   counted and never returned — neither by recovery nor by readers.
+//! - **Fail-stop.** The first write or fsync error poisons the log: the affected appends
+//!   fail, every later append fails with [`Error::Poisoned`] carrying the reason, and the
+//!   fsync is never retried (after a failed fsync Linux may have dropped the dirty pages, so
+//!   a retry could "succeed" without the data on disk). Restart the process: recovery
+//!   rebuilds a consistent log from what is on disk, using the CRCs.
+//! - **Monotonic seqs.** Sequence numbers are assigned contiguously and never go backwards,
+//!   across restarts and even after every segment was reclaimed.
+//! - **Recovery always finishes** without manual intervention: torn tails are truncated,
+//!   corrupt records skipped and counted ([`Recovery`]). The only files that stop an open
+//!   are ones whose loss could not be counted: a damaged checkpoint, a segment of an unknown
+//!   format version.
+//!
+//! # On-disk format
+//!
+//! A log directory contains:
+//!
+//! ```text
+//! 00000000000000000000.seg   segment files, named by the seq of their first record
+//! 00000000000000001234.seg   (20 zero-padded decimal digits)
+//! checkpoint                 the delivered position (see `checkpoint` below)
+//! checkpoint.tmp             possibly, a checkpoint being written; ignored on open
+//! LOCK                       advisory lock held by the open `Log`
+//! ```
+//!
+//! All integers are little-endian. A segment is a 32-byte header followed by records:
+//!
+//! ```text
+//! segment header (32 bytes)
+//!   0  magic        8  b"LHWAL\0\0\x01"
+//!   8  version      4  u32 = 1
+//!  12  reserved     4  zero
+//!  16  base_seq     8  u64, seq of the first record (= the file name)
+//!  24  header_crc   4  u32, CRC32C of bytes 0..24
+//!  28  pad          4  zero
+//!
+//! record (24 + len bytes), repeated
+//!   0  crc          4  u32, CRC32C of bytes 4..24+len (len, seq, arrival_ms, data)
+//!   4  len          4  u32, data length, <= MAX_RECORD_BYTES; 0 is valid
+//!   8  seq          8  u64
+//!  16  arrival_ms   8  i64, milliseconds since the Unix epoch
+//!  24  data       len
+//! ```
+//!
+//! The checkpoint file is
+//! `magic b"LHCKPT\0\x01" | committed u64 | pending_len u32 | pending | crc32c u32`
+//! (the CRC covers everything before it); it is replaced atomically by writing
+//! `checkpoint.tmp`, `fdatasync`, rename, directory fsync.
+//!
+//! ## Invariants
+//!
+//! 1. Seqs are contiguous in write order: within a segment each record's seq is the
+//!    previous one + 1, and a segment's first record has `base_seq`. Only damage creates
+//!    gaps, which is why recovery may count the number of missing seqs as lost records.
+//! 2. Only the last segment is ever appended to. A new segment is created (header written,
+//!    `fdatasync`, directory fsync) only after everything in the previous one is durable,
+//!    so damage past the last valid record of an *earlier* segment is corruption, while in
+//!    the *last* segment it is a torn write that was never acknowledged.
+//! 3. Bytes are acknowledged only after `fdatasync`; so a torn tail never holds an
+//!    acknowledged record (unless the disk damaged fsync'd data, which is then counted).
+//! 4. Segments are deleted oldest first, and only when all their records are below the
+//!    committed checkpoint and the next segment starts at or below it; the last segment is
+//!    never deleted. Hence the oldest retained seq is `<=` the committed position.
+//! 5. On open, `next_seq = max(checkpoint.committed, every segment base, last valid seq + 1)`.
+//!
+//! # Recovery
+//!
+//! The `recovery` module has the full rules. In short, a record is valid if it is
+//! complete, its CRC matches and its seq is at least the expected one. A failing record
+//! followed by a later valid record in the same segment is corrupt (counted, skipped; the
+//! next valid record is found via the failing record's length when plausible, else by
+//! scanning forward byte by byte). With nothing valid after it, it starts a torn tail in
+//! the last segment (truncated and counted) or a corrupt tail in an earlier one.
+//!
+//! # Design notes
+//!
+//! - *Why a dedicated OS thread for writing, not a tokio task?* The writer spends its life
+//!   in blocking `write`/`fdatasync` calls; a thread keeps them off the async runtime and
+//!   makes group commit natural: everything queued while one fsync runs forms the next group.
+//! - *Why not retry a failed fsync?* See "fail-stop" above (PostgreSQL "fsyncgate").
+//! - *Why not delete a segment's records individually?* Deleting whole files is the only
+//!   reclamation that needs no rewrite; `segment_bytes` bounds the retained excess.
+//! - *Why are removals not followed by a directory fsync?* A removal that is lost in a
+//!   crash only resurrects a segment wholly below the checkpoint; recovery deletes it again.
+//! - *Why can appends overshoot `segment_bytes`?* A group is written to one segment with one
+//!   fsync; a segment may exceed `segment_bytes` by at most one group.
+
+mod checkpoint;
+mod error;
+mod format;
+mod fs;
+mod handle;
+mod reader;
+mod recovery;
+mod segment;
+mod shared;
+pub mod testing;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+pub use checkpoint::{CHECKPOINT_FILE, CHECKPOINT_TMP_FILE, Checkpoint};
+pub use error::{Error, Result};
+pub use format::{FORMAT_VERSION, MAX_RECORD_BYTES, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
+pub use fs::{Fs, FsFile, FsLock, StdFs};
+pub use handle::Log;
+pub use reader::LogReader;
+pub use recovery::Recovery;
+pub use segment::{parse_segment_file_name, segment_file_name};
+
+/// Tuning of a [`Log`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Roll to a new segment once the active one reaches this size. Default 64 MiB.
+    pub segment_bytes: u64,
+    /// Upper bound of one group commit (encoded bytes); a single larger append is committed
+    /// alone. Default 16 MiB.
+    pub max_commit_bytes: usize,
+    /// Bound of appended-but-unanswered bytes; further appends wait (async) for room.
+    /// Default 64 MiB.
+    pub max_pending_bytes: usize,
+    /// `fdatasync` commits, new segments and checkpoints. Default true; false only for
+    /// control tests that must show data loss without fsync.
+    pub fsync: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 64 * 1024 * 1024,
+            max_commit_bytes: 16 * 1024 * 1024,
+            max_pending_bytes: 64 * 1024 * 1024,
+            fsync: true,
+        }
+    }
+}
+
+/// The durable end of the log, published after every group commit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Durable {
+    /// Every record with `seq < next_seq` is fsync'd and readable.
+    pub next_seq: u64,
+    /// Payload bytes made durable since open (monotonic).
+    pub bytes: u64,
+}
+
+/// A record read back from the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogRecord {
+    /// Its sequence number.
+    pub seq: u64,
+    /// Arrival time, milliseconds since the Unix epoch.
+    pub arrival_ms: i64,
+    /// The payload.
+    pub data: bytes::Bytes,
+}

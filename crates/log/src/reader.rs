@@ -1,0 +1,244 @@
+//! Readers over durable records.
+//!
+//! A reader walks segments in order, one open file at a time, reading in chunks. It only
+//! reads below a segment's `end` from the segment table, which the writer advances after
+//! each fsync, so it never sees non-durable bytes. Every record's CRC is checked again on
+//! read: bit rot after recovery is detected, counted and skipped like in recovery, never
+//! returned.
+//!
+//! Invariants: `position()` only grows; records are returned in seq order, each at most
+//! once; a record returned has a matching CRC and `seq >= position()` before the call.
+
+use std::io;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::LogRecord;
+use crate::error::{Error, Result};
+use crate::format::{
+    Parsed, RECORD_HEADER_LEN, RecordHeader, SEGMENT_HEADER_LEN, find_next_valid, parse_record,
+};
+use crate::fs::FsFile;
+use crate::shared::Shared;
+
+/// Bytes read from a segment at a time.
+const READ_CHUNK: u64 = 1024 * 1024;
+
+/// A reader over durable records; see [`crate::Log::reader`].
+pub struct LogReader {
+    shared: Arc<Shared>,
+    /// Next seq to return.
+    pos: u64,
+    cursor: Cursor,
+    /// Bytes of the current segment starting at `buf_start`.
+    buf: Vec<u8>,
+    buf_start: u64,
+    corrupt: u64,
+}
+
+struct Cursor {
+    base: u64,
+    file: Box<dyn FsFile>,
+    offset: u64,
+    /// Readable end (durable, valid) as last seen in the segment table.
+    end: u64,
+}
+
+impl std::fmt::Debug for LogReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogReader")
+            .field("position", &self.pos)
+            .field("segment", &self.cursor.base)
+            .field("offset", &self.cursor.offset)
+            .field("corrupt_records", &self.corrupt)
+            .finish()
+    }
+}
+
+impl LogReader {
+    pub(crate) fn new(shared: Arc<Shared>, from_seq: u64) -> Result<LogReader> {
+        let durable = shared.durable.borrow().next_seq;
+        if from_seq > durable {
+            return Err(Error::BeyondEnd {
+                seq: from_seq,
+                durable,
+            });
+        }
+        let (base, path, offset, end, oldest) = {
+            let table = shared.segments();
+            let oldest = table.oldest_base().unwrap_or(durable);
+            let seg = table.locate(from_seq).ok_or(Error::NotRetained {
+                seq: from_seq,
+                oldest,
+            })?;
+            (
+                seg.base,
+                seg.path.clone(),
+                seg.seek_offset(from_seq),
+                seg.end,
+                oldest,
+            )
+        };
+        let file = shared.fs.open(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => Error::NotRetained {
+                seq: from_seq,
+                oldest,
+            },
+            _ => Error::io("open", path.clone(), e),
+        })?;
+        Ok(LogReader {
+            shared,
+            pos: from_seq,
+            cursor: Cursor {
+                base,
+                file,
+                offset,
+                end,
+            },
+            buf: Vec::new(),
+            buf_start: 0,
+            corrupt: 0,
+        })
+    }
+
+    /// The next durable record, or `None` at the durable end (call again after
+    /// [`crate::Log::durable`] changed). Skips and counts corrupt records.
+    #[allow(clippy::should_implement_trait)] // fallible and resumable after `None`
+    pub fn next(&mut self) -> Result<Option<LogRecord>> {
+        loop {
+            if self.cursor.offset >= self.cursor.end && !self.advance()? {
+                return Ok(None);
+            }
+            let start = self.cursor.offset;
+            let avail = self.cursor.end - start;
+            let header = if avail >= RECORD_HEADER_LEN as u64 {
+                RecordHeader::decode(self.fill(start, RECORD_HEADER_LEN)?)
+            } else {
+                None
+            };
+            let Some(header) = header.filter(|h| h.plausible_len() && h.total_len() as u64 <= avail)
+            else {
+                self.skip_damage()?;
+                continue;
+            };
+            let bytes = self.fill(start, header.total_len())?;
+            if !matches!(parse_record(bytes, 0), Parsed::Valid(_)) {
+                self.skip_damage()?;
+                continue;
+            }
+            let data = Bytes::copy_from_slice(&bytes[RECORD_HEADER_LEN..]);
+            self.cursor.offset += header.total_len() as u64;
+            if header.seq < self.pos {
+                // Positioning: the segment index points at or before the wanted seq.
+                continue;
+            }
+            self.pos = header.seq + 1;
+            return Ok(Some(LogRecord {
+                seq: header.seq,
+                arrival_ms: header.arrival_ms,
+                data,
+            }));
+        }
+    }
+
+    /// The next seq this reader will return (or a larger one, if records are missing).
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// Corrupt records this reader skipped.
+    pub fn corrupt_records(&self) -> u64 {
+        self.corrupt
+    }
+
+    /// At the end of what is known readable: refresh it, or move to the next segment.
+    /// Returns false at the durable end of the log.
+    fn advance(&mut self) -> Result<bool> {
+        let next = {
+            let table = self.shared.segments();
+            if let Some(seg) = table.get(self.cursor.base)
+                && seg.end > self.cursor.offset
+            {
+                self.cursor.end = seg.end;
+                return Ok(true);
+            }
+            // Sealed (a later segment exists) or reclaimed: move on.
+            match table.after(self.cursor.base) {
+                Some(seg) => (seg.base, seg.path.clone(), seg.end),
+                None => return Ok(false),
+            }
+        };
+        let (base, path, end) = next;
+        let file = self
+            .shared
+            .fs
+            .open(&path)
+            .map_err(|e| Error::io("open", &path, e))?;
+        self.cursor = Cursor {
+            base,
+            file,
+            offset: SEGMENT_HEADER_LEN,
+            end,
+        };
+        self.buf.clear();
+        Ok(true)
+    }
+
+    /// Returns `len` bytes at `offset` of the current segment, reading ahead in chunks.
+    /// The caller guarantees `offset + len <= self.cursor.end`.
+    fn fill(&mut self, offset: u64, len: usize) -> Result<&[u8]> {
+        let buffered = offset >= self.buf_start
+            && offset + len as u64 <= self.buf_start + self.buf.len() as u64;
+        if !buffered {
+            let want = (len as u64)
+                .max(READ_CHUNK)
+                .min(self.cursor.end - offset)
+                .max(len as u64);
+            self.buf.clear();
+            self.buf.resize(want as usize, 0);
+            self.buf_start = offset;
+            if let Err(e) = self.cursor.file.read_exact_at(&mut self.buf, offset) {
+                self.buf.clear();
+                return Err(self.read_error(e));
+            }
+        }
+        let at = (offset - self.buf_start) as usize;
+        Ok(&self.buf[at..at + len])
+    }
+
+    /// The record at the cursor is not valid: find the next valid one in this segment, or
+    /// give up on the rest of it.
+    fn skip_damage(&mut self) -> Result<()> {
+        let start = self.cursor.offset;
+        let mut rest = vec![0u8; (self.cursor.end - start) as usize];
+        self.cursor
+            .file
+            .read_exact_at(&mut rest, start)
+            .map_err(|e| self.read_error(e))?;
+        self.buf.clear();
+        let (skipped, lost) = match find_next_valid(&rest, self.pos) {
+            Some((off, h)) => (off as u64, h.seq.saturating_sub(self.pos).max(1)),
+            None => (rest.len() as u64, 1),
+        };
+        tracing::warn!(
+            segment = self.cursor.base,
+            offset = start,
+            skipped_bytes = skipped,
+            "reader skipped a corrupt record"
+        );
+        self.corrupt += lost;
+        self.cursor.offset += skipped;
+        Ok(())
+    }
+
+    fn read_error(&self, e: io::Error) -> Error {
+        Error::io(
+            "read",
+            self.shared
+                .dir
+                .join(crate::segment::segment_file_name(self.cursor.base)),
+            e,
+        )
+    }
+}

@@ -1,0 +1,314 @@
+//! The delivery loop of one stream: log -> buffer -> object -> commit.
+//!
+//! ```text
+//!   log (durable records) --reader--> Batch --(size | interval | 0 s)--> Plan --checkpoint-->
+//!   put object (retries, backoff) --> checkpoint(committed = plan.end) --> segments reclaimed
+//! ```
+//!
+//! Invariants:
+//! - The loop reads only durable records, in sequence order, starting at the committed position.
+//! - A batch is flushed when its bytes reach `SizeInMBs`, when its oldest record is
+//!   `IntervalInSeconds` old, or (interval 0) as soon as no more durable records are waiting.
+//! - Before an object is written, its [`Plan`] (sequence range, key, codec) is stored in the log's
+//!   checkpoint. After a crash the same plan is replayed first: the same records under the same
+//!   key, so the object is overwritten, never duplicated. Keys depend only on the plan (the
+//!   timestamp is the oldest record's arrival time, the random parts are seeded by the range).
+//! - The committed position moves past a range only after the sink confirmed the object, or
+//!   after the range outlived the retention period (counted in `DeliveryToS3.RecordsExpired`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use lakehose_api::stream::CompressionFormat;
+use lakehose_formats::Codec;
+use lakehose_log::{LogReader, LogRecord};
+use lakehose_sinks::keys::{KeyContext, object_key};
+use lakehose_sinks::{ObjectSink, SinkError};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::engine::StreamRuntime;
+use crate::{Error, Result, now_ms};
+
+/// The flush being delivered, stored in the log checkpoint before the object is written.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Plan {
+    /// First sequence number in the object.
+    pub start: u64,
+    /// One past the last sequence number in the object.
+    pub end: u64,
+    /// The object key.
+    pub key: String,
+    /// The compression the object is written with.
+    pub compression: CompressionFormat,
+}
+
+/// Records read from the log and not yet flushed.
+#[derive(Default)]
+struct Batch {
+    records: Vec<LogRecord>,
+    bytes: u64,
+    /// A record read past the size limit, carried into the next batch.
+    carry: Option<LogRecord>,
+}
+
+impl Batch {
+    fn oldest_arrival_ms(&self) -> Option<i64> {
+        self.records.first().map(|r| r.arrival_ms)
+    }
+}
+
+fn codec(c: CompressionFormat) -> Codec {
+    match c {
+        CompressionFormat::Uncompressed => Codec::None,
+        CompressionFormat::Gzip => Codec::Gzip,
+        CompressionFormat::Zip => Codec::Zip,
+        CompressionFormat::Snappy => Codec::Snappy,
+        CompressionFormat::HadoopSnappy => Codec::HadoopSnappy,
+    }
+}
+
+/// FNV-1a: a stable hash for seeding the random parts of a key from its range.
+fn stable_seed(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for b in *part {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        h ^= 0xff;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Fills `batch` from `reader` until the size limit or the durable end.
+fn fill(reader: &mut LogReader, batch: &mut Batch, size_limit: u64) -> Result<()> {
+    if let Some(r) = batch.carry.take() {
+        batch.bytes += r.data.len() as u64;
+        batch.records.push(r);
+    }
+    while batch.bytes < size_limit {
+        let Some(record) = reader.next()? else { break };
+        let len = record.data.len() as u64;
+        if !batch.records.is_empty() && batch.bytes + len > size_limit {
+            batch.carry = Some(record);
+            break;
+        }
+        batch.bytes += len;
+        batch.records.push(record);
+    }
+    Ok(())
+}
+
+/// Capped exponential backoff with ±20% jitter: 200 ms, 400 ms, ... up to 30 s.
+pub(crate) fn backoff(attempt: u32) -> Duration {
+    let base = 200u64.saturating_mul(1 << attempt.min(8)).min(30_000);
+    let jitter = rand::random_range(0.8..1.2);
+    Duration::from_millis((base as f64 * jitter) as u64)
+}
+
+/// Runs until `shutdown` turns true. Errors end the loop and are logged; the data stays in the
+/// log for the next start.
+pub(crate) async fn run(rt: Arc<StreamRuntime>, mut shutdown: watch::Receiver<bool>) {
+    let name = rt.spec().name.clone();
+    match run_inner(&rt, &mut shutdown).await {
+        Ok(()) => tracing::debug!(stream = %name, "delivery stopped"),
+        Err(e) => tracing::error!(stream = %name, error = %e, "delivery loop failed; data stays in the log"),
+    }
+}
+
+async fn run_inner(rt: &Arc<StreamRuntime>, shutdown: &mut watch::Receiver<bool>) -> Result<()> {
+    let checkpoint = rt.log.last_checkpoint();
+    if !checkpoint.pending.is_empty() {
+        let plan: Plan = serde_json::from_slice(&checkpoint.pending)
+            .map_err(|e| Error::Corrupt(format!("pending delivery plan: {e}")))?;
+        tracing::info!(stream = %rt.spec().name, start = plan.start, end = plan.end, key = %plan.key,
+            "replaying the delivery that was in flight at the last stop");
+        let mut reader = rt.log.reader(plan.start)?;
+        let mut records = Vec::new();
+        while reader.position() < plan.end {
+            match reader.next()? {
+                Some(r) if r.seq < plan.end => records.push(r),
+                Some(_) => break,
+                None => {
+                    return Err(Error::Corrupt(format!(
+                        "the pending plan covers up to {} but the log ends at {}",
+                        plan.end,
+                        reader.position()
+                    )));
+                }
+            }
+        }
+        if !deliver(rt, &plan, &records, shutdown).await? {
+            return Ok(());
+        }
+    }
+    let mut reader = rt.log.reader(rt.log.last_checkpoint().committed)?;
+    let mut durable = rt.log.durable();
+    let mut batch = Batch::default();
+    loop {
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+        let spec = rt.spec();
+        let (size_limit, interval_s) = spec.buffering();
+        let (r, b) = tokio::task::spawn_blocking(move || {
+            let result = fill(&mut reader, &mut batch, size_limit);
+            (result.map(|()| reader), batch)
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?;
+        reader = r?;
+        batch = b;
+        let caught_up = batch.carry.is_none() && reader.position() >= durable.borrow().next_seq;
+        rt.set_freshness(batch.oldest_arrival_ms());
+        let due = match batch.oldest_arrival_ms() {
+            None => None,
+            Some(oldest) => Some(oldest + (interval_s as i64) * 1000),
+        };
+        let flush_now = batch.bytes >= size_limit
+            || batch.carry.is_some()
+            || due.is_some_and(|d| d <= now_ms())
+            || (interval_s == 0 && !batch.records.is_empty() && caught_up);
+        if flush_now {
+            let records = std::mem::take(&mut batch.records);
+            batch.bytes = 0;
+            let plan = plan_for(rt, &records);
+            rt.log.checkpoint(rt.log.last_checkpoint().committed, &serde_json::to_vec(&plan)?)?;
+            if !deliver(rt, &plan, &records, shutdown).await? {
+                return Ok(());
+            }
+            continue;
+        }
+        if !caught_up {
+            continue;
+        }
+        let sleep = match due {
+            Some(d) => Duration::from_millis((d - now_ms()).max(1) as u64),
+            None => Duration::from_secs(3600),
+        };
+        tokio::select! {
+            changed = durable.changed() => { if changed.is_err() { return Ok(()); } }
+            _ = tokio::time::sleep(sleep) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+fn plan_for(rt: &StreamRuntime, records: &[LogRecord]) -> Plan {
+    let spec = rt.spec();
+    let start = records.first().map_or(0, |r| r.seq);
+    let end = records.last().map_or(0, |r| r.seq + 1);
+    let oldest = records.iter().map(|r| r.arrival_ms).min().unwrap_or_else(now_ms);
+    let (prefix, _) = spec.prefixes();
+    let seed = stable_seed(&[spec.name.as_bytes(), &spec.created_ms.to_le_bytes(), &start.to_le_bytes()]);
+    let no_keys = BTreeMap::new();
+    let ctx = KeyContext {
+        stream_name: &spec.name,
+        stream_version: spec.version,
+        oldest_arrival_ms: oldest,
+        time_zone: rt.time_zone(),
+        seed,
+        error_output_type: None,
+        partition_keys: &no_keys,
+    };
+    let key = object_key(&prefix, &ctx, &spec.file_extension()).unwrap_or_else(|e| {
+        tracing::error!(stream = %spec.name, error = %e, "prefix evaluation failed; using the default prefix");
+        object_key(&Default::default(), &ctx, &spec.file_extension()).unwrap_or_default()
+    });
+    Plan { start, end, key, compression: spec.compression() }
+}
+
+/// Delivers one planned object with retries, then commits. Returns `false` if shutdown
+/// interrupted the retries (the plan stays pending and is replayed at the next start).
+async fn deliver(
+    rt: &Arc<StreamRuntime>,
+    plan: &Plan,
+    records: &[LogRecord],
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<bool> {
+    let spec = rt.spec();
+    let stream = spec.name.clone();
+    let record_count = records.len() as u64;
+    let raw_bytes: u64 = records.iter().map(|r| r.data.len() as u64).sum();
+    let parts: Vec<Bytes> = records.iter().map(|r| r.data.clone()).collect();
+    let entry = plan.key.rsplit('/').next().unwrap_or("records").to_string();
+    let c = codec(plan.compression);
+    let body = tokio::task::spawn_blocking(move || {
+        let slices: Vec<&[u8]> = parts.iter().map(|p| p.as_ref()).collect();
+        lakehose_formats::compress(c, &slices, &entry)
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))?
+    .map_err(|e| Error::Internal(e.to_string()))?;
+    let body = Bytes::from(body);
+    let oldest = records.iter().map(|r| r.arrival_ms).min().unwrap_or_else(now_ms);
+    let mut attempt = 0u32;
+    loop {
+        let sink = rt.sink();
+        let result = match sink {
+            Ok(sink) => sink.put(&plan.key, body.clone()).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => {
+                metrics::counter!("DeliveryToS3.Records", "stream" => stream.clone()).increment(record_count);
+                metrics::counter!("DeliveryToS3.Bytes", "stream" => stream.clone()).increment(raw_bytes);
+                metrics::counter!("DeliveryToS3.ObjectCount", "stream" => stream.clone()).increment(1);
+                metrics::counter!("DeliveryToS3.Success", "stream" => stream.clone()).increment(1);
+                rt.stats.delivered(record_count, raw_bytes);
+                tracing::debug!(stream = %stream, key = %plan.key, records = record_count, "delivered");
+                break;
+            }
+            Err(e) => {
+                metrics::counter!("DeliveryToS3.Failures", "stream" => stream.clone()).increment(1);
+                let age_ms = now_ms() - oldest;
+                if age_ms > rt.retention_ms() {
+                    tracing::error!(stream = %stream, key = %plan.key, records = record_count, error = %e,
+                        "undelivered records outlived the retention period and are dropped");
+                    metrics::counter!("DeliveryToS3.RecordsExpired", "stream" => stream.clone())
+                        .increment(record_count);
+                    rt.stats.expired(record_count);
+                    break;
+                }
+                let wait = backoff(attempt);
+                attempt += 1;
+                log_failure(&stream, &plan.key, attempt, &e, wait);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.changed() => { if *shutdown.borrow() { return Ok(false); } }
+                }
+            }
+        }
+    }
+    rt.log.checkpoint(plan.end.max(rt.log.last_checkpoint().committed), &[])?;
+    Ok(true)
+}
+
+fn log_failure(stream: &str, key: &str, attempt: u32, e: &SinkError, wait: Duration) {
+    if attempt <= 3 || attempt.is_power_of_two() {
+        tracing::warn!(stream, key, attempt, retry_in_ms = wait.as_millis() as u64, error = %e,
+            "delivery to the bucket failed; retrying");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeds_are_stable_and_distinct() {
+        assert_eq!(stable_seed(&[b"a", b"b"]), stable_seed(&[b"a", b"b"]));
+        assert_ne!(stable_seed(&[b"a", b"b"]), stable_seed(&[b"ab"]));
+    }
+
+    #[test]
+    fn backoff_is_capped() {
+        assert!(backoff(0) <= Duration::from_millis(240));
+        assert!(backoff(30) <= Duration::from_millis(36_000));
+        assert!(backoff(30) >= Duration::from_millis(24_000));
+    }
+}

@@ -1,0 +1,393 @@
+//! The engine: the set of streams, each a [`StreamRuntime`] (spec, write-ahead log, admission
+//! budgets, delivery task), persisted under `DATA_DIR/streams/<name>.stream/`:
+//!
+//! ```text
+//! streams/<name>.stream/spec.json   the StreamSpec (written to a temp file, fsync'd, renamed)
+//! streams/<name>.stream/log/        the stream's write-ahead log (lakehose-log)
+//! ```
+//!
+//! Invariants: a stream is visible to the API only after its spec and log exist on disk; a put is
+//! acknowledged only after `Log::append` returned (data fsync'd); delete stops delivery before the
+//! folder is removed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use lakehose_api::model::{PutOutcome, RecordOutcome};
+use lakehose_api::{ApiError, ErrorKind, SpecChange, StreamService, StreamSpec};
+use lakehose_log::{Log, LogConfig};
+use lakehose_sinks::{Buckets, SinkResult, StoreSink};
+use tokio::sync::{Mutex, watch};
+use tokio::task::JoinHandle;
+
+use crate::admit::ByteBudget;
+use crate::{Error, Result, now_ms};
+
+/// Limits and knobs of the engine.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Most streams (AWS: 5,000 per region).
+    pub max_streams: usize,
+    /// Bytes a stream may have accepted but not yet made durable.
+    pub max_inflight_bytes: u64,
+    /// Bytes of log a stream may keep on disk (undelivered data) before refusing more.
+    pub max_disk_bytes: u64,
+    /// How long undelivered records are kept while the destination fails (AWS: 24 h).
+    pub retention_ms: i64,
+    /// Write-ahead log settings.
+    pub log: LogConfig,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            max_streams: 5_000,
+            max_inflight_bytes: 256 * 1024 * 1024,
+            max_disk_bytes: 16 * 1024 * 1024 * 1024,
+            retention_ms: 24 * 3600 * 1000,
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// Counters of one stream, for tests, the CLI and the console.
+#[derive(Debug, Default)]
+pub struct StreamStats {
+    /// Records acknowledged.
+    pub incoming_records: AtomicU64,
+    /// Records refused by admission.
+    pub throttled_records: AtomicU64,
+    /// Records delivered to the destination.
+    pub delivered_records: AtomicU64,
+    /// Bytes delivered (before compression).
+    pub delivered_bytes: AtomicU64,
+    /// Records dropped after the retention period.
+    pub expired_records: AtomicU64,
+}
+
+impl StreamStats {
+    pub(crate) fn delivered(&self, records: u64, bytes: u64) {
+        self.delivered_records.fetch_add(records, Ordering::Relaxed);
+        self.delivered_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+    pub(crate) fn expired(&self, records: u64) {
+        self.expired_records.fetch_add(records, Ordering::Relaxed);
+    }
+}
+
+/// One running stream.
+pub struct StreamRuntime {
+    spec: RwLock<StreamSpec>,
+    pub(crate) log: Log,
+    inflight: Arc<ByteBudget>,
+    buckets: Arc<Buckets>,
+    config: EngineConfig,
+    /// Counters.
+    pub stats: StreamStats,
+    oldest_undelivered_ms: AtomicI64,
+    shutdown: watch::Sender<bool>,
+    task: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl StreamRuntime {
+    /// A snapshot of the stream's spec.
+    pub fn spec(&self) -> StreamSpec {
+        self.spec.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn sink(&self) -> SinkResult<Arc<StoreSink>> {
+        self.buckets.sink(self.spec.read().unwrap_or_else(|e| e.into_inner()).bucket())
+    }
+
+    pub(crate) fn time_zone(&self) -> chrono_tz::Tz {
+        let spec = self.spec.read().unwrap_or_else(|e| e.into_inner());
+        spec.destination
+            .custom_time_zone
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(chrono_tz::UTC)
+    }
+
+    pub(crate) fn retention_ms(&self) -> i64 {
+        self.config.retention_ms
+    }
+
+    pub(crate) fn set_freshness(&self, oldest: Option<i64>) {
+        let oldest = oldest.unwrap_or(0);
+        self.oldest_undelivered_ms.store(oldest, Ordering::Relaxed);
+        let age = if oldest == 0 { 0.0 } else { (now_ms() - oldest) as f64 / 1000.0 };
+        metrics::gauge!("DeliveryToS3.DataFreshness", "stream" => self.spec().name).set(age);
+    }
+
+    /// Age in seconds of the oldest record read but not yet delivered (0 when none).
+    pub fn data_freshness_s(&self) -> f64 {
+        let oldest = self.oldest_undelivered_ms.load(Ordering::Relaxed);
+        if oldest == 0 { 0.0 } else { (now_ms() - oldest) as f64 / 1000.0 }
+    }
+
+    async fn stop(&self) {
+        let _ = self.shutdown.send(true);
+        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        self.log.close();
+    }
+}
+
+/// All streams of one Lakehose node. Implements the Firehose API's [`StreamService`].
+pub struct Engine {
+    root: PathBuf,
+    buckets: Arc<Buckets>,
+    config: EngineConfig,
+    streams: RwLock<BTreeMap<String, Arc<StreamRuntime>>>,
+    /// Serialises control-plane changes (create, delete, modify).
+    control: Mutex<()>,
+}
+
+fn stream_dir(root: &Path, name: &str) -> PathBuf {
+    root.join(format!("{name}.stream"))
+}
+
+/// Writes `bytes` to `path` atomically and durably (temp file, fsync, rename, fsync folder).
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn api_error(e: Error) -> ApiError {
+    match e {
+        Error::Log(lakehose_log::Error::Poisoned(reason)) => ApiError::unavailable(format!(
+            "The stream cannot accept records: its write-ahead log failed ({reason})."
+        )),
+        Error::Log(lakehose_log::Error::Closed) => {
+            ApiError::new(ErrorKind::ResourceNotFound, "The stream was deleted.")
+        }
+        other => ApiError::internal(other),
+    }
+}
+
+impl Engine {
+    /// Opens every stream under `data_dir/streams`, recovering their logs and starting delivery.
+    pub async fn open(data_dir: &Path, buckets: Buckets, config: EngineConfig) -> Result<Arc<Self>> {
+        let root = data_dir.join("streams");
+        std::fs::create_dir_all(&root)?;
+        let engine = Arc::new(Self {
+            root: root.clone(),
+            buckets: Arc::new(buckets),
+            config,
+            streams: RwLock::default(),
+            control: Mutex::new(()),
+        });
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "stream") && p.join("spec.json").is_file())
+            .collect();
+        dirs.sort();
+        for dir in dirs {
+            let spec: StreamSpec = serde_json::from_slice(&std::fs::read(dir.join("spec.json"))?)?;
+            let rt = engine.start_stream(spec, &dir)?;
+            engine.insert(rt);
+        }
+        Ok(engine)
+    }
+
+    fn insert(&self, rt: Arc<StreamRuntime>) {
+        let name = rt.spec().name;
+        self.streams.write().unwrap_or_else(|e| e.into_inner()).insert(name, rt);
+    }
+
+    fn start_stream(&self, spec: StreamSpec, dir: &Path) -> Result<Arc<StreamRuntime>> {
+        let (log, recovery) = Log::open(&dir.join("log"), self.config.log.clone())?;
+        tracing::info!(
+            stream = %spec.name,
+            records = recovery.records,
+            bytes = recovery.bytes,
+            segments = recovery.segments,
+            torn_tail_bytes = recovery.torn_tail_bytes,
+            corrupt_records = recovery.corrupt_records,
+            committed = recovery.committed,
+            next_seq = recovery.next_seq,
+            "stream log recovered"
+        );
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let rt = Arc::new(StreamRuntime {
+            spec: RwLock::new(spec),
+            log,
+            inflight: ByteBudget::new(self.config.max_inflight_bytes),
+            buckets: self.buckets.clone(),
+            config: self.config.clone(),
+            stats: StreamStats::default(),
+            oldest_undelivered_ms: AtomicI64::new(0),
+            shutdown,
+            task: std::sync::Mutex::new(None),
+        });
+        let task = tokio::spawn(crate::delivery::run(rt.clone(), shutdown_rx));
+        *rt.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+        Ok(rt)
+    }
+
+    /// The running stream `name`.
+    pub fn runtime(&self, name: &str) -> Option<Arc<StreamRuntime>> {
+        self.streams.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+    }
+
+    /// The bucket resolver.
+    pub fn buckets(&self) -> &Arc<Buckets> {
+        &self.buckets
+    }
+
+    /// Stops every delivery loop (data stays in the logs) and closes the logs.
+    pub async fn shutdown(&self) {
+        let all: Vec<_> = self.streams.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        for rt in all {
+            rt.stop().await;
+        }
+    }
+}
+
+#[async_trait]
+impl StreamService for Engine {
+    async fn create_stream(&self, spec: StreamSpec) -> lakehose_api::Result<()> {
+        let _guard = self.control.lock().await;
+        if self.runtime(&spec.name).is_some() {
+            return Err(ApiError::in_use(format!(
+                "Firehose {} under account {} already exists with a different configuration.",
+                spec.name,
+                lakehose_api::stream::ACCOUNT_ID
+            )));
+        }
+        if self.streams.read().unwrap_or_else(|e| e.into_inner()).len() >= self.config.max_streams {
+            return Err(ApiError::new(
+                ErrorKind::LimitExceeded,
+                format!("You have already reached the limit of {} delivery streams.", self.config.max_streams),
+            ));
+        }
+        if let Some(tz) = spec.destination.custom_time_zone.as_deref().filter(|s| !s.is_empty())
+            && tz.parse::<chrono_tz::Tz>().is_err()
+        {
+            return Err(ApiError::invalid(format!("CustomTimeZone '{tz}' is not a known time zone.")));
+        }
+        let dir = stream_dir(&self.root, &spec.name);
+        if dir.exists() {
+            // Left over from a delete that crashed half-way: its data belonged to a deleted stream.
+            std::fs::remove_dir_all(&dir).map_err(ApiError::internal)?;
+        }
+        std::fs::create_dir_all(&dir).map_err(ApiError::internal)?;
+        let bytes = serde_json::to_vec_pretty(&spec).map_err(ApiError::internal)?;
+        let rt = self.start_stream(spec, &dir).map_err(api_error)?;
+        write_atomic(&dir.join("spec.json"), &bytes).map_err(ApiError::internal)?;
+        self.insert(rt);
+        Ok(())
+    }
+
+    async fn delete_stream(&self, name: &str) -> lakehose_api::Result<()> {
+        let _guard = self.control.lock().await;
+        let rt = self
+            .streams
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name)
+            .ok_or_else(|| ApiError::stream_not_found(name))?;
+        let dir = stream_dir(&self.root, name);
+        // The spec goes first, so a crash mid-delete never resurrects the stream.
+        std::fs::remove_file(dir.join("spec.json")).map_err(ApiError::internal)?;
+        rt.stop().await;
+        std::fs::remove_dir_all(&dir).map_err(ApiError::internal)?;
+        Ok(())
+    }
+
+    fn stream(&self, name: &str) -> Option<StreamSpec> {
+        self.runtime(name).map(|rt| rt.spec())
+    }
+
+    fn stream_names(&self) -> Vec<String> {
+        self.streams.read().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect()
+    }
+
+    async fn modify_stream(&self, name: &str, change: SpecChange<'_>) -> lakehose_api::Result<StreamSpec> {
+        let _guard = self.control.lock().await;
+        let rt = self.runtime(name).ok_or_else(|| ApiError::stream_not_found(name))?;
+        let mut next = rt.spec();
+        change(&mut next)?;
+        if let Some(tz) = next.destination.custom_time_zone.as_deref().filter(|s| !s.is_empty())
+            && tz.parse::<chrono_tz::Tz>().is_err()
+        {
+            return Err(ApiError::invalid(format!("CustomTimeZone '{tz}' is not a known time zone.")));
+        }
+        let bytes = serde_json::to_vec_pretty(&next).map_err(ApiError::internal)?;
+        write_atomic(&stream_dir(&self.root, name).join("spec.json"), &bytes).map_err(ApiError::internal)?;
+        *rt.spec.write().unwrap_or_else(|e| e.into_inner()) = next.clone();
+        Ok(next)
+    }
+
+    async fn put_records(&self, name: &str, records: Vec<Bytes>) -> lakehose_api::Result<PutOutcome> {
+        let rt = self.runtime(name).ok_or_else(|| ApiError::stream_not_found(name))?;
+        if let Some(reason) = rt.log.poisoned() {
+            return Err(ApiError::unavailable(format!(
+                "The stream cannot accept records: its write-ahead log failed ({reason})."
+            )));
+        }
+        let total = records.len();
+        let sizes: Vec<usize> = records.iter().map(Bytes::len).collect();
+        let (admitted, reservation) = if rt.log.disk_bytes() > self.config.max_disk_bytes {
+            (0, rt.inflight.reserve_prefix(&[]).1)
+        } else {
+            rt.inflight.reserve_prefix(&sizes)
+        };
+        let throttled = total - admitted;
+        let encrypted = false;
+        let mut outcomes = Vec::with_capacity(total);
+        if admitted > 0 {
+            let mut records = records;
+            records.truncate(admitted);
+            let bytes: usize = sizes[..admitted].iter().sum();
+            let range = rt.log.append(records, now_ms()).await.map_err(|e| api_error(e.into()))?;
+            drop(reservation);
+            let incarnation = rt.spec().created_ms;
+            outcomes.extend(range.map(|seq| RecordOutcome::Accepted(record_id(incarnation, seq))));
+            rt.stats.incoming_records.fetch_add(admitted as u64, Ordering::Relaxed);
+            metrics::counter!("IncomingRecords", "stream" => name.to_string()).increment(admitted as u64);
+            metrics::counter!("IncomingBytes", "stream" => name.to_string()).increment(bytes as u64);
+        }
+        metrics::counter!("IncomingPutRequests", "stream" => name.to_string()).increment(1);
+        if throttled > 0 {
+            rt.stats.throttled_records.fetch_add(throttled as u64, Ordering::Relaxed);
+            metrics::counter!("ThrottledRecords", "stream" => name.to_string()).increment(throttled as u64);
+            outcomes.extend((0..throttled).map(|_| RecordOutcome::Failed {
+                code: "ServiceUnavailableException",
+                message: "Slow down.".into(),
+            }));
+        }
+        Ok(PutOutcome { records: outcomes, encrypted })
+    }
+}
+
+/// A record id: the stream's incarnation (creation time) and the record's log sequence number,
+/// unique for the life of the data dir.
+pub fn record_id(incarnation: i64, seq: u64) -> String {
+    format!("{incarnation:016x}{seq:016x}")
+}
+
+/// Parses a [`record_id`] back into `(incarnation, seq)`.
+pub fn parse_record_id(id: &str) -> Option<(i64, u64)> {
+    if id.len() != 32 {
+        return None;
+    }
+    let incarnation = i64::from_str_radix(&id[..16], 16).ok()?;
+    let seq = u64::from_str_radix(&id[16..], 16).ok()?;
+    Some((incarnation, seq))
+}

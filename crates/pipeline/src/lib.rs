@@ -1,0 +1,44 @@
+//! The pipeline: everything between an accepted request and a delivered object.
+//!
+//! - [`engine`]: the set of streams and the [`lakehose_api::StreamService`] the API calls —
+//!   admission ([`admit`]), durable append to each stream's write-ahead log, persistence of specs.
+//! - [`delivery`]: per stream, the loop that reads durable records, buffers them by
+//!   `BufferingHints`, writes objects through a sink with retries, and commits the log position.
+
+pub mod admit;
+pub(crate) mod delivery;
+pub mod engine;
+
+pub use engine::{Engine, EngineConfig, StreamRuntime, parse_record_id, record_id};
+
+/// Why the pipeline failed (internal to the server: the API maps these to AWS errors).
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The write-ahead log failed.
+    #[error(transparent)]
+    Log(#[from] lakehose_log::Error),
+    /// Local file I/O outside the log (specs, folders).
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// A stored spec or plan could not be (de)serialised.
+    #[error("serialisation: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A stored plan does not fit the log.
+    #[error("corrupt state: {0}")]
+    Corrupt(String),
+    /// A task failed unexpectedly.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// `Result` with the pipeline's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}

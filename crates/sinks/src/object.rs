@@ -1,0 +1,209 @@
+//! The object-store destination: a bucket named in a `BucketARN` is a folder under
+//! `DATA_DIR/buckets/NAME/` by default, or any S3-compatible endpoint mapped in `lakehose.toml`.
+//!
+//! Invariant: [`ObjectSink::put`] returns `Ok` only when the whole object is stored durably under
+//! its key — for local buckets the file is written to a temporary name, renamed into place
+//! (object_store's atomic write) and then fsync'd together with its folders, so a power loss after
+//! the delivery was committed cannot lose it. A put of the same key again replaces the object
+//! whole, which is what makes redelivery after a crash idempotent.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use crate::{SinkError, SinkResult};
+
+/// A bucket mapped to an S3-compatible endpoint (a `[buckets.NAME]` table in `lakehose.toml`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3BucketConfig {
+    /// Endpoint URL, e.g. `http://127.0.0.1:9000`; absent means AWS S3 itself.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Region for signing.
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// The bucket's name at the endpoint, when it differs from the name in the ARN.
+    #[serde(default)]
+    pub bucket: Option<String>,
+    /// Access key id (falls back to `AWS_ACCESS_KEY_ID`).
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    /// Secret access key (falls back to `AWS_SECRET_ACCESS_KEY`).
+    #[serde(default)]
+    pub secret_access_key: Option<String>,
+    /// Allow `http://` endpoints.
+    #[serde(default)]
+    pub allow_http: bool,
+    /// Path-style requests (`endpoint/bucket/key`), which most self-hosted servers need.
+    #[serde(default = "default_true")]
+    pub path_style: bool,
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+fn default_true() -> bool {
+    true
+}
+
+/// Where objects go: durable `put` of a whole object under a key.
+#[async_trait]
+pub trait ObjectSink: Send + Sync + std::fmt::Debug {
+    /// Stores `body` under `key`, replacing any object there.
+    async fn put(&self, key: &str, body: Bytes) -> SinkResult<()>;
+    /// Reads an object back (used by tests and tools).
+    async fn get(&self, key: &str) -> SinkResult<Bytes>;
+    /// Lists keys under `prefix`.
+    async fn list(&self, prefix: &str) -> SinkResult<Vec<String>>;
+}
+
+/// An [`ObjectSink`] on an `object_store` backend.
+#[derive(Debug)]
+pub struct StoreSink {
+    store: Arc<dyn ObjectStore>,
+    /// For local buckets, the folder, so puts can be fsync'd.
+    local_root: Option<PathBuf>,
+}
+
+fn object_path(key: &str) -> ObjectPath {
+    ObjectPath::parse(key).unwrap_or_else(|_| ObjectPath::from(key))
+}
+
+fn classify(e: object_store::Error) -> SinkError {
+    match e {
+        object_store::Error::NotFound { .. } => SinkError::NotFound(e.to_string()),
+        object_store::Error::InvalidPath { .. } => SinkError::Permanent(e.to_string()),
+        other => SinkError::Retryable(other.to_string()),
+    }
+}
+
+/// fsyncs `file` and each folder from its parent up to `root`.
+fn sync_path(root: &Path, file: &Path) -> std::io::Result<()> {
+    std::fs::File::open(file)?.sync_all()?;
+    let mut dir = file.parent();
+    while let Some(d) = dir {
+        std::fs::File::open(d)?.sync_all()?;
+        if d == root || !d.starts_with(root) {
+            break;
+        }
+        dir = d.parent();
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl ObjectSink for StoreSink {
+    async fn put(&self, key: &str, body: Bytes) -> SinkResult<()> {
+        let path = object_path(key);
+        self.store.put(&path, PutPayload::from(body)).await.map_err(classify)?;
+        if let Some(root) = &self.local_root {
+            let file = root.join(path.as_ref());
+            let root = root.clone();
+            tokio::task::spawn_blocking(move || sync_path(&root, &file))
+                .await
+                .map_err(|e| SinkError::Retryable(e.to_string()))?
+                .map_err(|e| SinkError::Retryable(format!("fsync of delivered object: {e}")))?;
+        }
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> SinkResult<Bytes> {
+        let result = self.store.get(&object_path(key)).await.map_err(classify)?;
+        result.bytes().await.map_err(classify)
+    }
+
+    async fn list(&self, prefix: &str) -> SinkResult<Vec<String>> {
+        use futures::TryStreamExt;
+        let prefix = (!prefix.is_empty()).then(|| object_path(prefix));
+        let items: Vec<_> = self.store.list(prefix.as_ref()).try_collect().await.map_err(classify)?;
+        let mut keys: Vec<String> = items.into_iter().map(|m| m.location.to_string()).collect();
+        keys.sort();
+        Ok(keys)
+    }
+}
+
+/// Resolves bucket names to sinks: mapped buckets to their S3 endpoint, the rest to folders.
+#[derive(Debug)]
+pub struct Buckets {
+    local_root: PathBuf,
+    mapped: HashMap<String, S3BucketConfig>,
+    cache: Mutex<HashMap<String, Arc<StoreSink>>>,
+}
+
+impl Buckets {
+    /// Local buckets live in `local_root/NAME/`; `mapped` buckets at their endpoints.
+    pub fn new(local_root: PathBuf, mapped: HashMap<String, S3BucketConfig>) -> Self {
+        Self { local_root, mapped, cache: Mutex::default() }
+    }
+
+    /// The folder a local bucket lives in.
+    pub fn local_path(&self, bucket: &str) -> Option<PathBuf> {
+        (!self.mapped.contains_key(bucket)).then(|| self.local_root.join(bucket))
+    }
+
+    /// The sink for `bucket` (created on first use and cached).
+    pub fn sink(&self, bucket: &str) -> SinkResult<Arc<StoreSink>> {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(sink) = cache.get(bucket) {
+            return Ok(sink.clone());
+        }
+        let sink = match self.mapped.get(bucket) {
+            Some(cfg) => {
+                let mut builder = AmazonS3Builder::from_env()
+                    .with_bucket_name(cfg.bucket.clone().unwrap_or_else(|| bucket.to_string()))
+                    .with_region(&cfg.region)
+                    .with_allow_http(cfg.allow_http)
+                    .with_virtual_hosted_style_request(!cfg.path_style);
+                if let Some(endpoint) = &cfg.endpoint {
+                    builder = builder.with_endpoint(endpoint);
+                }
+                if let Some(k) = &cfg.access_key_id {
+                    builder = builder.with_access_key_id(k);
+                }
+                if let Some(s) = &cfg.secret_access_key {
+                    builder = builder.with_secret_access_key(s);
+                }
+                let store = builder.build().map_err(|e| SinkError::Config(e.to_string()))?;
+                StoreSink { store: Arc::new(store), local_root: None }
+            }
+            None => {
+                let root = self.local_root.join(bucket);
+                std::fs::create_dir_all(&root)
+                    .map_err(|e| SinkError::Retryable(format!("creating {}: {e}", root.display())))?;
+                let store = LocalFileSystem::new_with_prefix(&root)
+                    .map_err(|e| SinkError::Config(e.to_string()))?;
+                StoreSink { store: Arc::new(store), local_root: Some(root) }
+            }
+        };
+        let sink = Arc::new(sink);
+        cache.insert(bucket.to_string(), sink.clone());
+        Ok(sink)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn local_bucket_put_get_list_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let buckets = Buckets::new(dir.path().to_path_buf(), HashMap::new());
+        let sink = buckets.sink("b1").unwrap();
+        sink.put("2024/01/02/03/s-1-x", Bytes::from_static(b"one")).await.unwrap();
+        sink.put("2024/01/02/03/s-1-x", Bytes::from_static(b"two")).await.unwrap();
+        assert_eq!(&sink.get("2024/01/02/03/s-1-x").await.unwrap()[..], b"two");
+        assert_eq!(sink.list("").await.unwrap(), vec!["2024/01/02/03/s-1-x".to_string()]);
+        assert!(dir.path().join("b1/2024/01/02/03/s-1-x").is_file());
+        assert!(matches!(sink.get("nope").await, Err(SinkError::NotFound(_))));
+    }
+}
