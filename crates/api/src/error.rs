@@ -85,7 +85,10 @@ pub struct ApiError {
 impl ApiError {
     /// An error of `kind` with `message`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into() }
+        Self {
+            kind,
+            message: message.into(),
+        }
     }
     /// `InvalidArgumentException` with `message`.
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -109,7 +112,10 @@ impl ApiError {
     /// `InternalFailure`; the message shown is generic, `cause` goes to the server log.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(%cause, "internal failure answering an API request");
-        Self::new(ErrorKind::Internal, "An internal error occurred. Try again later.")
+        Self::new(
+            ErrorKind::Internal,
+            "An internal error occurred. Try again later.",
+        )
     }
     /// The AWS JSON 1.1 error body.
     pub fn body(&self) -> serde_json::Value {
@@ -141,9 +147,15 @@ mod tests {
         let e = ApiError::stream_not_found("s");
         assert_eq!(e.kind.status(), StatusCode::BAD_REQUEST);
         assert_eq!(e.body()["__type"], "ResourceNotFoundException");
-        assert_eq!(ErrorKind::ServiceUnavailable.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            ErrorKind::ServiceUnavailable.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
         assert!(ErrorKind::ServiceUnavailable.retryable());
         assert!(!ErrorKind::InvalidArgument.retryable());
-        assert_eq!(ErrorKind::InvalidKmsResource.aws_type(), "InvalidKMSResourceException");
+        assert_eq!(
+            ErrorKind::InvalidKmsResource.aws_type(),
+            "InvalidKMSResourceException"
+        );
     }
 }

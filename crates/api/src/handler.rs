@@ -55,8 +55,13 @@ pub fn router(state: ApiState) -> Router {
 
 async fn dispatch(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
-    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
-    let region = region_of(&headers).unwrap_or(&state.default_region).to_string();
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let region = region_of(&headers)
+        .unwrap_or(&state.default_region)
+        .to_string();
     let result = match target.strip_prefix(TARGET_PREFIX) {
         Some(op) => operation(&state, op, &region, &body).await,
         None => Err(ApiError::new(
@@ -91,14 +96,24 @@ fn region_of(headers: &HeaderMap) -> Option<&str> {
     let auth = headers.get("authorization")?.to_str().ok()?;
     let scope = auth.split("Credential=").nth(1)?;
     let region = scope.split('/').nth(2)?;
-    (!region.is_empty() && region.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
-        .then_some(region)
+    (!region.is_empty()
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+    .then_some(region)
 }
 
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
-    let body = if body.is_empty() { b"{}".as_slice() } else { body };
+    let body = if body.is_empty() {
+        b"{}".as_slice()
+    } else {
+        body
+    };
     serde_json::from_slice(body).map_err(|e| {
-        ApiError::new(ErrorKind::Serialization, format!("Could not parse request body: {e}"))
+        ApiError::new(
+            ErrorKind::Serialization,
+            format!("Could not parse request body: {e}"),
+        )
     })
 }
 
@@ -110,11 +125,16 @@ fn now_ms() -> i64 {
 }
 
 fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str> {
-    value.as_deref().ok_or_else(|| ApiError::invalid(format!("{name} is required.")))
+    value
+        .as_deref()
+        .ok_or_else(|| ApiError::invalid(format!("{name} is required.")))
 }
 
 fn existing(state: &ApiState, name: &str) -> Result<StreamSpec> {
-    state.service.stream(name).ok_or_else(|| ApiError::stream_not_found(name))
+    state
+        .service
+        .stream(name)
+        .ok_or_else(|| ApiError::stream_not_found(name))
 }
 
 async fn operation(state: &ApiState, op: &str, region: &str, body: &[u8]) -> Result<Value> {
@@ -166,14 +186,20 @@ async fn operation(state: &ApiState, op: &str, region: &str, body: &[u8]) -> Res
             let input: TagDeliveryStreamInput = parse(body)?;
             let name = required(&input.delivery_stream_name, "DeliveryStreamName")?;
             let tags = input.tags.clone().unwrap_or_default();
-            state.service.modify_stream(name, &mut |spec| spec.tag(&tags)).await?;
+            state
+                .service
+                .modify_stream(name, &mut |spec| spec.tag(&tags))
+                .await?;
             Ok(json!({}))
         }
         "UntagDeliveryStream" => {
             let input: UntagDeliveryStreamInput = parse(body)?;
             let name = required(&input.delivery_stream_name, "DeliveryStreamName")?;
             let keys = input.tag_keys.clone().unwrap_or_default();
-            state.service.modify_stream(name, &mut |spec| spec.untag(&keys)).await?;
+            state
+                .service
+                .modify_stream(name, &mut |spec| spec.untag(&keys))
+                .await?;
             Ok(json!({}))
         }
         "ListTagsForDeliveryStream" => {
@@ -185,7 +211,11 @@ async fn operation(state: &ApiState, op: &str, region: &str, body: &[u8]) -> Res
             }
             let spec = existing(state, name)?;
             let start = match &input.exclusive_start_tag_key {
-                Some(key) => spec.tags.iter().position(|t| &t.key == key).map_or(0, |i| i + 1),
+                Some(key) => spec
+                    .tags
+                    .iter()
+                    .position(|t| &t.key == key)
+                    .map_or(0, |i| i + 1),
                 None => 0,
             };
             let rest = &spec.tags[start.min(spec.tags.len())..];
@@ -198,7 +228,10 @@ async fn operation(state: &ApiState, op: &str, region: &str, body: &[u8]) -> Res
             let enc = input
                 .delivery_stream_encryption_configuration_input
                 .clone()
-                .unwrap_or(EncryptionInput { key_arn: None, key_type: Some("AWS_OWNED_CMK".into()) });
+                .unwrap_or(EncryptionInput {
+                    key_arn: None,
+                    key_type: Some("AWS_OWNED_CMK".into()),
+                });
             let now = now_ms();
             state
                 .service
@@ -210,7 +243,10 @@ async fn operation(state: &ApiState, op: &str, region: &str, body: &[u8]) -> Res
             let input: StopEncryptionInput = parse(body)?;
             let name = required(&input.delivery_stream_name, "DeliveryStreamName")?;
             let now = now_ms();
-            state.service.modify_stream(name, &mut |spec| spec.set_encryption(None, now)).await?;
+            state
+                .service
+                .modify_stream(name, &mut |spec| spec.set_encryption(None, now))
+                .await?;
             Ok(json!({}))
         }
         other => Err(ApiError::new(
@@ -227,16 +263,28 @@ fn list_streams(state: &ApiState, body: &[u8]) -> Result<Value> {
         return Err(ApiError::invalid("Limit must be between 1 and 10000."));
     }
     if let Some(t) = &input.delivery_stream_type
-        && !["DirectPut", "KinesisStreamAsSource", "MSKAsSource", "DatabaseAsSource"]
-            .contains(&t.as_str())
+        && ![
+            "DirectPut",
+            "KinesisStreamAsSource",
+            "MSKAsSource",
+            "DatabaseAsSource",
+        ]
+        .contains(&t.as_str())
     {
-        return Err(ApiError::invalid(format!("Invalid DeliveryStreamType '{t}'.")));
+        return Err(ApiError::invalid(format!(
+            "Invalid DeliveryStreamType '{t}'."
+        )));
     }
     let names: Vec<String> = state
         .service
         .stream_names()
         .into_iter()
-        .filter(|n| input.exclusive_start_delivery_stream_name.as_ref().is_none_or(|s| n > s))
+        .filter(|n| {
+            input
+                .exclusive_start_delivery_stream_name
+                .as_ref()
+                .is_none_or(|s| n > s)
+        })
         .filter(|n| match &input.delivery_stream_type {
             Some(t) => state.service.stream(n).is_some_and(|s| &s.stream_type == t),
             None => true,
@@ -274,7 +322,10 @@ struct PutRecordBody<'a> {
 
 fn parse_borrowed<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T> {
     serde_json::from_slice(body).map_err(|e| {
-        ApiError::new(ErrorKind::Serialization, format!("Could not parse request body: {e}"))
+        ApiError::new(
+            ErrorKind::Serialization,
+            format!("Could not parse request body: {e}"),
+        )
     })
 }
 
@@ -282,7 +333,10 @@ fn parse_borrowed<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T> {
 /// limits before anything is stored.
 fn decode_records(records: &[RecordBody<'_>], field: &str) -> Result<Vec<Bytes>> {
     let engine = &base64::engine::general_purpose::STANDARD;
-    let estimate: usize = records.iter().map(|r| r.data.as_ref().map_or(0, |d| d.len() / 4 * 3)).sum();
+    let estimate: usize = records
+        .iter()
+        .map(|r| r.data.as_ref().map_or(0, |d| d.len() / 4 * 3))
+        .sum();
     let mut buf = BytesMut::with_capacity(estimate);
     let mut ends = Vec::with_capacity(records.len());
     for (i, record) in records.iter().enumerate() {
@@ -295,12 +349,14 @@ fn decode_records(records: &[RecordBody<'_>], field: &str) -> Result<Vec<Bytes>>
         })?;
         let start = buf.len();
         buf.resize(start + data.len() / 4 * 3 + 3, 0);
-        let written = engine.decode_slice(data.as_bytes(), &mut buf[start..]).map_err(|e| {
-            ApiError::new(
-                ErrorKind::Serialization,
-                format!("Record {} Data is not valid base64: {e}", i + 1),
-            )
-        })?;
+        let written = engine
+            .decode_slice(data.as_bytes(), &mut buf[start..])
+            .map_err(|e| {
+                ApiError::new(
+                    ErrorKind::Serialization,
+                    format!("Record {} Data is not valid base64: {e}", i + 1),
+                )
+            })?;
         buf.truncate(start + written);
         if written > MAX_RECORD_BYTES {
             return Err(ApiError::invalid(format!(
@@ -326,7 +382,9 @@ fn decode_records(records: &[RecordBody<'_>], field: &str) -> Result<Vec<Bytes>>
 
 async fn put_record_batch(state: &ApiState, body: &[u8]) -> Result<Value> {
     let input: PutRecordBatchBody<'_> = parse_borrowed(body)?;
-    let name = input.name.ok_or_else(|| ApiError::invalid("DeliveryStreamName is required."))?;
+    let name = input
+        .name
+        .ok_or_else(|| ApiError::invalid("DeliveryStreamName is required."))?;
     validate_stream_name(&name)?;
     let records = input.records.unwrap_or_default();
     if records.is_empty() || records.len() > MAX_BATCH_RECORDS {
@@ -359,9 +417,13 @@ async fn put_record_batch(state: &ApiState, body: &[u8]) -> Result<Value> {
 
 async fn put_record(state: &ApiState, body: &[u8]) -> Result<Value> {
     let input: PutRecordBody<'_> = parse_borrowed(body)?;
-    let name = input.name.ok_or_else(|| ApiError::invalid("DeliveryStreamName is required."))?;
+    let name = input
+        .name
+        .ok_or_else(|| ApiError::invalid("DeliveryStreamName is required."))?;
     validate_stream_name(&name)?;
-    let record = input.record.ok_or_else(|| ApiError::invalid("Record is required."))?;
+    let record = input
+        .record
+        .ok_or_else(|| ApiError::invalid("Record is required."))?;
     let data = decode_records(std::slice::from_ref(&record), "record")?;
     let outcome = state.service.put_records(&name, data).await?;
     match outcome.records.into_iter().next() {

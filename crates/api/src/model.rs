@@ -75,7 +75,11 @@ pub struct Processor {
     #[serde(rename = "Type")]
     pub kind: String,
     /// Its parameters.
-    #[serde(rename = "Parameters", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "Parameters",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub parameters: Option<Vec<ProcessorParameter>>,
 }
 

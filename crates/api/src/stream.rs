@@ -130,7 +130,9 @@ fn validation(field: &str, value: &str, constraint: &str) -> ApiError {
 
 /// Checks a stream name against `[a-zA-Z0-9_.-]{1,64}`.
 pub fn validate_stream_name(name: &str) -> Result<()> {
-    let ok_chars = name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
     if name.is_empty() || name.len() > 64 || !ok_chars {
         return Err(validation(
             "deliveryStreamName",
@@ -150,7 +152,9 @@ pub fn bucket_name(bucket_arn: &str) -> Result<&str> {
         .unwrap_or("");
     let ok = !name.is_empty()
         && name.len() <= 255
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
         && name.bytes().any(|b| b != b'.');
     if !ok {
         return Err(validation(
@@ -254,7 +258,10 @@ fn validate_processing(p: Option<&ProcessingConfiguration>) -> Result<()> {
             return Err(validation(
                 "processingConfiguration.processors.member.type",
                 &processor.kind,
-                &format!("Member must satisfy enum value set: [{}]", PROCESSOR_TYPES.join(", ")),
+                &format!(
+                    "Member must satisfy enum value set: [{}]",
+                    PROCESSOR_TYPES.join(", ")
+                ),
             ));
         }
         for param in processor.parameters.iter().flatten() {
@@ -262,7 +269,10 @@ fn validate_processing(p: Option<&ProcessingConfiguration>) -> Result<()> {
                 return Err(validation(
                     "processingConfiguration.processors.member.parameters.member.parameterName",
                     &param.name,
-                    &format!("Member must satisfy enum value set: [{}]", PARAMETER_NAMES.join(", ")),
+                    &format!(
+                        "Member must satisfy enum value set: [{}]",
+                        PARAMETER_NAMES.join(", ")
+                    ),
                 ));
             }
             if param.value.is_empty() || param.value.chars().count() > 5120 {
@@ -298,7 +308,10 @@ fn validate_file_extension(ext: Option<&str>) -> Result<()> {
 
 fn validate_time_zone(tz: Option<&str>) -> Result<()> {
     let Some(tz) = tz else { return Ok(()) };
-    let ok = tz.len() <= 50 && tz.bytes().all(|b| b.is_ascii_alphabetic() || b"/_".contains(&b));
+    let ok = tz.len() <= 50
+        && tz
+            .bytes()
+            .all(|b| b.is_ascii_alphabetic() || b"/_".contains(&b));
     if !ok {
         return Err(validation(
             "customTimeZone",
@@ -309,44 +322,35 @@ fn validate_time_zone(tz: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-/// Validates the common S3 members (bucket, role, prefixes, hints, compression, encryption).
+/// Validates the members S3 and Extended S3 share (bucket, role, prefixes, hints,
+/// compression, encryption).
 fn validate_s3_common(
-    role: Option<&str>,
-    bucket: Option<&str>,
-    prefix: Option<&str>,
-    error_prefix: Option<&str>,
-    hints: Option<&BufferingHints>,
-    compression: Option<&str>,
-    encryption: Option<&EncryptionConfiguration>,
+    d: &ExtendedS3DestinationConfiguration,
     dynamic_partitioning: bool,
 ) -> Result<()> {
-    validate_role(role)?;
-    bucket_name(bucket.ok_or_else(|| ApiError::invalid("BucketARN is required."))?)?;
+    validate_role(d.role_arn.as_deref())?;
+    bucket_name(
+        d.bucket_arn
+            .as_deref()
+            .ok_or_else(|| ApiError::invalid("BucketARN is required."))?,
+    )?;
+    let (prefix, error_prefix) = (d.prefix.as_deref(), d.error_output_prefix.as_deref());
     for (field, value) in [("prefix", prefix), ("errorOutputPrefix", error_prefix)] {
         if value.is_some_and(|v| v.chars().count() > 1024) {
-            return Err(validation(field, "...", "Member must have length less than or equal to 1024"));
+            return Err(validation(
+                field,
+                "...",
+                "Member must have length less than or equal to 1024",
+            ));
         }
     }
     validate_prefixes(prefix, error_prefix, dynamic_partitioning)
         .map_err(|e| ApiError::invalid(e.to_string()))?;
-    validate_buffering(hints)?;
-    if let Some(c) = compression {
+    validate_buffering(d.buffering_hints.as_ref())?;
+    if let Some(c) = d.compression_format.as_deref() {
         CompressionFormat::parse(c)?;
     }
-    validate_encryption_config(encryption)
-}
-
-fn validate_backup(backup: &S3DestinationConfiguration) -> Result<()> {
-    validate_s3_common(
-        backup.role_arn.as_deref(),
-        backup.bucket_arn.as_deref(),
-        backup.prefix.as_deref(),
-        backup.error_output_prefix.as_deref(),
-        backup.buffering_hints.as_ref(),
-        backup.compression_format.as_deref(),
-        backup.encryption_configuration.as_ref(),
-        false,
-    )
+    validate_encryption_config(d.encryption_configuration.as_ref())
 }
 
 /// Validates an Extended S3 destination configuration.
@@ -356,16 +360,7 @@ pub fn validate_destination(d: &ExtendedS3DestinationConfiguration) -> Result<()
         .as_ref()
         .and_then(|c| c.enabled)
         .unwrap_or(false);
-    validate_s3_common(
-        d.role_arn.as_deref(),
-        d.bucket_arn.as_deref(),
-        d.prefix.as_deref(),
-        d.error_output_prefix.as_deref(),
-        d.buffering_hints.as_ref(),
-        d.compression_format.as_deref(),
-        d.encryption_configuration.as_ref(),
-        dynamic,
-    )?;
+    validate_s3_common(d, dynamic)?;
     if let Some(retry) = d
         .dynamic_partitioning_configuration
         .as_ref()
@@ -388,7 +383,7 @@ pub fn validate_destination(d: &ExtendedS3DestinationConfiguration) -> Result<()
             let backup = d.s3_backup_configuration.as_ref().ok_or_else(|| {
                 ApiError::invalid("S3BackupConfiguration is required when S3BackupMode is Enabled.")
             })?;
-            validate_backup(backup)?;
+            validate_s3_common(&s3_to_extended(backup.clone()), false)?;
         }
         Some(other) => {
             return Err(validation(
@@ -399,7 +394,10 @@ pub fn validate_destination(d: &ExtendedS3DestinationConfiguration) -> Result<()
         }
     }
     if let Some(conversion) = &d.data_format_conversion_configuration {
-        let enabled = conversion.get("Enabled").and_then(Value::as_bool).unwrap_or(true);
+        let enabled = conversion
+            .get("Enabled")
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
         let compression = d.compression_format.as_deref().unwrap_or("UNCOMPRESSED");
         if enabled && compression != "UNCOMPRESSED" {
             return Err(ApiError::invalid(
@@ -413,7 +411,11 @@ pub fn validate_destination(d: &ExtendedS3DestinationConfiguration) -> Result<()
 fn validate_tags(tags: &[Tag]) -> Result<()> {
     for tag in tags {
         if tag.key.is_empty() || tag.key.chars().count() > 128 {
-            return Err(validation("tags.member.key", &tag.key, "Member must have length between 1 and 128"));
+            return Err(validation(
+                "tags.member.key",
+                &tag.key,
+                "Member must have length between 1 and 128",
+            ));
         }
         if tag.key.starts_with("aws:") {
             return Err(ApiError::invalid(format!(
@@ -421,7 +423,11 @@ fn validate_tags(tags: &[Tag]) -> Result<()> {
                 tag.key
             )));
         }
-        if tag.value.as_deref().is_some_and(|v| v.chars().count() > 256) {
+        if tag
+            .value
+            .as_deref()
+            .is_some_and(|v| v.chars().count() > 256)
+        {
             return Err(validation(
                 "tags.member.value",
                 tag.value.as_deref().unwrap_or_default(),
@@ -438,12 +444,16 @@ fn validate_encryption_input(input: &EncryptionInput) -> Result<()> {
         (Some("AWS_OWNED_CMK"), Some(_)) => Err(ApiError::invalid(
             "KeyARN must not be specified when KeyType is AWS_OWNED_CMK.",
         )),
-        (Some("CUSTOMER_MANAGED_CMK"), Some(arn)) if arn.starts_with("arn:") && arn.contains(":key/") => {
+        (Some("CUSTOMER_MANAGED_CMK"), Some(arn))
+            if arn.starts_with("arn:") && arn.contains(":key/") =>
+        {
             Ok(())
         }
         (Some("CUSTOMER_MANAGED_CMK"), Some(arn)) => Err(ApiError::new(
             ErrorKind::InvalidKmsResource,
-            format!("KeyARN '{arn}' is not a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>)."),
+            format!(
+                "KeyARN '{arn}' is not a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>)."
+            ),
         )),
         (Some("CUSTOMER_MANAGED_CMK"), None) => Err(ApiError::invalid(
             "KeyARN is required when KeyType is CUSTOMER_MANAGED_CMK.",
@@ -473,17 +483,27 @@ fn s3_to_extended(s3: S3DestinationConfiguration) -> ExtendedS3DestinationConfig
 
 /// Names of the destination members that are set, for "exactly one destination".
 fn other_destinations(fields: &[(&'static str, bool)]) -> Vec<&'static str> {
-    fields.iter().filter(|(_, set)| *set).map(|(name, _)| *name).collect()
+    fields
+        .iter()
+        .filter(|(_, set)| *set)
+        .map(|(name, _)| *name)
+        .collect()
 }
 
 impl StreamSpec {
     /// Validates a CreateDeliveryStream request into a spec (version 1, created `now_ms`).
-    pub fn from_create(input: CreateDeliveryStreamInput, region: &str, now_ms: i64) -> Result<Self> {
+    pub fn from_create(
+        input: CreateDeliveryStreamInput,
+        region: &str,
+        now_ms: i64,
+    ) -> Result<Self> {
         let name = input
             .delivery_stream_name
             .ok_or_else(|| ApiError::invalid("DeliveryStreamName is required."))?;
         validate_stream_name(&name)?;
-        let stream_type = input.delivery_stream_type.unwrap_or_else(|| "DirectPut".into());
+        let stream_type = input
+            .delivery_stream_type
+            .unwrap_or_else(|| "DirectPut".into());
         match stream_type.as_str() {
             "DirectPut" => {}
             "KinesisStreamAsSource" | "MSKAsSource" | "DatabaseAsSource" => {
@@ -500,27 +520,59 @@ impl StreamSpec {
             }
         }
         let set = other_destinations(&[
-            ("S3DestinationConfiguration", input.s3_destination_configuration.is_some()),
-            ("ExtendedS3DestinationConfiguration", input.extended_s3_destination_configuration.is_some()),
-            ("RedshiftDestinationConfiguration", input.redshift_destination_configuration.is_some()),
-            ("ElasticsearchDestinationConfiguration", input.elasticsearch_destination_configuration.is_some()),
+            (
+                "S3DestinationConfiguration",
+                input.s3_destination_configuration.is_some(),
+            ),
+            (
+                "ExtendedS3DestinationConfiguration",
+                input.extended_s3_destination_configuration.is_some(),
+            ),
+            (
+                "RedshiftDestinationConfiguration",
+                input.redshift_destination_configuration.is_some(),
+            ),
+            (
+                "ElasticsearchDestinationConfiguration",
+                input.elasticsearch_destination_configuration.is_some(),
+            ),
             (
                 "AmazonopensearchserviceDestinationConfiguration",
-                input.amazonopensearchservice_destination_configuration.is_some(),
+                input
+                    .amazonopensearchservice_destination_configuration
+                    .is_some(),
             ),
             (
                 "AmazonOpenSearchServerlessDestinationConfiguration",
-                input.amazon_open_search_serverless_destination_configuration.is_some(),
+                input
+                    .amazon_open_search_serverless_destination_configuration
+                    .is_some(),
             ),
-            ("SplunkDestinationConfiguration", input.splunk_destination_configuration.is_some()),
-            ("HttpEndpointDestinationConfiguration", input.http_endpoint_destination_configuration.is_some()),
-            ("SnowflakeDestinationConfiguration", input.snowflake_destination_configuration.is_some()),
-            ("IcebergDestinationConfiguration", input.iceberg_destination_configuration.is_some()),
+            (
+                "SplunkDestinationConfiguration",
+                input.splunk_destination_configuration.is_some(),
+            ),
+            (
+                "HttpEndpointDestinationConfiguration",
+                input.http_endpoint_destination_configuration.is_some(),
+            ),
+            (
+                "SnowflakeDestinationConfiguration",
+                input.snowflake_destination_configuration.is_some(),
+            ),
+            (
+                "IcebergDestinationConfiguration",
+                input.iceberg_destination_configuration.is_some(),
+            ),
         ]);
         if set.len() != 1 {
             return Err(ApiError::invalid(format!(
                 "Exactly one destination configuration must be specified; got {}.",
-                if set.is_empty() { "none".to_string() } else { set.join(", ") }
+                if set.is_empty() {
+                    "none".to_string()
+                } else {
+                    set.join(", ")
+                }
             )));
         }
         let (kind, destination) = match (
@@ -539,10 +591,16 @@ impl StreamSpec {
         validate_destination(&destination)?;
         let tags = input.tags.unwrap_or_default();
         if tags.len() > 50 {
-            return Err(ApiError::new(ErrorKind::LimitExceeded, "A stream can have at most 50 tags."));
+            return Err(ApiError::new(
+                ErrorKind::LimitExceeded,
+                "A stream can have at most 50 tags.",
+            ));
         }
         validate_tags(&tags)?;
-        let mut encryption = StreamEncryption { status: "DISABLED".into(), ..Default::default() };
+        let mut encryption = StreamEncryption {
+            status: "DISABLED".into(),
+            ..Default::default()
+        };
         if let Some(input) = &input.delivery_stream_encryption_configuration_input {
             validate_encryption_input(input)?;
             encryption.key_type = input.key_type.clone();
@@ -593,7 +651,9 @@ impl StreamSpec {
             input.redshift_destination_update.is_some(),
             input.elasticsearch_destination_update.is_some(),
             input.amazonopensearchservice_destination_update.is_some(),
-            input.amazon_open_search_serverless_destination_update.is_some(),
+            input
+                .amazon_open_search_serverless_destination_update
+                .is_some(),
             input.splunk_destination_update.is_some(),
             input.http_endpoint_destination_update.is_some(),
             input.snowflake_destination_update.is_some(),
@@ -603,7 +663,9 @@ impl StreamSpec {
             + usize::from(input.s3_destination_update.is_some())
             + usize::from(input.extended_s3_destination_update.is_some());
         if count != 1 {
-            return Err(ApiError::invalid("Exactly one destination update must be specified."));
+            return Err(ApiError::invalid(
+                "Exactly one destination update must be specified.",
+            ));
         }
         let mut merged = self.destination.clone();
         if let Some(s3) = &input.s3_destination_update {
@@ -718,7 +780,10 @@ impl StreamSpec {
             m.insert(
                 "CloudWatchLoggingOptions".into(),
                 serde_json::to_value(d.cloud_watch_logging_options.clone().unwrap_or(
-                    CloudWatchLoggingOptions { enabled: Some(false), ..Default::default() },
+                    CloudWatchLoggingOptions {
+                        enabled: Some(false),
+                        ..Default::default()
+                    },
                 ))
                 .unwrap_or_default(),
             );
@@ -728,20 +793,28 @@ impl StreamSpec {
         ext.insert(
             "ProcessingConfiguration".into(),
             serde_json::to_value(d.processing_configuration.clone().unwrap_or(
-                ProcessingConfiguration { enabled: Some(false), processors: Some(vec![]) },
+                ProcessingConfiguration {
+                    enabled: Some(false),
+                    processors: Some(vec![]),
+                },
             ))
             .unwrap_or_default(),
         );
         ext.insert(
             "S3BackupMode".into(),
-            json!(d.s3_backup_mode.clone().unwrap_or_else(|| "Disabled".into())),
+            json!(
+                d.s3_backup_mode
+                    .clone()
+                    .unwrap_or_else(|| "Disabled".into())
+            ),
         );
         if let Some(backup) = &d.s3_backup_configuration {
             let mut b = serde_json::to_value(backup).unwrap_or_default();
             if let Some(obj) = b.as_object_mut() {
                 obj.entry("BufferingHints")
                     .or_insert(json!({"SizeInMBs": 5, "IntervalInSeconds": 300}));
-                obj.entry("CompressionFormat").or_insert(json!("UNCOMPRESSED"));
+                obj.entry("CompressionFormat")
+                    .or_insert(json!("UNCOMPRESSED"));
                 obj.entry("EncryptionConfiguration")
                     .or_insert(json!({"NoEncryptionConfig": "NoEncryption"}));
             }
@@ -751,7 +824,10 @@ impl StreamSpec {
             ext.insert("DataFormatConversionConfiguration".into(), v.clone());
         }
         if let Some(v) = &d.dynamic_partitioning_configuration {
-            ext.insert("DynamicPartitioningConfiguration".into(), serde_json::to_value(v).unwrap_or_default());
+            ext.insert(
+                "DynamicPartitioningConfiguration".into(),
+                serde_json::to_value(v).unwrap_or_default(),
+            );
         }
         if let Some(v) = &d.file_extension {
             ext.insert("FileExtension".into(), json!(v));
@@ -796,7 +872,11 @@ impl StreamSpec {
     /// Adds or replaces tags (at most 50 in all).
     pub fn tag(&mut self, tags: &[Tag]) -> Result<()> {
         if tags.is_empty() || tags.len() > 50 {
-            return Err(validation("tags", "[...]", "Member must have length between 1 and 50"));
+            return Err(validation(
+                "tags",
+                "[...]",
+                "Member must have length between 1 and 50",
+            ));
         }
         validate_tags(tags)?;
         let mut next = self.tags.clone();
@@ -809,7 +889,11 @@ impl StreamSpec {
         if next.len() > 50 {
             return Err(ApiError::new(
                 ErrorKind::LimitExceeded,
-                format!("Firehose {} would have {} tags; the limit is 50.", self.name, next.len()),
+                format!(
+                    "Firehose {} would have {} tags; the limit is 50.",
+                    self.name,
+                    next.len()
+                ),
             ));
         }
         self.tags = next;
@@ -819,7 +903,11 @@ impl StreamSpec {
     /// Removes tags by key (unknown keys are ignored, as AWS does).
     pub fn untag(&mut self, keys: &[String]) -> Result<()> {
         if keys.is_empty() || keys.len() > 50 {
-            return Err(validation("tagKeys", "[...]", "Member must have length between 1 and 50"));
+            return Err(validation(
+                "tagKeys",
+                "[...]",
+                "Member must have length between 1 and 50",
+            ));
         }
         self.tags.retain(|t| !keys.contains(&t.key));
         Ok(())
@@ -857,7 +945,10 @@ impl StreamSpec {
     }
 }
 
-fn merge_common(into: &mut ExtendedS3DestinationConfiguration, from: ExtendedS3DestinationConfiguration) {
+fn merge_common(
+    into: &mut ExtendedS3DestinationConfiguration,
+    from: ExtendedS3DestinationConfiguration,
+) {
     macro_rules! take {
         ($($f:ident),*) => { $( if from.$f.is_some() { into.$f = from.$f; } )* };
     }
@@ -873,7 +964,10 @@ fn merge_common(into: &mut ExtendedS3DestinationConfiguration, from: ExtendedS3D
     );
 }
 
-fn merge_extended(into: &mut ExtendedS3DestinationConfiguration, from: ExtendedS3DestinationConfiguration) {
+fn merge_extended(
+    into: &mut ExtendedS3DestinationConfiguration,
+    from: ExtendedS3DestinationConfiguration,
+) {
     macro_rules! take {
         ($($f:ident),*) => { $( if from.$f.is_some() { into.$f = from.$f.clone(); } )* };
     }
@@ -910,7 +1004,9 @@ mod tests {
 
     fn create(dest: Value) -> Result<StreamSpec> {
         let mut body = json!({"DeliveryStreamName": "s1"});
-        body.as_object_mut().unwrap().extend(dest.as_object().unwrap().clone());
+        body.as_object_mut()
+            .unwrap()
+            .extend(dest.as_object().unwrap().clone());
         let input: CreateDeliveryStreamInput = serde_json::from_value(body).unwrap();
         StreamSpec::from_create(input, "us-east-1", 1_000)
     }
@@ -925,12 +1021,21 @@ mod tests {
         let spec = create(s3()).unwrap();
         let d = spec.describe();
         let ext = &d["Destinations"][0]["ExtendedS3DestinationDescription"];
-        assert_eq!(ext["BufferingHints"], json!({"SizeInMBs": 5, "IntervalInSeconds": 300}));
+        assert_eq!(
+            ext["BufferingHints"],
+            json!({"SizeInMBs": 5, "IntervalInSeconds": 300})
+        );
         assert_eq!(ext["CompressionFormat"], "UNCOMPRESSED");
-        assert_eq!(ext["EncryptionConfiguration"], json!({"NoEncryptionConfig": "NoEncryption"}));
+        assert_eq!(
+            ext["EncryptionConfiguration"],
+            json!({"NoEncryptionConfig": "NoEncryption"})
+        );
         assert_eq!(d["VersionId"], "1");
         assert_eq!(d["Destinations"][0]["DestinationId"], DESTINATION_ID);
-        assert_eq!(d["DeliveryStreamARN"], "arn:aws:firehose:us-east-1:000000000000:deliverystream/s1");
+        assert_eq!(
+            d["DeliveryStreamARN"],
+            "arn:aws:firehose:us-east-1:000000000000:deliverystream/s1"
+        );
     }
 
     #[test]
@@ -939,7 +1044,10 @@ mod tests {
         two["S3DestinationConfiguration"] =
             json!({"RoleARN": "arn:aws:iam::123456789012:role/r", "BucketARN": "arn:aws:s3:::b"});
         assert_eq!(create(two).unwrap_err().kind, ErrorKind::InvalidArgument);
-        assert_eq!(create(json!({})).unwrap_err().kind, ErrorKind::InvalidArgument);
+        assert_eq!(
+            create(json!({})).unwrap_err().kind,
+            ErrorKind::InvalidArgument
+        );
     }
 
     #[test]
@@ -962,7 +1070,8 @@ mod tests {
         let update: UpdateDestinationInput = serde_json::from_value(json!({
             "DeliveryStreamName": "s1", "CurrentDeliveryStreamVersionId": "1",
             "DestinationId": DESTINATION_ID,
-            "ExtendedS3DestinationUpdate": {"CompressionFormat": "GZIP"}})).unwrap();
+            "ExtendedS3DestinationUpdate": {"CompressionFormat": "GZIP"}}))
+        .unwrap();
         spec.apply_update(&update, 2_000).unwrap();
         assert_eq!(spec.version, 2);
         assert_eq!(spec.compression(), CompressionFormat::Gzip);
@@ -973,9 +1082,17 @@ mod tests {
 
     #[test]
     fn unsafe_bucket_names_rejected() {
-        for arn in ["arn:aws:s3:::..", "arn:aws:s3:::a/b", "arn:aws:s3:::", "s3://b"] {
+        for arn in [
+            "arn:aws:s3:::..",
+            "arn:aws:s3:::a/b",
+            "arn:aws:s3:::",
+            "s3://b",
+        ] {
             assert!(bucket_name(arn).is_err(), "{arn}");
         }
-        assert_eq!(bucket_name("arn:aws:s3:::my-bucket.x").unwrap(), "my-bucket.x");
+        assert_eq!(
+            bucket_name("arn:aws:s3:::my-bucket.x").unwrap(),
+            "my-bucket.x"
+        );
     }
 }

@@ -50,7 +50,8 @@ pub fn compress(codec: Codec, parts: &[&[u8]], entry_name: &str) -> Result<Vec<u
             let options = zip::write::SimpleFileOptions::default()
                 .compression_method(zip::CompressionMethod::Deflated)
                 .large_file(total as u64 >= u32::MAX as u64);
-            zip.start_file(entry_name, options).map_err(|e| CompressError(e.to_string()))?;
+            zip.start_file(entry_name, options)
+                .map_err(|e| CompressError(e.to_string()))?;
             for p in parts {
                 zip.write_all(p).map_err(err)?;
             }
@@ -89,29 +90,39 @@ pub fn decompress(codec: Codec, data: &[u8]) -> Result<Vec<u8>, CompressError> {
     match codec {
         Codec::None => out.extend_from_slice(data),
         Codec::Gzip => {
-            flate2::read::MultiGzDecoder::new(data).read_to_end(&mut out).map_err(err)?;
+            flate2::read::MultiGzDecoder::new(data)
+                .read_to_end(&mut out)
+                .map_err(err)?;
         }
         Codec::Zip => {
             let mut archive = zip::ZipArchive::new(std::io::Cursor::new(data))
                 .map_err(|e| CompressError(e.to_string()))?;
             for i in 0..archive.len() {
-                let mut file = archive.by_index(i).map_err(|e| CompressError(e.to_string()))?;
+                let mut file = archive
+                    .by_index(i)
+                    .map_err(|e| CompressError(e.to_string()))?;
                 file.read_to_end(&mut out).map_err(err)?;
             }
         }
         Codec::Snappy => {
-            snap::read::FrameDecoder::new(data).read_to_end(&mut out).map_err(err)?;
+            snap::read::FrameDecoder::new(data)
+                .read_to_end(&mut out)
+                .map_err(err)?;
         }
         Codec::HadoopSnappy => {
             let mut rest = data;
             let mut decoder = snap::raw::Decoder::new();
             while rest.len() >= 8 {
-                let raw_len = u32::from_be_bytes(rest[0..4].try_into().unwrap_or_default()) as usize;
-                let comp_len = u32::from_be_bytes(rest[4..8].try_into().unwrap_or_default()) as usize;
+                let raw_len =
+                    u32::from_be_bytes(rest[0..4].try_into().unwrap_or_default()) as usize;
+                let comp_len =
+                    u32::from_be_bytes(rest[4..8].try_into().unwrap_or_default()) as usize;
                 let block = rest
                     .get(8..8 + comp_len)
                     .ok_or_else(|| CompressError("truncated hadoop-snappy block".into()))?;
-                let raw = decoder.decompress_vec(block).map_err(|e| CompressError(e.to_string()))?;
+                let raw = decoder
+                    .decompress_vec(block)
+                    .map_err(|e| CompressError(e.to_string()))?;
                 if raw.len() != raw_len {
                     return Err(CompressError("hadoop-snappy block length mismatch".into()));
                 }
@@ -119,7 +130,9 @@ pub fn decompress(codec: Codec, data: &[u8]) -> Result<Vec<u8>, CompressError> {
                 rest = &rest[8 + comp_len..];
             }
             if !rest.is_empty() {
-                return Err(CompressError("trailing bytes after hadoop-snappy blocks".into()));
+                return Err(CompressError(
+                    "trailing bytes after hadoop-snappy blocks".into(),
+                ));
             }
         }
     }
@@ -135,7 +148,13 @@ mod tests {
         let big: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
         let parts: [&[u8]; 3] = [b"{\"a\":1}", b"", &big];
         let expected = parts.concat();
-        for codec in [Codec::None, Codec::Gzip, Codec::Zip, Codec::Snappy, Codec::HadoopSnappy] {
+        for codec in [
+            Codec::None,
+            Codec::Gzip,
+            Codec::Zip,
+            Codec::Snappy,
+            Codec::HadoopSnappy,
+        ] {
             let packed = compress(codec, &parts, "entry").unwrap();
             assert_eq!(decompress(codec, &packed).unwrap(), expected, "{codec:?}");
             if codec != Codec::None {

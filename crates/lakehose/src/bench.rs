@@ -79,13 +79,20 @@ async fn start_server(data_dir: &std::path::Path) -> anyhow::Result<Child> {
     let stdout = child.stdout.take().context("no stdout")?;
     let mut lines = tokio::io::BufReader::new(stdout).lines();
     let endpoint = loop {
-        let line = lines.next_line().await?.context("server exited before listening")?;
+        let line = lines
+            .next_line()
+            .await?
+            .context("server exited before listening")?;
         if let Some(url) = line.strip_prefix("lakehose listening on ") {
             break url.trim().to_string();
         }
     };
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok(Child { child, pid, endpoint })
+    Ok(Child {
+        child,
+        pid,
+        endpoint,
+    })
 }
 
 fn peak_rss_mib(pid: u32) -> f64 {
@@ -100,10 +107,16 @@ fn peak_rss_mib(pid: u32) -> f64 {
 async fn delivered_records(endpoint: &str, stream: &str) -> u64 {
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Empty<bytes::Bytes>>();
-    let Ok(uri) = format!("{endpoint}/metrics").parse() else { return 0 };
-    let Ok(resp) = client.get(uri).await else { return 0 };
+    let Ok(uri) = format!("{endpoint}/metrics").parse() else {
+        return 0;
+    };
+    let Ok(resp) = client.get(uri).await else {
+        return 0;
+    };
     use http_body_util::BodyExt;
-    let Ok(body) = resp.into_body().collect().await else { return 0 };
+    let Ok(body) = resp.into_body().collect().await else {
+        return 0;
+    };
     let text = String::from_utf8_lossy(&body.to_bytes()).to_string();
     let needle = format!("stream=\"{stream}\"");
     text.lines()
@@ -122,7 +135,10 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// Runs the ingest benchmark.
 pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
-    let data_dir = args.data_dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| tmp.path().to_path_buf());
     let mut server = start_server(&data_dir).await?;
     let client = FirehoseClient::new(&server.endpoint)?;
     println!(
@@ -149,7 +165,11 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
                 }),
             )
             .await?;
-        let make: fn(u64) -> Vec<u8> = if shape == "1k" { kib_record } else { json_event };
+        let make: fn(u64) -> Vec<u8> = if shape == "1k" {
+            kib_record
+        } else {
+            json_event
+        };
         // 16 distinct pre-encoded bodies per connection: the client's cost stays small.
         let bodies: Arc<Vec<bytes::Bytes>> = Arc::new(
             (0..16u64)
@@ -221,7 +241,9 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
             peak_rss_mib(server.pid),
         );
         if landed < accepted {
-            println!("  warning: only {landed} of {accepted} acknowledged records landed within 120 s");
+            println!(
+                "  warning: only {landed} of {accepted} acknowledged records landed within 120 s"
+            );
         }
     }
     let _ = server.child.kill().await;

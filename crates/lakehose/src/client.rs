@@ -36,7 +36,11 @@ pub enum CallError {
 impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            CallError::Aws { kind, message, status } => write!(f, "{kind} ({status}): {message}"),
+            CallError::Aws {
+                kind,
+                message,
+                status,
+            } => write!(f, "{kind} ({status}): {message}"),
             CallError::Transport(m) => write!(f, "cannot reach the endpoint: {m}"),
         }
     }
@@ -73,7 +77,11 @@ impl FirehoseClient {
             .header("content-type", "application/x-amz-json-1.1")
             .body(Full::new(body))
             .map_err(|e| CallError::Transport(e.to_string()))?;
-        let response = self.http.request(request).await.map_err(|e| CallError::Transport(e.to_string()))?;
+        let response = self
+            .http
+            .request(request)
+            .await
+            .map_err(|e| CallError::Transport(e.to_string()))?;
         let status = response.status().as_u16();
         let bytes = response
             .into_body()
@@ -92,7 +100,11 @@ impl FirehoseClient {
             .or(value["Message"].as_str())
             .unwrap_or("")
             .to_string();
-        Err(CallError::Aws { status, kind, message })
+        Err(CallError::Aws {
+            status,
+            kind,
+            message,
+        })
     }
 
     /// Calls `op` with a JSON body.
@@ -106,7 +118,8 @@ impl FirehoseClient {
 pub fn put_record_batch_body(stream: &str, records: &[&[u8]]) -> Bytes {
     use base64::Engine;
     let engine = &base64::engine::general_purpose::STANDARD;
-    let mut out = String::with_capacity(64 + records.iter().map(|r| r.len() * 4 / 3 + 16).sum::<usize>());
+    let mut out =
+        String::with_capacity(64 + records.iter().map(|r| r.len() * 4 / 3 + 16).sum::<usize>());
     out.push_str("{\"DeliveryStreamName\":");
     out.push_str(&serde_json::to_string(stream).unwrap_or_default());
     out.push_str(",\"Records\":[");

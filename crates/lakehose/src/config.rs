@@ -107,7 +107,9 @@ impl Config {
             Some(p) => Some(p.to_path_buf()),
             None => Some(PathBuf::from("lakehose.toml")).filter(|p| p.is_file()),
         };
-        let Some(path) = path else { return Ok(Self::default()) };
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
@@ -150,6 +152,9 @@ mod tests {
         assert_eq!(cfg.listen.port(), 9999);
         assert!(cfg.buckets["lake"].allow_http);
         assert_eq!(cfg.engine().retention_ms, 3_600_000);
-        assert!(toml::from_str::<Config>("lisen = \"x\"").is_err(), "unknown keys are rejected");
+        assert!(
+            toml::from_str::<Config>("lisen = \"x\"").is_err(),
+            "unknown keys are rejected"
+        );
     }
 }

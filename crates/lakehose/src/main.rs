@@ -16,7 +16,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "lakehose", version, about = "Self-hosted, Firehose-compatible streaming ingest")]
+#[command(
+    name = "lakehose",
+    version,
+    about = "Self-hosted, Firehose-compatible streaming ingest"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -39,7 +43,11 @@ enum Command {
     /// Send newline-delimited records to a stream.
     Put {
         /// The Lakehose (or Firehose) endpoint.
-        #[arg(long, env = "LAKEHOSE_ENDPOINT", default_value = "http://127.0.0.1:4573")]
+        #[arg(
+            long,
+            env = "LAKEHOSE_ENDPOINT",
+            default_value = "http://127.0.0.1:4573"
+        )]
         endpoint: String,
         #[command(flatten)]
         args: put::PutArgs,
@@ -47,7 +55,11 @@ enum Command {
     /// Manage delivery streams.
     Streams {
         /// The Lakehose (or Firehose) endpoint.
-        #[arg(long, env = "LAKEHOSE_ENDPOINT", default_value = "http://127.0.0.1:4573")]
+        #[arg(
+            long,
+            env = "LAKEHOSE_ENDPOINT",
+            default_value = "http://127.0.0.1:4573"
+        )]
         endpoint: String,
         #[command(subcommand)]
         command: streams::StreamsCommand,
@@ -74,10 +86,16 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Serve { config, listen, data_dir } => {
+            Command::Serve {
+                config,
+                listen,
+                data_dir,
+            } => {
                 let mut cfg = config::Config::load(config.as_deref())?;
                 if let Some(l) = listen {
                     cfg.listen = l;
@@ -87,11 +105,15 @@ fn main() -> anyhow::Result<()> {
                 }
                 serve::run(cfg).await
             }
-            Command::Put { endpoint, args } => put::run(client::FirehoseClient::new(&endpoint)?, args).await,
+            Command::Put { endpoint, args } => {
+                put::run(client::FirehoseClient::new(&endpoint)?, args).await
+            }
             Command::Streams { endpoint, command } => {
                 streams::run(client::FirehoseClient::new(&endpoint)?, command).await
             }
-            Command::Bench { command: BenchCommand::Ingest(args) } => bench::ingest(args).await,
+            Command::Bench {
+                command: BenchCommand::Ingest(args),
+            } => bench::ingest(args).await,
         }
     })
 }

@@ -56,7 +56,9 @@ pub async fn run(client: FirehoseClient, args: PutArgs) -> anyhow::Result<()> {
     };
     let bar = if std::io::stderr().is_terminal() {
         let bar = ProgressBar::new_spinner();
-        bar.set_style(ProgressStyle::with_template("{spinner} {pos} records sent ({per_sec}) {msg}")?);
+        bar.set_style(ProgressStyle::with_template(
+            "{spinner} {pos} records sent ({per_sec}) {msg}",
+        )?);
         bar.enable_steady_tick(Duration::from_millis(120));
         bar
     } else {
@@ -165,7 +167,10 @@ async fn send_batch(
             }
             Err(e) => return Err(e).context("PutRecordBatch failed"),
         };
-        let entries = response["RequestResponses"].as_array().cloned().unwrap_or_default();
+        let entries = response["RequestResponses"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let mut retry = Vec::new();
         for (record, entry) in pending.into_iter().zip(entries) {
             if entry.get("RecordId").is_some() {

@@ -26,9 +26,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .context("opening the data dir")?;
 
-    let state = ApiState { service: engine.clone(), default_region: config.region.clone() };
+    let state = ApiState {
+        service: engine.clone(),
+        default_region: config.region.clone(),
+    };
     let app = lakehose_api::router(state)
-        .route("/metrics", get(move || std::future::ready(metrics.render())))
+        .route(
+            "/metrics",
+            get(move || std::future::ready(metrics.render())),
+        )
         .route("/health", get(|| async { "ok" }));
 
     let listener = tokio::net::TcpListener::bind(config.listen)

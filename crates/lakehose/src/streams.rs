@@ -42,7 +42,10 @@ pub async fn run(client: FirehoseClient, command: StreamsCommand) -> anyhow::Res
                     body["ExclusiveStartDeliveryStreamName"] = json!(s);
                 }
                 let page = client.call("ListDeliveryStreams", &body).await?;
-                let names = page["DeliveryStreamNames"].as_array().cloned().unwrap_or_default();
+                let names = page["DeliveryStreamNames"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
                 for name in &names {
                     println!("{}", name.as_str().unwrap_or_default());
                 }
@@ -53,7 +56,12 @@ pub async fn run(client: FirehoseClient, command: StreamsCommand) -> anyhow::Res
             }
         }
         StreamsCommand::Describe { name } => {
-            let out = client.call("DescribeDeliveryStream", &json!({ "DeliveryStreamName": name })).await?;
+            let out = client
+                .call(
+                    "DescribeDeliveryStream",
+                    &json!({ "DeliveryStreamName": name }),
+                )
+                .await?;
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
         StreamsCommand::Create { from_json } => {
@@ -68,7 +76,12 @@ pub async fn run(client: FirehoseClient, command: StreamsCommand) -> anyhow::Res
             println!("{}", out["DeliveryStreamARN"].as_str().unwrap_or_default());
         }
         StreamsCommand::Delete { name } => {
-            client.call("DeleteDeliveryStream", &json!({ "DeliveryStreamName": name })).await?;
+            client
+                .call(
+                    "DeleteDeliveryStream",
+                    &json!({ "DeliveryStreamName": name }),
+                )
+                .await?;
             println!("deleted {name}");
         }
     }

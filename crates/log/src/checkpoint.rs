@@ -133,7 +133,10 @@ mod tests {
             assert!(decode(&b).is_err(), "flip in byte {i} not detected");
         }
         for n in 0..bytes.len() {
-            assert!(decode(&bytes[..n]).is_err(), "truncation to {n} not detected");
+            assert!(
+                decode(&bytes[..n]).is_err(),
+                "truncation to {n} not detected"
+            );
         }
     }
 }

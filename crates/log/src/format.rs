@@ -227,7 +227,10 @@ mod tests {
              feffffffffffffff\
              6869"
         );
-        assert_eq!(u32::from_le_bytes(out[..4].try_into().unwrap()), crc32c::crc32c(&out[4..]));
+        assert_eq!(
+            u32::from_le_bytes(out[..4].try_into().unwrap()),
+            crc32c::crc32c(&out[4..])
+        );
         assert_eq!(hex(&out[..4]), "c8fc19dd");
         match parse_record(&out, 0) {
             Parsed::Valid(h) => {
@@ -240,7 +243,10 @@ mod tests {
     #[test]
     fn header_rejects_damage() {
         let good = encode_segment_header(5);
-        assert!(matches!(decode_segment_header(&good[..31]), Header::Invalid(_)));
+        assert!(matches!(
+            decode_segment_header(&good[..31]),
+            Header::Invalid(_)
+        ));
         for i in 0..28 {
             let mut h = good;
             h[i] ^= 0x10;
@@ -257,7 +263,10 @@ mod tests {
         h[8..12].copy_from_slice(&2u32.to_le_bytes());
         let crc = crc32c::crc32c(&h[..24]);
         h[24..28].copy_from_slice(&crc.to_le_bytes());
-        assert_eq!(decode_segment_header(&h), Header::Unsupported { version: 2 });
+        assert_eq!(
+            decode_segment_header(&h),
+            Header::Unsupported { version: 2 }
+        );
     }
 
     #[test]
@@ -286,12 +295,18 @@ mod tests {
         // Data damaged, length intact: skip by length.
         let mut a = out.clone();
         a[RECORD_HEADER_LEN] ^= 0xff;
-        assert_eq!(find_next_valid(&a, 0).map(|(o, h)| (o, h.seq)), Some((second, 1)));
+        assert_eq!(
+            find_next_valid(&a, 0).map(|(o, h)| (o, h.seq)),
+            Some((second, 1))
+        );
 
         // Length damaged to something implausible: scan.
         let mut b = out.clone();
         b[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(find_next_valid(&b, 0).map(|(o, h)| (o, h.seq)), Some((second, 1)));
+        assert_eq!(
+            find_next_valid(&b, 0).map(|(o, h)| (o, h.seq)),
+            Some((second, 1))
+        );
 
         // Nothing valid after the damage.
         let mut c = out.clone();

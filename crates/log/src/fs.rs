@@ -106,8 +106,11 @@ pub struct StdFs;
 #[derive(Debug)]
 struct StdFile(std::fs::File);
 
+/// Holds the `flock` until dropped.
 #[derive(Debug)]
-struct StdLock(#[allow(dead_code)] std::fs::File);
+struct StdLock {
+    _file: std::fs::File,
+}
 impl FsLock for StdLock {}
 
 impl Fs for StdFs {
@@ -164,7 +167,7 @@ impl Fs for StdFs {
             .truncate(false)
             .open(path)?;
         match f.try_lock() {
-            Ok(()) => Ok(Box::new(StdLock(f))),
+            Ok(()) => Ok(Box::new(StdLock { _file: f })),
             Err(std::fs::TryLockError::WouldBlock) => Err(io::Error::new(
                 io::ErrorKind::WouldBlock,
                 "locked by another open log",

@@ -63,17 +63,15 @@ impl Log {
     }
 
     /// Same as [`Log::open`] with an injectable filesystem.
-    pub fn open_with_fs(
-        dir: &Path,
-        config: LogConfig,
-        fs: Arc<dyn Fs>,
-    ) -> Result<(Log, Recovery)> {
+    pub fn open_with_fs(dir: &Path, config: LogConfig, fs: Arc<dyn Fs>) -> Result<(Log, Recovery)> {
         fs.create_dir_all(dir)
             .map_err(|e| Error::io("create directory", dir, e))?;
-        let fs_lock = fs.lock(&dir.join(LOCK_FILE)).map_err(|source| Error::Locked {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        let fs_lock = fs
+            .lock(&dir.join(LOCK_FILE))
+            .map_err(|source| Error::Locked {
+                path: dir.to_path_buf(),
+                source,
+            })?;
         let recovered = recover(&*fs, dir, config.fsync)?;
 
         let (durable, _) = watch::channel(Durable {
@@ -183,10 +181,7 @@ impl Log {
         let mut last = lock(&self.inner.checkpoint);
         let invalid = |reason: String| Error::InvalidCheckpoint { committed, reason };
         if committed < last.committed {
-            return Err(invalid(format!(
-                "moves backwards from {}",
-                last.committed
-            )));
+            return Err(invalid(format!("moves backwards from {}", last.committed)));
         }
         let durable = shared.durable.borrow().next_seq;
         if committed > durable {
@@ -242,6 +237,11 @@ impl Log {
         self.inner.shared.segments().disk_bytes
     }
 
+    /// Number of retained segment files (the active one included).
+    pub fn segment_count(&self) -> usize {
+        self.inner.shared.segments().segments.len()
+    }
+
     /// The smallest seq a reader may start at (base of the oldest retained segment).
     pub fn oldest_retained_seq(&self) -> u64 {
         let oldest = self.inner.shared.segments().oldest_base();
@@ -288,4 +288,3 @@ impl Drop for Inner {
         self.close();
     }
 }
-

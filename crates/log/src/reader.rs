@@ -107,8 +107,13 @@ impl LogReader {
     #[allow(clippy::should_implement_trait)] // fallible and resumable after `None`
     pub fn next(&mut self) -> Result<Option<LogRecord>> {
         loop {
-            if self.cursor.offset >= self.cursor.end && !self.advance()? {
-                return Ok(None);
+            if self.cursor.offset >= self.cursor.end {
+                // Refresh the end or move to the next segment, which may itself hold no
+                // durable record yet: check again rather than read past `end`.
+                if !self.advance()? {
+                    return Ok(None);
+                }
+                continue;
             }
             let start = self.cursor.offset;
             let avail = self.cursor.end - start;
@@ -117,7 +122,8 @@ impl LogReader {
             } else {
                 None
             };
-            let Some(header) = header.filter(|h| h.plausible_len() && h.total_len() as u64 <= avail)
+            let Some(header) =
+                header.filter(|h| h.plausible_len() && h.total_len() as u64 <= avail)
             else {
                 self.skip_damage()?;
                 continue;

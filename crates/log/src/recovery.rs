@@ -139,7 +139,11 @@ fn scan_segment(data: &[u8], damage: &mut Damage) -> Scan {
             Parsed::Incomplete | Parsed::Invalid => {
                 match find_next_valid(&data[pos..], damage.expected) {
                     Some((skip, _)) => {
-                        tracing::warn!(offset = pos, skipped_bytes = skip, "corrupt record skipped");
+                        tracing::warn!(
+                            offset = pos,
+                            skipped_bytes = skip,
+                            "corrupt record skipped"
+                        );
                         damage.damaged();
                         pos += skip;
                     }
@@ -278,7 +282,9 @@ pub(crate) fn recover(fs: &dyn Fs, dir: &Path, fsync: bool) -> Result<Recovered>
         match fs.remove(&seg.path) {
             Ok(()) => report.reclaimed_segments += 1,
             // Not fatal: it will be reclaimed on the next open.
-            Err(e) => tracing::warn!(path = %seg.path.display(), error = %e, "cannot remove reclaimed segment"),
+            Err(e) => {
+                tracing::warn!(path = %seg.path.display(), error = %e, "cannot remove reclaimed segment")
+            }
         }
     }
 

@@ -59,7 +59,6 @@ impl SegmentMeta {
             self.index[i - 1].1
         }
     }
-
 }
 
 /// Records the start of a valid record in a segment's sparse index: an entry is added only
@@ -81,7 +80,11 @@ pub(crate) struct SegmentTable {
 
 impl SegmentTable {
     pub fn push(&mut self, meta: SegmentMeta) {
-        debug_assert!(self.segments.back().is_none_or(|last| last.base < meta.base));
+        debug_assert!(
+            self.segments
+                .back()
+                .is_none_or(|last| last.base < meta.base)
+        );
         self.disk_bytes += meta.disk_len;
         self.segments.push_back(meta);
     }
@@ -138,7 +141,9 @@ pub(crate) fn create_segment(
     fsync: bool,
 ) -> Result<(Box<dyn FsFile>, SegmentMeta)> {
     let path = dir.join(segment_file_name(base));
-    let file = fs.create(&path).map_err(|e| Error::io("create", &path, e))?;
+    let file = fs
+        .create(&path)
+        .map_err(|e| Error::io("create", &path, e))?;
     file.write_at(&encode_segment_header(base), 0)
         .map_err(|e| Error::io("write", &path, e))?;
     if fsync {
@@ -166,8 +171,14 @@ mod tests {
     fn file_names() {
         assert_eq!(segment_file_name(42), "00000000000000000042.seg");
         assert_eq!(segment_file_name(u64::MAX), "18446744073709551615.seg");
-        assert_eq!(parse_segment_file_name("00000000000000000042.seg"), Some(42));
-        assert_eq!(parse_segment_file_name(&segment_file_name(u64::MAX)), Some(u64::MAX));
+        assert_eq!(
+            parse_segment_file_name("00000000000000000042.seg"),
+            Some(42)
+        );
+        assert_eq!(
+            parse_segment_file_name(&segment_file_name(u64::MAX)),
+            Some(u64::MAX)
+        );
         assert_eq!(parse_segment_file_name("42.seg"), None);
         assert_eq!(parse_segment_file_name("0000000000000000004x.seg"), None);
         assert_eq!(parse_segment_file_name("99999999999999999999.seg"), None);

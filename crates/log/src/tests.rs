@@ -31,7 +31,10 @@ fn payload(i: u64) -> Bytes {
 async fn append_each(log: &Log, from: u64, to: u64) -> Vec<u64> {
     let mut seqs = Vec::new();
     for i in from..to {
-        let r = log.append(vec![payload(i)], 1_000 + i as i64).await.unwrap();
+        let r = log
+            .append(vec![payload(i)], 1_000 + i as i64)
+            .await
+            .unwrap();
         assert_eq!(r.end - r.start, 1);
         seqs.push(r.start);
     }
@@ -78,20 +81,13 @@ fn assert_records(records: &[LogRecord], seqs: impl IntoIterator<Item = u64>) {
     );
     for r in records {
         assert_eq!(r.data, payload(r.seq), "data of seq {}", r.seq);
-        assert_eq!(r.arrival_ms, 1_000 + r.seq as i64, "arrival of seq {}", r.seq);
+        assert_eq!(
+            r.arrival_ms,
+            1_000 + r.seq as i64,
+            "arrival of seq {}",
+            r.seq
+        );
     }
-}
-
-/// Waits (up to 5 s) for `cond`: the writer rolls segments after answering the group that
-/// filled one, so the roll's effects show up a moment after the append returned.
-async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..500 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 fn files_bytes(dir: &Path) -> u64 {
@@ -105,6 +101,15 @@ fn flip_bit(path: &Path, offset: u64, mask: u8) {
     let mut bytes = std::fs::read(path).unwrap();
     bytes[offset as usize] ^= mask;
     std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn handles_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Log>();
+    assert_send_sync::<LogReader>();
+    assert_send_sync::<Error>();
+    assert_send_sync::<FaultFs>();
 }
 
 #[tokio::test]
@@ -123,10 +128,19 @@ async fn append_reopen_round_trip() {
 
     let (log, rec) = Log::open(dir.path(), config()).unwrap();
     assert_eq!(
-        (rec.segments, rec.records, rec.next_seq, rec.torn_tail_bytes, rec.corrupt_records),
+        (
+            rec.segments,
+            rec.records,
+            rec.next_seq,
+            rec.torn_tail_bytes,
+            rec.corrupt_records
+        ),
         (1, 10, 10, 0, 0)
     );
-    assert_eq!(rec.bytes, (0..10).map(|i| payload(i).len() as u64).sum::<u64>());
+    assert_eq!(
+        rec.bytes,
+        (0..10).map(|i| payload(i).len() as u64).sum::<u64>()
+    );
     let records = read_all(&log);
     assert_records(&records[..5], 0..5);
     for r in &records[5..] {
@@ -204,7 +218,10 @@ async fn torn_tail_mid_record_is_truncated() {
     drop(log);
 
     let (log, rec) = Log::open(dir.path(), config()).unwrap();
-    assert_eq!((rec.torn_tail_bytes, rec.corrupt_records, rec.next_seq), (0, 0, 6));
+    assert_eq!(
+        (rec.torn_tail_bytes, rec.corrupt_records, rec.next_seq),
+        (0, 0, 6)
+    );
     assert_records(&read_all(&log), 0..6);
 }
 
@@ -212,7 +229,10 @@ async fn torn_tail_mid_record_is_truncated() {
 async fn torn_tail_of_garbage_or_zeros_is_truncated() {
     for (name, tail) in [
         ("zeros", vec![0u8; 4096]),
-        ("garbage", (0..1000u32).map(|i| (i * 7919 % 251) as u8).collect()),
+        (
+            "garbage",
+            (0..1000u32).map(|i| (i * 7919 % 251) as u8).collect(),
+        ),
         ("partial header", vec![0xAB; 7]),
     ] {
         let dir = tempfile::tempdir().unwrap();
@@ -291,12 +311,19 @@ async fn zero_length_records_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let (log, _) = Log::open(dir.path(), config()).unwrap();
     let r = log
-        .append(vec![Bytes::new(), Bytes::from_static(b"x"), Bytes::new()], 5)
+        .append(
+            vec![Bytes::new(), Bytes::from_static(b"x"), Bytes::new()],
+            5,
+        )
         .await
         .unwrap();
     assert_eq!(r, 0..3);
     assert_eq!(log.append(vec![Bytes::new()], 6).await.unwrap(), 3..4);
-    assert_eq!(log.append(vec![], 6).await.unwrap(), 4..4, "no records, no seqs");
+    assert_eq!(
+        log.append(vec![], 6).await.unwrap(),
+        4..4,
+        "no records, no seqs"
+    );
     drop(log);
 
     let (log, rec) = Log::open(dir.path(), config()).unwrap();
@@ -324,7 +351,14 @@ async fn truncated_header_of_last_segment_is_torn() {
 
     let (log, rec) = Log::open(dir.path(), config()).unwrap();
     assert_eq!(rec.segments, 2);
-    assert_eq!((rec.torn_tail_bytes, rec.corrupt_records, rec.corrupt_segments), (10, 0, 0));
+    assert_eq!(
+        (
+            rec.torn_tail_bytes,
+            rec.corrupt_records,
+            rec.corrupt_segments
+        ),
+        (10, 0, 0)
+    );
     assert_eq!(rec.next_seq, 3);
     assert_records(&read_all(&log), 0..3);
     assert_eq!(append_each(&log, 3, 5).await, vec![3, 4]);
@@ -375,7 +409,10 @@ async fn unknown_format_version_refuses_to_open() {
     bytes[24..28].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(seg, &bytes).unwrap();
     let err = Log::open(dir.path(), config()).unwrap_err();
-    assert!(matches!(err, Error::UnsupportedVersion { version: 9, .. }), "{err}");
+    assert!(
+        matches!(err, Error::UnsupportedVersion { version: 9, .. }),
+        "{err}"
+    );
     assert_eq!(std::fs::read(seg).unwrap(), bytes, "left untouched");
 }
 
@@ -408,7 +445,11 @@ async fn seqs_stay_monotonic_after_all_segments_are_reclaimed() {
     let (log, _) = Log::open(dir.path(), small.clone()).unwrap();
     append_each(&log, 0, 5).await;
     log.checkpoint(5, b"").unwrap();
-    assert_eq!(segment_files(dir.path()).len(), 1, "only the empty active segment");
+    assert_eq!(
+        segment_files(dir.path()).len(),
+        1,
+        "only the empty active segment"
+    );
     drop(log);
 
     let (log, rec) = Log::open(dir.path(), small.clone()).unwrap();
@@ -438,11 +479,9 @@ async fn checkpoint_reclaims_segments_and_keeps_pending() {
     };
     let (log, _) = Log::open(dir.path(), small.clone()).unwrap();
     append_each(&log, 0, 40).await;
-    eventually("disk_bytes to match the files", || {
-        log.disk_bytes() == files_bytes(dir.path())
-    })
-    .await;
+    assert_eq!(log.disk_bytes(), files_bytes(dir.path()));
     let files_before = segment_files(dir.path()).len();
+    assert_eq!(log.segment_count(), files_before);
     let disk_before = log.disk_bytes();
     assert!(files_before > 5, "{files_before} segments");
 
@@ -492,6 +531,39 @@ async fn checkpoint_reclaims_segments_and_keeps_pending() {
 }
 
 #[tokio::test]
+async fn resurrected_reclaimed_segments_are_reclaimed_again() {
+    // A crash can undo removals that were not yet durable in the directory.
+    let dir = tempfile::tempdir().unwrap();
+    let small = LogConfig {
+        segment_bytes: 1,
+        ..config()
+    };
+    let (log, _) = Log::open(dir.path(), small.clone()).unwrap();
+    append_each(&log, 0, 6).await; // one record per segment
+    let files = segment_files(dir.path());
+    let saved: Vec<(PathBuf, Vec<u8>)> = [&files[0], &files[2]]
+        .into_iter()
+        .map(|p| (p.clone(), std::fs::read(p).unwrap()))
+        .collect();
+    log.checkpoint(4, b"").unwrap();
+    assert_eq!(log.oldest_retained_seq(), 4);
+    drop(log);
+    for (p, bytes) in &saved {
+        std::fs::write(p, bytes).unwrap();
+    }
+
+    let (log, rec) = Log::open(dir.path(), small).unwrap();
+    assert_eq!(rec.reclaimed_segments, 2);
+    assert_eq!(
+        rec.corrupt_records, 0,
+        "gaps below the checkpoint are not corruption"
+    );
+    assert_eq!((rec.next_seq, log.oldest_retained_seq()), (6, 4));
+    assert!(saved.iter().all(|(p, _)| !p.exists()));
+    assert_records(&read_from(&log, 4), [4, 5]);
+}
+
+#[tokio::test]
 async fn corrupt_checkpoint_fails_open() {
     let dir = tempfile::tempdir().unwrap();
     let (log, _) = Log::open(dir.path(), config()).unwrap();
@@ -517,7 +589,16 @@ async fn fsync_eio_poisons_the_log_and_acked_records_survive() {
 
     fs.fail_sync_data(Some(io::ErrorKind::Other));
     let err = log.append(vec![payload(5)], 0).await.unwrap_err();
-    assert!(matches!(err, Error::Io { op: "fdatasync", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::Io {
+                op: "fdatasync",
+                ..
+            }
+        ),
+        "{err}"
+    );
     let reason = log.poisoned().expect("poisoned");
     assert!(reason.contains("fdatasync"), "{reason}");
 
@@ -542,7 +623,10 @@ async fn fsync_eio_poisons_the_log_and_acked_records_survive() {
     assert!(rec.next_seq >= 5);
     let records = read_all(&log);
     assert_records(&records[..5], 0..5);
-    assert!(records.len() <= 6, "at most the unacknowledged record in addition");
+    assert!(
+        records.len() <= 6,
+        "at most the unacknowledged record in addition"
+    );
 }
 
 #[tokio::test]
@@ -578,7 +662,7 @@ async fn failed_segment_roll_poisons_the_log() {
     fs.fail_sync_dir(Some(io::ErrorKind::Other));
     // The record itself is durable and acknowledged; the roll after it fails.
     assert_eq!(log.append(vec![payload(0)], 1_000).await.unwrap(), 0..1);
-    eventually("the failed roll to poison the log", || log.poisoned().is_some()).await;
+    assert!(log.poisoned().is_some());
     assert!(matches!(
         log.append(vec![payload(1)], 0).await,
         Err(Error::Poisoned(_))
@@ -679,7 +763,11 @@ async fn close_finishes_submitted_appends_then_refuses() {
     ));
     drop(log);
     let (_, rec) = Log::open(dir.path(), config()).unwrap();
-    assert!(rec.records >= ok, "{} durable, {ok} acknowledged", rec.records);
+    assert!(
+        rec.records >= ok,
+        "{} durable, {ok} acknowledged",
+        rec.records
+    );
 }
 
 #[tokio::test]
@@ -703,7 +791,10 @@ async fn oversized_record_is_refused() {
 }
 
 /// Writes a small multi-segment log and returns its directory and file images.
-async fn small_log_image(n: u64, segment_bytes: u64) -> (tempfile::TempDir, Vec<(PathBuf, Vec<u8>)>) {
+async fn small_log_image(
+    n: u64,
+    segment_bytes: u64,
+) -> (tempfile::TempDir, Vec<(PathBuf, Vec<u8>)>) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = LogConfig {
         segment_bytes,
@@ -746,11 +837,20 @@ async fn truncation_at_every_offset_recovers_a_prefix() {
             .unwrap();
         let (log, rec) = Log::open(dir.path(), no_fsync()).unwrap();
         // Records wholly before the cut survive, nothing else.
-        let whole = (0..=8).rev().find(|&k| record_offset(0, k) <= cut).unwrap_or(0);
-        assert_eq!((rec.records, rec.next_seq, rec.corrupt_records), (whole, whole, 0), "cut {cut}");
+        let whole = (0..=8)
+            .rev()
+            .find(|&k| record_offset(0, k) <= cut)
+            .unwrap_or(0);
+        assert_eq!(
+            (rec.records, rec.next_seq, rec.corrupt_records),
+            (whole, whole, 0),
+            "cut {cut}"
+        );
         assert_records(&read_all(&log), 0..whole);
         assert_eq!(
-            log.append(vec![payload(whole)], 1_000 + whole as i64).await.unwrap(),
+            log.append(vec![payload(whole)], 1_000 + whole as i64)
+                .await
+                .unwrap(),
             whole..whole + 1,
             "cut {cut}"
         );
@@ -786,7 +886,10 @@ async fn bit_flip_anywhere_is_never_returned() {
                 );
             }
             let r = log.append(vec![payload(99)], 0).await.unwrap();
-            assert!(r.start >= 12 || lost == 1, "segment {i} offset {offset}: seq went back");
+            assert!(
+                r.start >= 12 || lost == 1,
+                "segment {i} offset {offset}: seq went back"
+            );
         }
     }
 }

@@ -8,10 +8,10 @@
 //!    single larger request is committed alone; the one that does not fit is carried over);
 //! 3. assign contiguous seqs, encode all records with their CRC into one buffer;
 //! 4. one `write_at`, one `fdatasync`;
-//! 5. publish the new end in the segment table, then on the `durable` watch, then answer
-//!    every request of the group;
+//! 5. publish the new end in the segment table, then on the `durable` watch;
 //! 6. if the active segment reached `segment_bytes`, roll: create the next segment (header,
-//!    `fdatasync`, directory fsync) before taking more requests.
+//!    `fdatasync`, directory fsync);
+//! 7. answer every request of the group.
 //!
 //! Invariants:
 //! - a request is answered `Ok` only after step 4 succeeded for its bytes;
@@ -82,7 +82,10 @@ impl Writer {
     ) -> Writer {
         let (active_path, end) = {
             let table = shared.segments();
-            let last = table.segments.back().expect("recovery leaves an active segment");
+            let last = table
+                .segments
+                .back()
+                .expect("recovery leaves an active segment");
             (last.path.clone(), last.end)
         };
         Writer {
@@ -193,12 +196,20 @@ impl Writer {
             next_seq: seq,
             bytes: self.durable_bytes,
         });
+        // Roll before answering, so that when an append returns the log is quiescent
+        // (tests and callers observe a deterministic segment layout). Under load the next
+        // group would wait for the roll anyway. A failed roll poisons the log, but this
+        // group is durable and is acknowledged.
+        if self.end >= self.shared.config.segment_bytes.max(SEGMENT_HEADER_LEN + 1) {
+            self.roll();
+        }
         for (req, range) in group.into_iter().zip(ranges) {
             let _ = req.reply.send(Ok(range));
         }
-
-        if self.end >= self.shared.config.segment_bytes.max(SEGMENT_HEADER_LEN + 1) {
-            self.roll();
+        // Do not keep the memory of an unusually large group around.
+        let keep = self.shared.config.max_commit_bytes.saturating_mul(2);
+        if self.buf.capacity() > keep {
+            self.buf = Vec::new();
         }
     }
 
@@ -219,15 +230,23 @@ impl Writer {
 
     /// Poisons the log and fails the whole group with the I/O error.
     fn fail(&mut self, group: Vec<Request>, op: &'static str, e: io::Error) {
-        self.shared.poison(format!(
-            "{op} {} failed: {e}",
-            self.active_path.display()
-        ));
+        self.shared
+            .poison(format!("{op} {} failed: {e}", self.active_path.display()));
         for req in group {
             let source = io::Error::new(e.kind(), e.to_string());
             let _ = req
                 .reply
                 .send(Err(Error::io(op, self.active_path.clone(), source)));
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // A bug, not an I/O error, but the state of the active segment is unknown either
+        // way: stop writing. Pending and later appends see the channel closed.
+        if std::thread::panicking() {
+            self.shared.poison("log writer thread panicked".to_string());
         }
     }
 }

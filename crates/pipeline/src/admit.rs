@@ -23,7 +23,10 @@ pub struct Reservation {
 impl ByteBudget {
     /// A budget of `limit` bytes.
     pub fn new(limit: u64) -> Arc<Self> {
-        Arc::new(Self { used: AtomicU64::new(0), limit })
+        Arc::new(Self {
+            used: AtomicU64::new(0),
+            limit,
+        })
     }
 
     /// Reserves as many leading `sizes` as fit; returns how many fit and the reservation.
@@ -49,7 +52,15 @@ impl ByteBudget {
                 Ordering::AcqRel,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return (count, Reservation { budget: self.clone(), bytes: total }),
+                Ok(_) => {
+                    return (
+                        count,
+                        Reservation {
+                            budget: self.clone(),
+                            bytes: total,
+                        },
+                    );
+                }
                 Err(actual) => current = actual,
             }
         }
@@ -82,6 +93,9 @@ mod tests {
         drop(r1);
         assert_eq!(budget.used(), 0);
         let (n3, _r3) = budget.reserve_prefix(&[500]);
-        assert_eq!(n3, 1, "an oversized record is admitted alone into an idle budget");
+        assert_eq!(
+            n3, 1,
+            "an oversized record is admitted alone into an idle budget"
+        );
     }
 }

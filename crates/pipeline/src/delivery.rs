@@ -116,7 +116,9 @@ pub(crate) async fn run(rt: Arc<StreamRuntime>, mut shutdown: watch::Receiver<bo
     let name = rt.spec().name.clone();
     match run_inner(&rt, &mut shutdown).await {
         Ok(()) => tracing::debug!(stream = %name, "delivery stopped"),
-        Err(e) => tracing::error!(stream = %name, error = %e, "delivery loop failed; data stays in the log"),
+        Err(e) => {
+            tracing::error!(stream = %name, error = %e, "delivery loop failed; data stays in the log")
+        }
     }
 }
 
@@ -165,10 +167,9 @@ async fn run_inner(rt: &Arc<StreamRuntime>, shutdown: &mut watch::Receiver<bool>
         batch = b;
         let caught_up = batch.carry.is_none() && reader.position() >= durable.borrow().next_seq;
         rt.set_freshness(batch.oldest_arrival_ms());
-        let due = match batch.oldest_arrival_ms() {
-            None => None,
-            Some(oldest) => Some(oldest + (interval_s as i64) * 1000),
-        };
+        let due = batch
+            .oldest_arrival_ms()
+            .map(|oldest| oldest + (interval_s as i64) * 1000);
         let flush_now = batch.bytes >= size_limit
             || batch.carry.is_some()
             || due.is_some_and(|d| d <= now_ms())
@@ -177,7 +178,10 @@ async fn run_inner(rt: &Arc<StreamRuntime>, shutdown: &mut watch::Receiver<bool>
             let records = std::mem::take(&mut batch.records);
             batch.bytes = 0;
             let plan = plan_for(rt, &records);
-            rt.log.checkpoint(rt.log.last_checkpoint().committed, &serde_json::to_vec(&plan)?)?;
+            rt.log.checkpoint(
+                rt.log.last_checkpoint().committed,
+                &serde_json::to_vec(&plan)?,
+            )?;
             if !deliver(rt, &plan, &records, shutdown).await? {
                 return Ok(());
             }
@@ -202,9 +206,17 @@ fn plan_for(rt: &StreamRuntime, records: &[LogRecord]) -> Plan {
     let spec = rt.spec();
     let start = records.first().map_or(0, |r| r.seq);
     let end = records.last().map_or(0, |r| r.seq + 1);
-    let oldest = records.iter().map(|r| r.arrival_ms).min().unwrap_or_else(now_ms);
+    let oldest = records
+        .iter()
+        .map(|r| r.arrival_ms)
+        .min()
+        .unwrap_or_else(now_ms);
     let (prefix, _) = spec.prefixes();
-    let seed = stable_seed(&[spec.name.as_bytes(), &spec.created_ms.to_le_bytes(), &start.to_le_bytes()]);
+    let seed = stable_seed(&[
+        spec.name.as_bytes(),
+        &spec.created_ms.to_le_bytes(),
+        &start.to_le_bytes(),
+    ]);
     let no_keys = BTreeMap::new();
     let ctx = KeyContext {
         stream_name: &spec.name,
@@ -219,7 +231,12 @@ fn plan_for(rt: &StreamRuntime, records: &[LogRecord]) -> Plan {
         tracing::error!(stream = %spec.name, error = %e, "prefix evaluation failed; using the default prefix");
         object_key(&Default::default(), &ctx, &spec.file_extension()).unwrap_or_default()
     });
-    Plan { start, end, key, compression: spec.compression() }
+    Plan {
+        start,
+        end,
+        key,
+        compression: spec.compression(),
+    }
 }
 
 /// Delivers one planned object with retries, then commits. Returns `false` if shutdown
@@ -245,7 +262,11 @@ async fn deliver(
     .map_err(|e| Error::Internal(e.to_string()))?
     .map_err(|e| Error::Internal(e.to_string()))?;
     let body = Bytes::from(body);
-    let oldest = records.iter().map(|r| r.arrival_ms).min().unwrap_or_else(now_ms);
+    let oldest = records
+        .iter()
+        .map(|r| r.arrival_ms)
+        .min()
+        .unwrap_or_else(now_ms);
     let mut attempt = 0u32;
     loop {
         let sink = rt.sink();
@@ -255,9 +276,12 @@ async fn deliver(
         };
         match result {
             Ok(()) => {
-                metrics::counter!("DeliveryToS3.Records", "stream" => stream.clone()).increment(record_count);
-                metrics::counter!("DeliveryToS3.Bytes", "stream" => stream.clone()).increment(raw_bytes);
-                metrics::counter!("DeliveryToS3.ObjectCount", "stream" => stream.clone()).increment(1);
+                metrics::counter!("DeliveryToS3.Records", "stream" => stream.clone())
+                    .increment(record_count);
+                metrics::counter!("DeliveryToS3.Bytes", "stream" => stream.clone())
+                    .increment(raw_bytes);
+                metrics::counter!("DeliveryToS3.ObjectCount", "stream" => stream.clone())
+                    .increment(1);
                 metrics::counter!("DeliveryToS3.Success", "stream" => stream.clone()).increment(1);
                 rt.stats.delivered(record_count, raw_bytes);
                 tracing::debug!(stream = %stream, key = %plan.key, records = record_count, "delivered");
@@ -284,7 +308,8 @@ async fn deliver(
             }
         }
     }
-    rt.log.checkpoint(plan.end.max(rt.log.last_checkpoint().committed), &[])?;
+    rt.log
+        .checkpoint(plan.end.max(rt.log.last_checkpoint().committed), &[])?;
     Ok(true)
 }
 

@@ -100,7 +100,8 @@ impl StreamRuntime {
     }
 
     pub(crate) fn sink(&self) -> SinkResult<Arc<StoreSink>> {
-        self.buckets.sink(self.spec.read().unwrap_or_else(|e| e.into_inner()).bucket())
+        self.buckets
+            .sink(self.spec.read().unwrap_or_else(|e| e.into_inner()).bucket())
     }
 
     pub(crate) fn time_zone(&self) -> chrono_tz::Tz {
@@ -120,14 +121,22 @@ impl StreamRuntime {
     pub(crate) fn set_freshness(&self, oldest: Option<i64>) {
         let oldest = oldest.unwrap_or(0);
         self.oldest_undelivered_ms.store(oldest, Ordering::Relaxed);
-        let age = if oldest == 0 { 0.0 } else { (now_ms() - oldest) as f64 / 1000.0 };
+        let age = if oldest == 0 {
+            0.0
+        } else {
+            (now_ms() - oldest) as f64 / 1000.0
+        };
         metrics::gauge!("DeliveryToS3.DataFreshness", "stream" => self.spec().name).set(age);
     }
 
     /// Age in seconds of the oldest record read but not yet delivered (0 when none).
     pub fn data_freshness_s(&self) -> f64 {
         let oldest = self.oldest_undelivered_ms.load(Ordering::Relaxed);
-        if oldest == 0 { 0.0 } else { (now_ms() - oldest) as f64 / 1000.0 }
+        if oldest == 0 {
+            0.0
+        } else {
+            (now_ms() - oldest) as f64 / 1000.0
+        }
     }
 
     async fn stop(&self) {
@@ -182,7 +191,11 @@ fn api_error(e: Error) -> ApiError {
 
 impl Engine {
     /// Opens every stream under `data_dir/streams`, recovering their logs and starting delivery.
-    pub async fn open(data_dir: &Path, buckets: Buckets, config: EngineConfig) -> Result<Arc<Self>> {
+    pub async fn open(
+        data_dir: &Path,
+        buckets: Buckets,
+        config: EngineConfig,
+    ) -> Result<Arc<Self>> {
         let root = data_dir.join("streams");
         std::fs::create_dir_all(&root)?;
         let engine = Arc::new(Self {
@@ -194,7 +207,9 @@ impl Engine {
         });
         let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "stream") && p.join("spec.json").is_file())
+            .filter(|p| {
+                p.extension().is_some_and(|x| x == "stream") && p.join("spec.json").is_file()
+            })
             .collect();
         dirs.sort();
         for dir in dirs {
@@ -207,7 +222,10 @@ impl Engine {
 
     fn insert(&self, rt: Arc<StreamRuntime>) {
         let name = rt.spec().name;
-        self.streams.write().unwrap_or_else(|e| e.into_inner()).insert(name, rt);
+        self.streams
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name, rt);
     }
 
     fn start_stream(&self, spec: StreamSpec, dir: &Path) -> Result<Arc<StreamRuntime>> {
@@ -242,7 +260,11 @@ impl Engine {
 
     /// The running stream `name`.
     pub fn runtime(&self, name: &str) -> Option<Arc<StreamRuntime>> {
-        self.streams.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+        self.streams
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
     }
 
     /// The bucket resolver.
@@ -252,7 +274,13 @@ impl Engine {
 
     /// Stops every delivery loop (data stays in the logs) and closes the logs.
     pub async fn shutdown(&self) {
-        let all: Vec<_> = self.streams.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        let all: Vec<_> = self
+            .streams
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
         for rt in all {
             rt.stop().await;
         }
@@ -273,13 +301,22 @@ impl StreamService for Engine {
         if self.streams.read().unwrap_or_else(|e| e.into_inner()).len() >= self.config.max_streams {
             return Err(ApiError::new(
                 ErrorKind::LimitExceeded,
-                format!("You have already reached the limit of {} delivery streams.", self.config.max_streams),
+                format!(
+                    "You have already reached the limit of {} delivery streams.",
+                    self.config.max_streams
+                ),
             ));
         }
-        if let Some(tz) = spec.destination.custom_time_zone.as_deref().filter(|s| !s.is_empty())
+        if let Some(tz) = spec
+            .destination
+            .custom_time_zone
+            .as_deref()
+            .filter(|s| !s.is_empty())
             && tz.parse::<chrono_tz::Tz>().is_err()
         {
-            return Err(ApiError::invalid(format!("CustomTimeZone '{tz}' is not a known time zone.")));
+            return Err(ApiError::invalid(format!(
+                "CustomTimeZone '{tz}' is not a known time zone."
+            )));
         }
         let dir = stream_dir(&self.root, &spec.name);
         if dir.exists() {
@@ -315,27 +352,51 @@ impl StreamService for Engine {
     }
 
     fn stream_names(&self) -> Vec<String> {
-        self.streams.read().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect()
+        self.streams
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect()
     }
 
-    async fn modify_stream(&self, name: &str, change: SpecChange<'_>) -> lakehose_api::Result<StreamSpec> {
+    async fn modify_stream(
+        &self,
+        name: &str,
+        change: SpecChange<'_>,
+    ) -> lakehose_api::Result<StreamSpec> {
         let _guard = self.control.lock().await;
-        let rt = self.runtime(name).ok_or_else(|| ApiError::stream_not_found(name))?;
+        let rt = self
+            .runtime(name)
+            .ok_or_else(|| ApiError::stream_not_found(name))?;
         let mut next = rt.spec();
         change(&mut next)?;
-        if let Some(tz) = next.destination.custom_time_zone.as_deref().filter(|s| !s.is_empty())
+        if let Some(tz) = next
+            .destination
+            .custom_time_zone
+            .as_deref()
+            .filter(|s| !s.is_empty())
             && tz.parse::<chrono_tz::Tz>().is_err()
         {
-            return Err(ApiError::invalid(format!("CustomTimeZone '{tz}' is not a known time zone.")));
+            return Err(ApiError::invalid(format!(
+                "CustomTimeZone '{tz}' is not a known time zone."
+            )));
         }
         let bytes = serde_json::to_vec_pretty(&next).map_err(ApiError::internal)?;
-        write_atomic(&stream_dir(&self.root, name).join("spec.json"), &bytes).map_err(ApiError::internal)?;
+        write_atomic(&stream_dir(&self.root, name).join("spec.json"), &bytes)
+            .map_err(ApiError::internal)?;
         *rt.spec.write().unwrap_or_else(|e| e.into_inner()) = next.clone();
         Ok(next)
     }
 
-    async fn put_records(&self, name: &str, records: Vec<Bytes>) -> lakehose_api::Result<PutOutcome> {
-        let rt = self.runtime(name).ok_or_else(|| ApiError::stream_not_found(name))?;
+    async fn put_records(
+        &self,
+        name: &str,
+        records: Vec<Bytes>,
+    ) -> lakehose_api::Result<PutOutcome> {
+        let rt = self
+            .runtime(name)
+            .ok_or_else(|| ApiError::stream_not_found(name))?;
         if let Some(reason) = rt.log.poisoned() {
             return Err(ApiError::unavailable(format!(
                 "The stream cannot accept records: its write-ahead log failed ({reason})."
@@ -355,24 +416,38 @@ impl StreamService for Engine {
             let mut records = records;
             records.truncate(admitted);
             let bytes: usize = sizes[..admitted].iter().sum();
-            let range = rt.log.append(records, now_ms()).await.map_err(|e| api_error(e.into()))?;
+            let range = rt
+                .log
+                .append(records, now_ms())
+                .await
+                .map_err(|e| api_error(e.into()))?;
             drop(reservation);
             let incarnation = rt.spec().created_ms;
             outcomes.extend(range.map(|seq| RecordOutcome::Accepted(record_id(incarnation, seq))));
-            rt.stats.incoming_records.fetch_add(admitted as u64, Ordering::Relaxed);
-            metrics::counter!("IncomingRecords", "stream" => name.to_string()).increment(admitted as u64);
-            metrics::counter!("IncomingBytes", "stream" => name.to_string()).increment(bytes as u64);
+            rt.stats
+                .incoming_records
+                .fetch_add(admitted as u64, Ordering::Relaxed);
+            metrics::counter!("IncomingRecords", "stream" => name.to_string())
+                .increment(admitted as u64);
+            metrics::counter!("IncomingBytes", "stream" => name.to_string())
+                .increment(bytes as u64);
         }
         metrics::counter!("IncomingPutRequests", "stream" => name.to_string()).increment(1);
         if throttled > 0 {
-            rt.stats.throttled_records.fetch_add(throttled as u64, Ordering::Relaxed);
-            metrics::counter!("ThrottledRecords", "stream" => name.to_string()).increment(throttled as u64);
+            rt.stats
+                .throttled_records
+                .fetch_add(throttled as u64, Ordering::Relaxed);
+            metrics::counter!("ThrottledRecords", "stream" => name.to_string())
+                .increment(throttled as u64);
             outcomes.extend((0..throttled).map(|_| RecordOutcome::Failed {
                 code: "ServiceUnavailableException",
                 message: "Slow down.".into(),
             }));
         }
-        Ok(PutOutcome { records: outcomes, encrypted })
+        Ok(PutOutcome {
+            records: outcomes,
+            encrypted,
+        })
     }
 }
 

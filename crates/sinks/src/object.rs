@@ -104,7 +104,10 @@ fn sync_path(root: &Path, file: &Path) -> std::io::Result<()> {
 impl ObjectSink for StoreSink {
     async fn put(&self, key: &str, body: Bytes) -> SinkResult<()> {
         let path = object_path(key);
-        self.store.put(&path, PutPayload::from(body)).await.map_err(classify)?;
+        self.store
+            .put(&path, PutPayload::from(body))
+            .await
+            .map_err(classify)?;
         if let Some(root) = &self.local_root {
             let file = root.join(path.as_ref());
             let root = root.clone();
@@ -124,7 +127,12 @@ impl ObjectSink for StoreSink {
     async fn list(&self, prefix: &str) -> SinkResult<Vec<String>> {
         use futures::TryStreamExt;
         let prefix = (!prefix.is_empty()).then(|| object_path(prefix));
-        let items: Vec<_> = self.store.list(prefix.as_ref()).try_collect().await.map_err(classify)?;
+        let items: Vec<_> = self
+            .store
+            .list(prefix.as_ref())
+            .try_collect()
+            .await
+            .map_err(classify)?;
         let mut keys: Vec<String> = items.into_iter().map(|m| m.location.to_string()).collect();
         keys.sort();
         Ok(keys)
@@ -142,7 +150,11 @@ pub struct Buckets {
 impl Buckets {
     /// Local buckets live in `local_root/NAME/`; `mapped` buckets at their endpoints.
     pub fn new(local_root: PathBuf, mapped: HashMap<String, S3BucketConfig>) -> Self {
-        Self { local_root, mapped, cache: Mutex::default() }
+        Self {
+            local_root,
+            mapped,
+            cache: Mutex::default(),
+        }
     }
 
     /// The folder a local bucket lives in.
@@ -172,16 +184,25 @@ impl Buckets {
                 if let Some(s) = &cfg.secret_access_key {
                     builder = builder.with_secret_access_key(s);
                 }
-                let store = builder.build().map_err(|e| SinkError::Config(e.to_string()))?;
-                StoreSink { store: Arc::new(store), local_root: None }
+                let store = builder
+                    .build()
+                    .map_err(|e| SinkError::Config(e.to_string()))?;
+                StoreSink {
+                    store: Arc::new(store),
+                    local_root: None,
+                }
             }
             None => {
                 let root = self.local_root.join(bucket);
-                std::fs::create_dir_all(&root)
-                    .map_err(|e| SinkError::Retryable(format!("creating {}: {e}", root.display())))?;
+                std::fs::create_dir_all(&root).map_err(|e| {
+                    SinkError::Retryable(format!("creating {}: {e}", root.display()))
+                })?;
                 let store = LocalFileSystem::new_with_prefix(&root)
                     .map_err(|e| SinkError::Config(e.to_string()))?;
-                StoreSink { store: Arc::new(store), local_root: Some(root) }
+                StoreSink {
+                    store: Arc::new(store),
+                    local_root: Some(root),
+                }
             }
         };
         let sink = Arc::new(sink);
@@ -199,11 +220,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let buckets = Buckets::new(dir.path().to_path_buf(), HashMap::new());
         let sink = buckets.sink("b1").unwrap();
-        sink.put("2024/01/02/03/s-1-x", Bytes::from_static(b"one")).await.unwrap();
-        sink.put("2024/01/02/03/s-1-x", Bytes::from_static(b"two")).await.unwrap();
+        sink.put("2024/01/02/03/s-1-x", Bytes::from_static(b"one"))
+            .await
+            .unwrap();
+        sink.put("2024/01/02/03/s-1-x", Bytes::from_static(b"two"))
+            .await
+            .unwrap();
         assert_eq!(&sink.get("2024/01/02/03/s-1-x").await.unwrap()[..], b"two");
-        assert_eq!(sink.list("").await.unwrap(), vec!["2024/01/02/03/s-1-x".to_string()]);
+        assert_eq!(
+            sink.list("").await.unwrap(),
+            vec!["2024/01/02/03/s-1-x".to_string()]
+        );
         assert!(dir.path().join("b1/2024/01/02/03/s-1-x").is_file());
-        assert!(matches!(sink.get("nope").await, Err(SinkError::NotFound(_))));
+        assert!(matches!(
+            sink.get("nope").await,
+            Err(SinkError::NotFound(_))
+        ));
     }
 }

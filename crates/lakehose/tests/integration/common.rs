@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_firehose::Client;
 use aws_sdk_firehose::config::{BehaviorVersion, Region, retry::RetryConfig};
-use aws_sdk_firehose::types::{BufferingHints, CompressionFormat, ExtendedS3DestinationConfiguration};
+use aws_sdk_firehose::types::{
+    BufferingHints, CompressionFormat, ExtendedS3DestinationConfiguration,
+};
 
 pub const ROLE: &str = "arn:aws:iam::123456789012:role/firehose";
 
@@ -32,7 +34,8 @@ impl Server {
     /// A server on `data_dir`, with an optional `lakehose.toml` body.
     pub fn start_in(data_dir: &Path, config: Option<&str>) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_lakehose"));
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(data_dir);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir);
         if let Some(config) = config {
             let path = data_dir.with_extension("toml");
             std::fs::write(&path, config).unwrap();
@@ -54,8 +57,15 @@ impl Server {
                 }
             }
         });
-        let endpoint = rx.recv_timeout(Duration::from_secs(60)).expect("server did not start");
-        Self { child: Some(child), endpoint, data_dir: data_dir.to_path_buf(), _tmp: None }
+        let endpoint = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("server did not start");
+        Self {
+            child: Some(child),
+            endpoint,
+            data_dir: data_dir.to_path_buf(),
+            _tmp: None,
+        }
     }
 
     /// An SDK client with the SDK's standard retries.
@@ -79,7 +89,10 @@ impl Server {
     /// SIGTERM and wait for a clean exit.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
             let deadline = Instant::now() + Duration::from_secs(20);
             while Instant::now() < deadline {
                 if let Ok(Some(status)) = child.try_wait() {
@@ -132,7 +145,12 @@ pub fn s3_dest(bucket: &str, size_mb: i32, interval_s: i32) -> ExtendedS3Destina
     ExtendedS3DestinationConfiguration::builder()
         .role_arn(ROLE)
         .bucket_arn(format!("arn:aws:s3:::{bucket}"))
-        .buffering_hints(BufferingHints::builder().size_in_mbs(size_mb).interval_in_seconds(interval_s).build())
+        .buffering_hints(
+            BufferingHints::builder()
+                .size_in_mbs(size_mb)
+                .interval_in_seconds(interval_s)
+                .build(),
+        )
         .compression_format(CompressionFormat::Uncompressed)
         .build()
         .unwrap()
@@ -143,7 +161,9 @@ pub fn objects(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in entries.flatten() {
             let p = e.path();
             if p.is_dir() {

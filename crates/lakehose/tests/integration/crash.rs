@@ -28,7 +28,11 @@ struct Ledger {
 fn sigkill_during_ingest_loses_and_duplicates_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let ledger = Arc::new(Mutex::new(Ledger::default()));
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let mut rng = rand::rng();
     let mut next_id = 0u64;
     let mut server = Server::start_in(tmp.path(), None);
@@ -68,9 +72,20 @@ fn sigkill_during_ingest_loses_and_duplicates_nothing() {
                     ledger.lock().unwrap().sent.extend(ids.iter().copied());
                     let records: Vec<Record> = ids
                         .iter()
-                        .map(|id| Record::builder().data(Blob::new(format!("id-{id:08}\n"))).build().unwrap())
+                        .map(|id| {
+                            Record::builder()
+                                .data(Blob::new(format!("id-{id:08}\n")))
+                                .build()
+                                .unwrap()
+                        })
                         .collect();
-                    match client.put_record_batch().delivery_stream_name("crash").set_records(Some(records)).send().await {
+                    match client
+                        .put_record_batch()
+                        .delivery_stream_name("crash")
+                        .set_records(Some(records))
+                        .send()
+                        .await
+                    {
                         Ok(out) => {
                             let mut l = ledger.lock().unwrap();
                             for (id, r) in ids.iter().zip(out.request_responses) {
@@ -105,7 +120,11 @@ fn sigkill_during_ingest_loses_and_duplicates_nothing() {
         (l.sent.clone(), l.acked.clone())
     };
     assert!(kills >= KILLS);
-    assert!(acked.len() as u64 >= RECORDS / 2, "too few acknowledged records ({}) to mean anything", acked.len());
+    assert!(
+        acked.len() as u64 >= RECORDS / 2,
+        "too few acknowledged records ({}) to mean anything",
+        acked.len()
+    );
 
     // Wait until every acknowledged record has landed.
     let bucket = server.bucket("crash");
@@ -113,7 +132,10 @@ fn sigkill_during_ingest_loses_and_duplicates_nothing() {
         let mut counts = HashMap::new();
         for (_, data) in objs {
             for line in String::from_utf8_lossy(data).lines() {
-                let id: u64 = line.strip_prefix("id-").and_then(|s| s.parse().ok()).unwrap_or(u64::MAX);
+                let id: u64 = line
+                    .strip_prefix("id-")
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(u64::MAX);
                 *counts.entry(id).or_insert(0) += 1;
             }
         }
@@ -126,12 +148,30 @@ fn sigkill_during_ingest_loses_and_duplicates_nothing() {
     std::thread::sleep(Duration::from_millis(500));
     let objs = wait_for_objects(&bucket, Duration::from_secs(1), |_| false).max(objs);
     let counts = count_ids(&objs);
-    let lost: Vec<_> = acked.iter().filter(|id| !counts.contains_key(id)).take(10).collect();
-    assert!(lost.is_empty(), "acknowledged records lost: {lost:?} (of {})", acked.len());
+    let lost: Vec<_> = acked
+        .iter()
+        .filter(|id| !counts.contains_key(id))
+        .take(10)
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "acknowledged records lost: {lost:?} (of {})",
+        acked.len()
+    );
     let duplicated: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).take(10).collect();
-    assert!(duplicated.is_empty(), "records delivered twice: {duplicated:?}");
-    let unknown: Vec<_> = counts.keys().filter(|id| !sent.contains(id)).take(10).collect();
-    assert!(unknown.is_empty(), "records that were never sent: {unknown:?}");
+    assert!(
+        duplicated.is_empty(),
+        "records delivered twice: {duplicated:?}"
+    );
+    let unknown: Vec<_> = counts
+        .keys()
+        .filter(|id| !sent.contains(id))
+        .take(10)
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "records that were never sent: {unknown:?}"
+    );
     eprintln!(
         "crash test: {kills} kills, {} sent, {} acknowledged, {} delivered, {} objects",
         sent.len(),

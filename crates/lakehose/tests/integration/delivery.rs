@@ -10,7 +10,10 @@ use aws_sdk_firehose::types::{CompressionFormat, ExtendedS3DestinationConfigurat
 use crate::common::*;
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 async fn create(c: &Client, name: &str, dest: ExtendedS3DestinationConfiguration) {
@@ -24,9 +27,22 @@ async fn create(c: &Client, name: &str, dest: ExtendedS3DestinationConfiguration
 
 async fn put_lines(c: &Client, stream: &str, lines: &[String]) {
     for chunk in lines.chunks(500) {
-        let records: Vec<Record> =
-            chunk.iter().map(|l| Record::builder().data(Blob::new(l.clone())).build().unwrap()).collect();
-        let out = c.put_record_batch().delivery_stream_name(stream).set_records(Some(records)).send().await.unwrap();
+        let records: Vec<Record> = chunk
+            .iter()
+            .map(|l| {
+                Record::builder()
+                    .data(Blob::new(l.clone()))
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        let out = c
+            .put_record_batch()
+            .delivery_stream_name(stream)
+            .set_records(Some(records))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(out.failed_put_count, 0);
     }
 }
@@ -34,19 +50,25 @@ async fn put_lines(c: &Client, stream: &str, lines: &[String]) {
 fn decode(name: &str, data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     if name.ends_with(".gz") {
-        flate2::read::MultiGzDecoder::new(data).read_to_end(&mut out).unwrap();
+        flate2::read::MultiGzDecoder::new(data)
+            .read_to_end(&mut out)
+            .unwrap();
     } else if name.ends_with(".zip") {
         let mut zip = zip::ZipArchive::new(std::io::Cursor::new(data)).unwrap();
         assert_eq!(zip.len(), 1, "one entry per zip object");
         zip.by_index(0).unwrap().read_to_end(&mut out).unwrap();
     } else if name.ends_with(".snappy") {
-        snap::read::FrameDecoder::new(data).read_to_end(&mut out).unwrap();
+        snap::read::FrameDecoder::new(data)
+            .read_to_end(&mut out)
+            .unwrap();
     } else if name.ends_with(".hsnappy") {
         let mut rest = data;
         while !rest.is_empty() {
             let raw = u32::from_be_bytes(rest[0..4].try_into().unwrap()) as usize;
             let comp = u32::from_be_bytes(rest[4..8].try_into().unwrap()) as usize;
-            let block = snap::raw::Decoder::new().decompress_vec(&rest[8..8 + comp]).unwrap();
+            let block = snap::raw::Decoder::new()
+                .decompress_vec(&rest[8..8 + comp])
+                .unwrap();
             assert_eq!(block.len(), raw);
             out.extend_from_slice(&block);
             rest = &rest[8 + comp..];
@@ -60,10 +82,17 @@ fn decode(name: &str, data: &[u8]) -> Vec<u8> {
 /// `<prefix>/<stream>-<version>-yyyy-MM-dd-HH-mm-ss-<uuid><ext>`
 fn assert_firehose_name(key: &str, stream: &str, version: u32, ext: &str) {
     let file = key.rsplit('/').next().unwrap();
-    let rest = file.strip_prefix(&format!("{stream}-{version}-")).unwrap_or_else(|| panic!("{key}"));
-    let rest = rest.strip_suffix(ext).unwrap_or_else(|| panic!("{key} lacks {ext}"));
+    let rest = file
+        .strip_prefix(&format!("{stream}-{version}-"))
+        .unwrap_or_else(|| panic!("{key}"));
+    let rest = rest
+        .strip_suffix(ext)
+        .unwrap_or_else(|| panic!("{key} lacks {ext}"));
     let (ts, uuid) = rest.split_at(19);
-    assert!(chrono::NaiveDateTime::parse_from_str(ts, "%Y-%m-%d-%H-%M-%S").is_ok(), "{key}");
+    assert!(
+        chrono::NaiveDateTime::parse_from_str(ts, "%Y-%m-%d-%H-%M-%S").is_ok(),
+        "{key}"
+    );
     let uuid = uuid.strip_prefix('-').unwrap();
     assert_eq!(uuid.len(), 36, "{key}");
     assert_eq!(uuid.matches('-').count(), 4, "{key}");
@@ -73,7 +102,9 @@ fn assert_firehose_name(key: &str, stream: &str, version: u32, ext: &str) {
 fn every_compression_format_is_readable() {
     let server = Server::start();
     let c = server.client();
-    let lines: Vec<String> = (0..2000).map(|i| format!("{{\"n\":{i},\"pad\":\"{}\"}}\n", "z".repeat(i % 50))).collect();
+    let lines: Vec<String> = (0..2000)
+        .map(|i| format!("{{\"n\":{i},\"pad\":\"{}\"}}\n", "z".repeat(i % 50)))
+        .collect();
     let expected = lines.concat().into_bytes();
     let formats = [
         (CompressionFormat::Uncompressed, ""),
@@ -91,16 +122,21 @@ fn every_compression_format_is_readable() {
         }
     });
     for (i, (_, ext)) in formats.iter().enumerate() {
-        let objs = wait_for_objects(&server.bucket(&format!("fmt{i}")), Duration::from_secs(20), |o| {
-            o.iter().map(|(k, d)| decode(k, d).len()).sum::<usize>() >= expected.len()
-        });
+        let objs = wait_for_objects(
+            &server.bucket(&format!("fmt{i}")),
+            Duration::from_secs(20),
+            |o| o.iter().map(|(k, d)| decode(k, d).len()).sum::<usize>() >= expected.len(),
+        );
         assert!(!objs.is_empty(), "format {ext}: nothing delivered");
         let mut got = Vec::new();
         for (key, data) in &objs {
             assert_firehose_name(key, &format!("fmt{i}"), 1, ext);
             got.extend(decode(key, data));
         }
-        assert_eq!(got, expected, "format {ext}: records concatenated as sent, in order, once");
+        assert_eq!(
+            got, expected,
+            "format {ext}: records concatenated as sent, in order, once"
+        );
     }
 }
 
@@ -113,7 +149,9 @@ fn default_prefix_extension_override_and_custom_prefixes() {
         dest.file_extension = Some(".json".into());
         create(&c, "plain", dest).await;
         let mut dest = s3_dest("named", 1, 0);
-        dest.prefix = Some("logs/year=!{timestamp:yyyy}/month=!{timestamp:MM}/r=!{firehose:random-string}/".into());
+        dest.prefix = Some(
+            "logs/year=!{timestamp:yyyy}/month=!{timestamp:MM}/r=!{firehose:random-string}/".into(),
+        );
         dest.error_output_prefix = Some("errors/!{firehose:error-output-type}/".into());
         create(&c, "custom", dest).await;
         let mut dest = s3_dest("named", 1, 0);
@@ -125,24 +163,49 @@ fn default_prefix_extension_override_and_custom_prefixes() {
             put_lines(&c, s, &[format!("{s}\n")]).await;
         }
     });
-    let objs = wait_for_objects(&server.bucket("named"), Duration::from_secs(20), |o| o.len() >= 3);
-    assert_eq!(objs.len(), 3, "{:?}", objs.iter().map(|o| &o.0).collect::<Vec<_>>());
+    let objs = wait_for_objects(&server.bucket("named"), Duration::from_secs(20), |o| {
+        o.len() >= 3
+    });
+    assert_eq!(
+        objs.len(),
+        3,
+        "{:?}",
+        objs.iter().map(|o| &o.0).collect::<Vec<_>>()
+    );
     let now = chrono::Utc::now();
     let plain = objs.iter().find(|(_, d)| d == b"plain\n").unwrap();
     let hour = now.format("%Y/%m/%d/%H/").to_string();
-    let prev_hour = (now - chrono::Duration::minutes(5)).format("%Y/%m/%d/%H/").to_string();
-    assert!(plain.0.starts_with(&hour) || plain.0.starts_with(&prev_hour), "{}", plain.0);
+    let prev_hour = (now - chrono::Duration::minutes(5))
+        .format("%Y/%m/%d/%H/")
+        .to_string();
+    assert!(
+        plain.0.starts_with(&hour) || plain.0.starts_with(&prev_hour),
+        "{}",
+        plain.0
+    );
     assert_firehose_name(&plain.0, "plain", 1, ".json");
     let custom = objs.iter().find(|(_, d)| d == b"custom\n").unwrap();
-    let expected_start = format!("logs/year={}/month={}/r=", now.format("%Y"), now.format("%m"));
+    let expected_start = format!(
+        "logs/year={}/month={}/r=",
+        now.format("%Y"),
+        now.format("%m")
+    );
     assert!(custom.0.starts_with(&expected_start), "{}", custom.0);
     let random = custom.0[expected_start.len()..].split('/').next().unwrap();
     assert_eq!(random.len(), 11, "random-string is 11 characters: {random}");
     let tz = objs.iter().find(|(_, d)| d == b"tz\n").unwrap();
     let ist = now.with_timezone(&chrono::FixedOffset::east_opt(5 * 3600 + 1800).unwrap());
-    let ist_early = (now - chrono::Duration::minutes(5)).with_timezone(&chrono::FixedOffset::east_opt(19800).unwrap());
-    let hh: Vec<String> = [ist, ist_early].iter().map(|t| format!("tz/{}/", t.format("%H"))).collect();
-    assert!(hh.iter().any(|h| tz.0.starts_with(h)), "{} not in {hh:?}", tz.0);
+    let ist_early = (now - chrono::Duration::minutes(5))
+        .with_timezone(&chrono::FixedOffset::east_opt(19800).unwrap());
+    let hh: Vec<String> = [ist, ist_early]
+        .iter()
+        .map(|t| format!("tz/{}/", t.format("%H")))
+        .collect();
+    assert!(
+        hh.iter().any(|h| tz.0.starts_with(h)),
+        "{} not in {hh:?}",
+        tz.0
+    );
 }
 
 #[test]
@@ -156,22 +219,38 @@ fn size_and_interval_triggers() {
         put_lines(&c, "bysize", &vec![record.clone(); 1536]).await;
         // Interval: 128 MiB buffer, 3 s interval.
         create(&c, "bytime", s3_dest("time", 128, 3)).await;
-        put_lines(&c, "bytime", &[record.clone()]).await;
+        put_lines(&c, "bytime", std::slice::from_ref(&record)).await;
     });
     let put_at = Instant::now();
-    let sized = wait_for_objects(&server.bucket("size"), Duration::from_secs(15), |o| !o.is_empty());
+    let sized = wait_for_objects(&server.bucket("size"), Duration::from_secs(15), |o| {
+        !o.is_empty()
+    });
     assert_eq!(sized.len(), 1, "one object for the first MiB");
-    assert_eq!(sized[0].1.len(), 1024 * 1024, "the object holds exactly the 1 MiB that filled the buffer");
+    assert_eq!(
+        sized[0].1.len(),
+        1024 * 1024,
+        "the object holds exactly the 1 MiB that filled the buffer"
+    );
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(crate::common::objects(&server.bucket("size")).len(), 1, "the rest waits for its interval");
+    assert_eq!(
+        crate::common::objects(&server.bucket("size")).len(),
+        1,
+        "the rest waits for its interval"
+    );
 
     let early = crate::common::objects(&server.bucket("time"));
     if put_at.elapsed() < Duration::from_millis(2500) {
         assert!(early.is_empty(), "delivered before the 3 s interval");
     }
-    let timed = wait_for_objects(&server.bucket("time"), Duration::from_secs(15), |o| !o.is_empty());
+    let timed = wait_for_objects(&server.bucket("time"), Duration::from_secs(15), |o| {
+        !o.is_empty()
+    });
     assert_eq!(timed.len(), 1);
-    assert!(put_at.elapsed() >= Duration::from_millis(2000), "delivered at {:?}", put_at.elapsed());
+    assert!(
+        put_at.elapsed() >= Duration::from_millis(2000),
+        "delivered at {:?}",
+        put_at.elapsed()
+    );
 }
 
 #[test]
@@ -185,14 +264,24 @@ fn streams_and_undelivered_data_survive_restart() {
         put_lines(&c, "durable", &lines).await;
     });
     server.stop();
-    assert!(crate::common::objects(&tmp.path().join("buckets/restart")).is_empty(), "not yet delivered");
+    assert!(
+        crate::common::objects(&tmp.path().join("buckets/restart")).is_empty(),
+        "not yet delivered"
+    );
     let server = Server::start_in(tmp.path(), None);
     rt().block_on(async {
         let c = server.client();
-        let d = c.describe_delivery_stream().delivery_stream_name("durable").send().await.unwrap();
+        let d = c
+            .describe_delivery_stream()
+            .delivery_stream_name("durable")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(d.delivery_stream_description.unwrap().version_id, "1");
     });
-    let objs = wait_for_objects(&server.bucket("restart"), Duration::from_secs(20), |o| !o.is_empty());
+    let objs = wait_for_objects(&server.bucket("restart"), Duration::from_secs(20), |o| {
+        !o.is_empty()
+    });
     let got: Vec<u8> = objs.iter().flat_map(|(_, d)| d.clone()).collect();
     assert_eq!(String::from_utf8(got).unwrap(), lines.concat());
 }
@@ -221,7 +310,16 @@ fn delivers_to_an_s3_compatible_endpoint() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let ok = std::process::Command::new("curl")
-            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT", &format!("{endpoint}/remote-lake")])
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-X",
+                "PUT",
+                &format!("{endpoint}/remote-lake"),
+            ])
             .output()
             .map(|o| o.stdout == b"200")
             .unwrap_or(false);
@@ -283,5 +381,8 @@ fn delivers_to_an_s3_compatible_endpoint() {
         }
     });
     assert_eq!(String::from_utf8(got).unwrap(), lines.concat());
-    assert!(!tmp.path().join("buckets/remote-lake").exists(), "a mapped bucket is not written locally");
+    assert!(
+        !tmp.path().join("buckets/remote-lake").exists(),
+        "a mapped bucket is not written locally"
+    );
 }
