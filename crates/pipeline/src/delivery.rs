@@ -252,16 +252,21 @@ async fn deliver(
     let record_count = records.len() as u64;
     let raw_bytes: u64 = records.iter().map(|r| r.data.len() as u64).sum();
     let parts: Vec<Bytes> = records.iter().map(|r| r.data.clone()).collect();
-    let entry = plan.key.rsplit('/').next().unwrap_or("records").to_string();
-    let c = codec(plan.compression);
-    let body = tokio::task::spawn_blocking(move || {
-        let slices: Vec<&[u8]> = parts.iter().map(|p| p.as_ref()).collect();
-        lakehose_formats::compress(c, &slices, &entry)
-    })
-    .await
-    .map_err(|e| Error::Internal(e.to_string()))?
-    .map_err(|e| Error::Internal(e.to_string()))?;
-    let body = Bytes::from(body);
+    let body = match codec(plan.compression) {
+        // Records go out as they are, without being copied into one buffer.
+        Codec::None => parts,
+        c => {
+            let entry = plan.key.rsplit('/').next().unwrap_or("records").to_string();
+            let packed = tokio::task::spawn_blocking(move || {
+                let slices: Vec<&[u8]> = parts.iter().map(|p| p.as_ref()).collect();
+                lakehose_formats::compress(c, &slices, &entry)
+            })
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?
+            .map_err(|e| Error::Internal(e.to_string()))?;
+            vec![Bytes::from(packed)]
+        }
+    };
     let oldest = records
         .iter()
         .map(|r| r.arrival_ms)

@@ -58,8 +58,9 @@ fn default_true() -> bool {
 /// Where objects go: durable `put` of a whole object under a key.
 #[async_trait]
 pub trait ObjectSink: Send + Sync + std::fmt::Debug {
-    /// Stores `body` under `key`, replacing any object there.
-    async fn put(&self, key: &str, body: Bytes) -> SinkResult<()>;
+    /// Stores the concatenation of `parts` under `key`, replacing any object there. Parts let
+    /// uncompressed objects go out without copying the records into one buffer.
+    async fn put(&self, key: &str, parts: Vec<Bytes>) -> SinkResult<()>;
     /// Reads an object back (used by tests and tools).
     async fn get(&self, key: &str) -> SinkResult<Bytes>;
     /// Lists keys under `prefix`.
@@ -102,12 +103,10 @@ fn sync_path(root: &Path, file: &Path) -> std::io::Result<()> {
 
 #[async_trait]
 impl ObjectSink for StoreSink {
-    async fn put(&self, key: &str, body: Bytes) -> SinkResult<()> {
+    async fn put(&self, key: &str, parts: Vec<Bytes>) -> SinkResult<()> {
         let path = object_path(key);
-        self.store
-            .put(&path, PutPayload::from(body))
-            .await
-            .map_err(classify)?;
+        let payload: PutPayload = parts.into_iter().collect();
+        self.store.put(&path, payload).await.map_err(classify)?;
         if let Some(root) = &self.local_root {
             let file = root.join(path.as_ref());
             let root = root.clone();
@@ -220,12 +219,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let buckets = Buckets::new(dir.path().to_path_buf(), HashMap::new());
         let sink = buckets.sink("b1").unwrap();
-        sink.put("2024/01/02/03/s-1-x", Bytes::from_static(b"one"))
+        sink.put("2024/01/02/03/s-1-x", vec![Bytes::from_static(b"one")])
             .await
             .unwrap();
-        sink.put("2024/01/02/03/s-1-x", Bytes::from_static(b"two"))
-            .await
-            .unwrap();
+        let parts = vec![
+            Bytes::from_static(b"tw"),
+            Bytes::new(),
+            Bytes::from_static(b"o"),
+        ];
+        sink.put("2024/01/02/03/s-1-x", parts).await.unwrap();
         assert_eq!(&sink.get("2024/01/02/03/s-1-x").await.unwrap()[..], b"two");
         assert_eq!(
             sink.list("").await.unwrap(),
