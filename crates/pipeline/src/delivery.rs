@@ -294,6 +294,7 @@ async fn deliver(
             }
             Err(e) => {
                 metrics::counter!("DeliveryToS3.Failures", "stream" => stream.clone()).increment(1);
+                rt.set_freshness(Some(oldest));
                 let age_ms = now_ms() - oldest;
                 if age_ms > rt.retention_ms() {
                     tracing::error!(stream = %stream, key = %plan.key, records = record_count, error = %e,

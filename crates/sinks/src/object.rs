@@ -173,7 +173,14 @@ impl Buckets {
                     .with_bucket_name(cfg.bucket.clone().unwrap_or_else(|| bucket.to_string()))
                     .with_region(&cfg.region)
                     .with_allow_http(cfg.allow_http)
-                    .with_virtual_hosted_style_request(!cfg.path_style);
+                    .with_virtual_hosted_style_request(!cfg.path_style)
+                    // A few quick retries inside one put; the delivery loop owns the long
+                    // retry window (with backoff, retention and metrics).
+                    .with_retry(object_store::RetryConfig {
+                        max_retries: 2,
+                        retry_timeout: std::time::Duration::from_secs(20),
+                        ..Default::default()
+                    });
                 if let Some(endpoint) = &cfg.endpoint {
                     builder = builder.with_endpoint(endpoint);
                 }

@@ -198,3 +198,114 @@ pub fn wait_for_objects(
 pub fn code<E: aws_sdk_firehose::error::ProvideErrorMetadata>(e: &E) -> String {
     e.code().unwrap_or("<none>").to_string()
 }
+
+/// A free TCP port on 127.0.0.1 (nothing listens on it when this returns).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// moto's S3-protocol server (PyPI `moto[server]`), killed on drop.
+pub struct Moto {
+    child: Child,
+    pub endpoint: String,
+}
+
+impl Moto {
+    /// Starts `moto_server` on `port` and waits until it answers.
+    pub fn start_on(port: u16) -> Self {
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server must be installed (scripts/test installs moto[server])");
+        let mut moto = Self {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while curl_status("GET", &moto.endpoint) == 0 {
+            if let Ok(Some(status)) = moto.child.try_wait() {
+                panic!("moto_server exited: {status}");
+            }
+            assert!(Instant::now() < deadline, "moto_server did not come up");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        moto
+    }
+
+    /// Creates a bucket.
+    pub fn create_bucket(&self, name: &str) {
+        assert_eq!(
+            curl_status("PUT", &format!("{}/{name}", self.endpoint)),
+            200
+        );
+    }
+
+    /// The `lakehose.toml` table mapping `bucket` to this server.
+    pub fn bucket_config(&self, bucket: &str) -> String {
+        format!(
+            "[buckets.{bucket}]\nendpoint = \"{}\"\nallow_http = true\naccess_key_id = \"test\"\nsecret_access_key = \"test\"\n",
+            self.endpoint
+        )
+    }
+
+    /// A sink reading the bucket back through the S3 protocol.
+    pub fn sink(&self, bucket: &str) -> std::sync::Arc<lakehose_sinks::StoreSink> {
+        let cfg = lakehose_sinks::S3BucketConfig {
+            endpoint: Some(self.endpoint.clone()),
+            region: "us-east-1".into(),
+            access_key_id: Some("test".into()),
+            secret_access_key: Some("test".into()),
+            allow_http: true,
+            path_style: true,
+            bucket: None,
+        };
+        let buckets = lakehose_sinks::Buckets::new(
+            PathBuf::from("/nonexistent"),
+            [(bucket.to_string(), cfg)].into(),
+        );
+        buckets.sink(bucket).unwrap()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The HTTP status of a bodiless request (0 when nothing answered).
+pub fn curl_status(method: &str, url: &str) -> u16 {
+    Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            method,
+            url,
+        ])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).parse().ok())
+        .unwrap_or(0)
+}
+
+/// The sum of a Prometheus metric's samples for one stream, from `/metrics`.
+pub fn metric(endpoint: &str, name: &str, stream: &str) -> f64 {
+    let out = Command::new("curl")
+        .args(["-s", &format!("{endpoint}/metrics")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let label = format!("stream=\"{stream}\"");
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{') && l.contains(&label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

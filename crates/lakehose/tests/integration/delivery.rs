@@ -289,55 +289,10 @@ fn streams_and_undelivered_data_survive_restart() {
 /// A bucket mapped in lakehose.toml to a real S3-protocol server (moto's server, from PyPI).
 #[test]
 fn delivers_to_an_s3_compatible_endpoint() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let mut moto = std::process::Command::new("moto_server")
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("moto_server must be installed (scripts/test installs moto[server])");
-    struct KillOnDrop(std::process::Child);
-    impl Drop for KillOnDrop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let ok = std::process::Command::new("curl")
-            .args([
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "-X",
-                "PUT",
-                &format!("{endpoint}/remote-lake"),
-            ])
-            .output()
-            .map(|o| o.stdout == b"200")
-            .unwrap_or(false);
-        if ok {
-            break;
-        }
-        if let Ok(Some(status)) = moto.try_wait() {
-            panic!("moto_server exited: {status}");
-        }
-        assert!(Instant::now() < deadline, "moto_server did not come up");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let _moto = KillOnDrop(moto);
+    let moto = Moto::start_on(free_port());
+    moto.create_bucket("remote-lake");
     let tmp = tempfile::tempdir().unwrap();
-    let config = format!(
-        "[buckets.remote-lake]\nendpoint = \"{endpoint}\"\nallow_http = true\naccess_key_id = \"test\"\nsecret_access_key = \"test\"\n"
-    );
-    let server = Server::start_in(tmp.path(), Some(&config));
+    let server = Server::start_in(tmp.path(), Some(&moto.bucket_config("remote-lake")));
     let lines: Vec<String> = (0..100).map(|i| format!("remote-{i}\n")).collect();
     rt().block_on(async {
         let c = server.client();
@@ -346,43 +301,198 @@ fn delivers_to_an_s3_compatible_endpoint() {
         create(&c, "remote", dest).await;
         put_lines(&c, "remote", &lines).await;
     });
-    // Read back through the same S3 protocol.
-    let buckets = lakehose_sinks::Buckets::new(
-        tmp.path().join("unused"),
-        [(
-            "remote-lake".to_string(),
-            lakehose_sinks::S3BucketConfig {
-                endpoint: Some(endpoint.clone()),
-                region: "us-east-1".into(),
-                access_key_id: Some("test".into()),
-                secret_access_key: Some("test".into()),
-                allow_http: true,
-                path_style: true,
-                bucket: None,
-            },
-        )]
-        .into(),
+    let got = read_remote(
+        &moto,
+        "remote-lake",
+        lines.concat().len(),
+        Duration::from_secs(20),
     );
-    let sink = buckets.sink("remote-lake").unwrap();
-    let got = rt().block_on(async {
-        use lakehose_sinks::ObjectSink;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let keys = sink.list("").await.unwrap();
-            let mut all = Vec::new();
-            for k in &keys {
-                assert!(k.ends_with(".gz"), "{k}");
-                all.extend(decode(k, &sink.get(k).await.unwrap()));
-            }
-            if all.len() >= lines.concat().len() || Instant::now() > deadline {
-                break all;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    });
     assert_eq!(String::from_utf8(got).unwrap(), lines.concat());
     assert!(
         !tmp.path().join("buckets/remote-lake").exists(),
         "a mapped bucket is not written locally"
+    );
+}
+
+/// Everything in a remote bucket, decoded and concatenated in key order, once at least
+/// `expected_len` bytes are there (or the timeout passed).
+fn read_remote(moto: &Moto, bucket: &str, expected_len: usize, timeout: Duration) -> Vec<u8> {
+    use lakehose_sinks::ObjectSink;
+    let sink = moto.sink(bucket);
+    rt().block_on(async {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut all = Vec::new();
+            for k in sink.list("").await.unwrap() {
+                all.extend(decode(&k, &sink.get(&k).await.unwrap()));
+            }
+            if all.len() >= expected_len || Instant::now() > deadline {
+                break all;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
+/// The destination is down: records stay in the log (freshness grows), the disk budget
+/// refuses new records per record, and when the destination comes back everything
+/// acknowledged is delivered in order and the budget frees up.
+#[test]
+fn outage_keeps_data_refuses_over_budget_and_recovers() {
+    let port = free_port();
+    let tmp = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[limits]\nmax_disk_mib = 1\nsegment_mib = 1\n[buckets.later]\nendpoint = \"http://127.0.0.1:{port}\"\n\
+         allow_http = true\naccess_key_id = \"test\"\nsecret_access_key = \"test\"\n"
+    );
+    let server = Server::start_in(tmp.path(), Some(&config));
+    let c = server.client();
+    let chunk: Vec<String> = (0..250)
+        .map(|i| format!("{i:04}{}\n", "o".repeat(1995)))
+        .collect();
+    let mut accepted = Vec::new();
+    let mut throttled = 0;
+    rt().block_on(async {
+        create(&c, "outage", s3_dest("later", 1, 0)).await;
+        for round in 0..4 {
+            let records: Vec<Record> = chunk
+                .iter()
+                .map(|l| {
+                    Record::builder()
+                        .data(Blob::new(format!("r{round}-{l}")))
+                        .build()
+                        .unwrap()
+                })
+                .collect();
+            let out = c
+                .put_record_batch()
+                .delivery_stream_name("outage")
+                .set_records(Some(records))
+                .send()
+                .await
+                .unwrap();
+            for (line, r) in chunk.iter().zip(&out.request_responses) {
+                match (&r.record_id, r.error_code.as_deref()) {
+                    (Some(_), None) => accepted.push(format!("r{round}-{line}")),
+                    (None, Some("ServiceUnavailableException")) => {
+                        assert_eq!(r.error_message.as_deref(), Some("Slow down."));
+                        throttled += 1;
+                    }
+                    other => panic!("unexpected entry {other:?}"),
+                }
+            }
+            assert_eq!(
+                out.failed_put_count as usize,
+                out.request_responses
+                    .iter()
+                    .filter(|r| r.error_code.is_some())
+                    .count()
+            );
+        }
+    });
+    assert!(
+        !accepted.is_empty() && accepted.len() <= 750,
+        "accepted {}",
+        accepted.len()
+    );
+    assert!(
+        throttled >= 250,
+        "the disk budget refused only {throttled} records"
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let freshness = metric(&server.endpoint, "DeliveryToS3_DataFreshness", "outage");
+    assert!(
+        freshness >= 1.0,
+        "DataFreshness {freshness} while the destination is down"
+    );
+
+    let moto = Moto::start_on(port);
+    moto.create_bucket("later");
+    let expected = accepted.concat();
+    let got = read_remote(&moto, "later", expected.len(), Duration::from_secs(90));
+    // Objects are listed by key, not by delivery time: compare the records as a set, and check
+    // that each object holds a run of consecutive records.
+    let got = String::from_utf8(got).unwrap();
+    let mut got_lines: Vec<&str> = got.lines().collect();
+    let mut want_lines: Vec<&str> = expected.lines().collect();
+    let position: std::collections::HashMap<&str, usize> = want_lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (*l, i))
+        .collect();
+    let sink = moto.sink("later");
+    rt().block_on(async {
+        use lakehose_sinks::ObjectSink;
+        for key in sink.list("").await.unwrap() {
+            let body = String::from_utf8(sink.get(&key).await.unwrap().to_vec()).unwrap();
+            let idx: Vec<usize> = body.lines().map(|l| position[l]).collect();
+            assert!(
+                idx.windows(2).all(|w| w[1] == w[0] + 1),
+                "{key} is not a run of consecutive records"
+            );
+        }
+    });
+    got_lines.sort_unstable();
+    want_lines.sort_unstable();
+    assert_eq!(
+        got_lines, want_lines,
+        "every accepted record delivered once after the outage"
+    );
+    rt().block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = c
+                .put_record_batch()
+                .delivery_stream_name("outage")
+                .records(
+                    Record::builder()
+                        .data(Blob::new("after\n"))
+                        .build()
+                        .unwrap(),
+                )
+                .send()
+                .await
+                .unwrap();
+            if out.failed_put_count == 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the disk budget never freed up");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+}
+
+/// Records that outlive the retention period while the destination is down are dropped,
+/// counted in a metric, and their disk space is freed.
+#[test]
+fn retention_expiry_drops_and_counts() {
+    let port = free_port();
+    let tmp = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[limits]\nretention_hours = 0.0005\n[buckets.never]\nendpoint = \"http://127.0.0.1:{port}\"\n\
+         allow_http = true\naccess_key_id = \"test\"\nsecret_access_key = \"test\"\n"
+    );
+    let server = Server::start_in(tmp.path(), Some(&config));
+    let c = server.client();
+    rt().block_on(async {
+        create(&c, "expire", s3_dest("never", 1, 0)).await;
+        put_lines(
+            &c,
+            "expire",
+            &(0..40).map(|i| format!("{i}\n")).collect::<Vec<_>>(),
+        )
+        .await;
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(&server.endpoint, "DeliveryToS3_RecordsExpired", "expire") < 40.0 {
+        assert!(
+            Instant::now() < deadline,
+            "records were not expired after the 1.8 s retention"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        metric(&server.endpoint, "DeliveryToS3_Records", "expire"),
+        0.0
     );
 }
