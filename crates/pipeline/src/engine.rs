@@ -118,15 +118,19 @@ impl StreamRuntime {
         self.config.retention_ms
     }
 
+    /// Records the arrival time of the oldest record read but not yet delivered (`None`: none).
     pub(crate) fn set_freshness(&self, oldest: Option<i64>) {
-        let oldest = oldest.unwrap_or(0);
-        self.oldest_undelivered_ms.store(oldest, Ordering::Relaxed);
-        let age = if oldest == 0 {
-            0.0
-        } else {
-            (now_ms() - oldest) as f64 / 1000.0
-        };
-        metrics::gauge!("DeliveryToS3.DataFreshness", "stream" => self.spec().name).set(age);
+        self.oldest_undelivered_ms
+            .store(oldest.unwrap_or(0), Ordering::Relaxed);
+        self.publish_freshness();
+    }
+
+    /// Sets the `DeliveryToS3.DataFreshness` gauge to the current age of the oldest undelivered
+    /// record (the engine's ticker calls this every second, so the gauge keeps growing while a
+    /// delivery is stuck in retries).
+    fn publish_freshness(&self) {
+        metrics::gauge!("DeliveryToS3.DataFreshness", "stream" => self.spec().name)
+            .set(self.data_freshness_s());
     }
 
     /// Age in seconds of the oldest record read but not yet delivered (0 when none).
@@ -217,6 +221,24 @@ impl Engine {
             let rt = engine.start_stream(spec, &dir)?;
             engine.insert(rt);
         }
+        let weak = Arc::downgrade(&engine);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let Some(engine) = weak.upgrade() else { return };
+                let all: Vec<_> = engine
+                    .streams
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .values()
+                    .cloned()
+                    .collect();
+                for rt in all {
+                    rt.publish_freshness();
+                }
+            }
+        });
         Ok(engine)
     }
 
