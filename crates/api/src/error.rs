@@ -34,6 +34,12 @@ pub enum ErrorKind {
     UnknownOperation,
     /// A bug or an unexpected local failure; details are only in the server log.
     Internal,
+    /// Glue: the database, table or partition does not exist.
+    EntityNotFound,
+    /// Glue: the entity already exists.
+    AlreadyExists,
+    /// Glue: a parameter is invalid.
+    InvalidInput,
 }
 
 impl ErrorKind {
@@ -51,6 +57,9 @@ impl ErrorKind {
             ErrorKind::Serialization => "SerializationException",
             ErrorKind::UnknownOperation => "UnknownOperationException",
             ErrorKind::Internal => "InternalFailure",
+            ErrorKind::EntityNotFound => "EntityNotFoundException",
+            ErrorKind::AlreadyExists => "AlreadyExistsException",
+            ErrorKind::InvalidInput => "InvalidInputException",
         }
     }
 

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 
 use crate::error::{ApiError, ErrorKind, Result};
 use crate::model::*;
-use crate::service::StreamService;
+use crate::service::{JsonService, StreamService};
 use crate::stream::{StreamSpec, validate_stream_name};
 
 /// Largest record, before base64.
@@ -43,6 +43,8 @@ pub struct ApiState {
     pub service: Arc<dyn StreamService>,
     /// Region used in ARNs when the request does not name one in its SigV4 scope.
     pub default_region: String,
+    /// Other AWS JSON 1.1 services on the same endpoint (Glue, Athena, ...), by target prefix.
+    pub services: Vec<Arc<dyn JsonService>>,
 }
 
 /// The API router: `POST /` dispatched on `X-Amz-Target`.
@@ -62,12 +64,21 @@ async fn dispatch(State(state): State<ApiState>, headers: HeaderMap, body: Bytes
     let region = region_of(&headers)
         .unwrap_or(&state.default_region)
         .to_string();
+    let other = || {
+        state.services.iter().find_map(|s| {
+            let op = target.strip_prefix(s.target_prefix())?.strip_prefix('.')?;
+            Some((s.clone(), op))
+        })
+    };
     let result = match target.strip_prefix(TARGET_PREFIX) {
         Some(op) => operation(&state, op, &region, &body).await,
-        None => Err(ApiError::new(
-            ErrorKind::UnknownOperation,
-            format!("Unknown operation target '{target}'."),
-        )),
+        None => match other() {
+            Some((service, op)) => service.call(op, &region, &body).await,
+            None => Err(ApiError::new(
+                ErrorKind::UnknownOperation,
+                format!("Unknown operation target '{target}'."),
+            )),
+        },
     };
     let mut response = match result {
         Ok(value) => json_response(StatusCode::OK, &value),

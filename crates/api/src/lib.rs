@@ -14,7 +14,7 @@ pub mod stream;
 
 pub use error::{ApiError, ErrorKind, Result};
 pub use handler::{ApiState, router};
-pub use service::{SpecChange, StreamService};
+pub use service::{JsonService, SpecChange, StreamService};
 pub use stream::StreamSpec;
 
 /// The content type of AWS JSON 1.1 bodies.

@@ -29,3 +29,14 @@ pub trait StreamService: Send + Sync + 'static {
     /// Makes `records` durable on the stream; one outcome per record, in order.
     async fn put_records(&self, name: &str, records: Vec<Bytes>) -> Result<PutOutcome>;
 }
+
+/// Another AWS JSON 1.1 service answered on the same endpoint, chosen by the
+/// `X-Amz-Target` prefix (`AWSGlue` for `AWSGlue.GetTable`). Errors use the shared table in
+/// [`crate::error`], so every service answers AWS's error shape.
+#[async_trait]
+pub trait JsonService: Send + Sync + 'static {
+    /// The target prefix before the `.`, e.g. `AWSGlue`.
+    fn target_prefix(&self) -> &'static str;
+    /// Answers operation `op` with the JSON request `body`; `region` is the caller's region.
+    async fn call(&self, op: &str, region: &str, body: &[u8]) -> Result<serde_json::Value>;
+}

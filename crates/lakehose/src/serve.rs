@@ -29,6 +29,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let state = ApiState {
         service: engine.clone(),
         default_region: config.region.clone(),
+        services: Vec::new(),
     };
     let app = lakehose_api::router(state)
         .route(
