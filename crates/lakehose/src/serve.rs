@@ -3,6 +3,7 @@
 //! in the logs for the next start).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::routing::get;
@@ -46,13 +47,68 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // Tests and scripts read this line to learn the port when listening on port 0.
     println!("lakehose listening on http://{addr}");
 
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving")?;
+    serve_http(listener, app).await;
     tracing::info!("shutting down: stopping delivery loops");
     Arc::clone(&engine).shutdown().await;
     Ok(())
+}
+
+/// Seconds a client may take to send a request's headers before the connection is closed
+/// (slow-loris protection).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Concurrent HTTP/2 streams per connection.
+const MAX_H2_STREAMS: u32 = 256;
+
+/// Accepts connections until a shutdown signal, serving HTTP/1.1 and HTTP/2 (h2c) with explicit
+/// limits, then lets in-flight requests finish (up to 30 s).
+async fn serve_http(listener: tokio::net::TcpListener, app: axum::Router) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::server::graceful::GracefulShutdown;
+
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(64 * 1024);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_H2_STREAMS)
+        .max_header_list_size(64 * 1024)
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    let graceful = GracefulShutdown::new();
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(Duration::from_secs(30)) => {
+            tracing::warn!("in-flight requests did not finish within 30 s of shutdown");
+        }
+    }
 }
 
 async fn shutdown_signal() {
