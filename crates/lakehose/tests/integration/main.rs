@@ -1,6 +1,7 @@
 //! One integration-test binary: the real `lakehose` binary driven by the official AWS SDK.
 
 mod api;
+mod cli;
 mod common;
 mod crash;
 mod delivery;
