@@ -31,8 +31,9 @@ pub struct LogReader {
     /// Next seq to return.
     pos: u64,
     cursor: Cursor,
-    /// Bytes of the current segment starting at `buf_start`.
-    buf: Vec<u8>,
+    /// Bytes of the current segment starting at `buf_start`. Records handed out are slices
+    /// of it (no copy per record); a chunk lives as long as any record from it.
+    buf: Bytes,
     buf_start: u64,
     corrupt: u64,
 }
@@ -96,7 +97,7 @@ impl LogReader {
                 offset,
                 end,
             },
-            buf: Vec::new(),
+            buf: Bytes::new(),
             buf_start: 0,
             corrupt: 0,
         })
@@ -128,12 +129,12 @@ impl LogReader {
                 self.skip_damage()?;
                 continue;
             };
-            let bytes = self.fill(start, header.total_len())?;
-            if !matches!(parse_record(bytes, 0), Parsed::Valid(_)) {
+            let bytes = self.fill_bytes(start, header.total_len())?;
+            if !matches!(parse_record(&bytes, 0), Parsed::Valid(_)) {
                 self.skip_damage()?;
                 continue;
             }
-            let data = Bytes::copy_from_slice(&bytes[RECORD_HEADER_LEN..]);
+            let data = bytes.slice(RECORD_HEADER_LEN..);
             self.cursor.offset += header.total_len() as u64;
             if header.seq < self.pos {
                 // Positioning: the segment index points at or before the wanted seq.
@@ -187,13 +188,25 @@ impl LogReader {
             offset: SEGMENT_HEADER_LEN,
             end,
         };
-        self.buf.clear();
+        self.buf = Bytes::new();
         Ok(true)
     }
 
     /// Returns `len` bytes at `offset` of the current segment, reading ahead in chunks.
     /// The caller guarantees `offset + len <= self.cursor.end`.
     fn fill(&mut self, offset: u64, len: usize) -> Result<&[u8]> {
+        let (at, len) = self.fill_range(offset, len)?;
+        Ok(&self.buf[at..at + len])
+    }
+
+    /// Like [`Self::fill`], but returns a shared slice of the chunk.
+    fn fill_bytes(&mut self, offset: u64, len: usize) -> Result<Bytes> {
+        let (at, len) = self.fill_range(offset, len)?;
+        Ok(self.buf.slice(at..at + len))
+    }
+
+    /// Makes `[offset, offset + len)` buffered; returns its position in `buf`.
+    fn fill_range(&mut self, offset: u64, len: usize) -> Result<(usize, usize)> {
         let buffered = offset >= self.buf_start
             && offset + len as u64 <= self.buf_start + self.buf.len() as u64;
         if !buffered {
@@ -201,16 +214,15 @@ impl LogReader {
                 .max(READ_CHUNK)
                 .min(self.cursor.end - offset)
                 .max(len as u64);
-            self.buf.clear();
-            self.buf.resize(want as usize, 0);
+            let mut chunk = vec![0u8; want as usize];
+            self.buf = Bytes::new();
             self.buf_start = offset;
-            if let Err(e) = self.cursor.file.read_exact_at(&mut self.buf, offset) {
-                self.buf.clear();
+            if let Err(e) = self.cursor.file.read_exact_at(&mut chunk, offset) {
                 return Err(self.read_error(e));
             }
+            self.buf = Bytes::from(chunk);
         }
-        let at = (offset - self.buf_start) as usize;
-        Ok(&self.buf[at..at + len])
+        Ok(((offset - self.buf_start) as usize, len))
     }
 
     /// The record at the cursor is not valid: find the next valid one in this segment, or
@@ -222,7 +234,7 @@ impl LogReader {
             .file
             .read_exact_at(&mut rest, start)
             .map_err(|e| self.read_error(e))?;
-        self.buf.clear();
+        self.buf = Bytes::new();
         let (skipped, lost) = match find_next_valid(&rest, self.pos) {
             Some((off, h)) => (off as u64, h.seq.saturating_sub(self.pos).max(1)),
             None => (rest.len() as u64, 1),
