@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::routing::get;
 use lakehose_api::ApiState;
+use lakehose_catalog::{CatalogStore, FileCatalog, GlueApi};
 use lakehose_pipeline::Engine;
 use lakehose_sinks::Buckets;
 use metrics_exporter_prometheus::PrometheusBuilder;
@@ -22,6 +23,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let catalog: Arc<dyn CatalogStore> = Arc::new(
+        FileCatalog::open_in_data_dir(&config.data_dir).context("opening the catalog")?,
+    );
     let buckets = Buckets::new(config.data_dir.join("buckets"), config.buckets.clone());
     let engine = Engine::open(&config.data_dir, buckets, config.engine())
         .await
@@ -30,7 +34,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let state = ApiState {
         service: engine.clone(),
         default_region: config.region.clone(),
-        services: Vec::new(),
+        services: vec![Arc::new(GlueApi::new(catalog.clone()))],
     };
     let app = lakehose_api::router(state)
         .route(
