@@ -236,6 +236,9 @@ const PROCESSOR_TYPES: &[&str] = &[
     "Lambda",
     "MetadataExtraction",
     "AppendDelimiterToRecord",
+    // Lakehose extension: a jq program (in MetadataExtractionQuery) mapping each record to
+    // zero, one or many records.
+    "Lakehose.Jq",
 ];
 const PARAMETER_NAMES: &[&str] = &[
     "LambdaArn",

@@ -28,6 +28,10 @@ pub struct Config {
     /// Limits and durability knobs.
     #[serde(default)]
     pub limits: Limits,
+    /// Lambda processors: function ARN (or name) -> endpoint serving the Lambda Invoke API,
+    /// e.g. `"arn:aws:lambda:us-east-1:123456789012:function:xform" = "http://127.0.0.1:9001"`.
+    #[serde(default)]
+    pub lambdas: lakehose_process::LambdaEndpoints,
 }
 
 /// `[limits]`.
@@ -49,6 +53,9 @@ pub struct Limits {
     /// Log segment size in MiB.
     #[serde(default = "default_segment_mib")]
     pub segment_mib: u64,
+    /// Per stream: distinct dynamic partitions in one buffer (AWS default 500).
+    #[serde(default = "default_max_active_partitions")]
+    pub max_active_partitions: usize,
 }
 
 impl Default for Limits {
@@ -59,6 +66,7 @@ impl Default for Limits {
             max_disk_mib: default_disk_mib(),
             retention_hours: default_retention_hours(),
             segment_mib: default_segment_mib(),
+            max_active_partitions: default_max_active_partitions(),
         }
     }
 }
@@ -87,6 +95,9 @@ fn default_retention_hours() -> f64 {
 fn default_segment_mib() -> u64 {
     64
 }
+fn default_max_active_partitions() -> usize {
+    500
+}
 
 impl Default for Config {
     fn default() -> Self {
@@ -96,6 +107,7 @@ impl Default for Config {
             region: default_region(),
             buckets: HashMap::new(),
             limits: Limits::default(),
+            lambdas: Default::default(),
         }
     }
 }
@@ -127,6 +139,8 @@ impl Config {
                 segment_bytes: self.limits.segment_mib * mib,
                 ..Default::default()
             },
+            lambdas: self.lambdas.clone(),
+            max_active_partitions: self.limits.max_active_partitions,
         }
     }
 }

@@ -23,11 +23,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
-    let catalog: Arc<dyn CatalogStore> = Arc::new(
-        FileCatalog::open_in_data_dir(&config.data_dir).context("opening the catalog")?,
-    );
+    let catalog: Arc<dyn CatalogStore> =
+        Arc::new(FileCatalog::open_in_data_dir(&config.data_dir).context("opening the catalog")?);
     let buckets = Buckets::new(config.data_dir.join("buckets"), config.buckets.clone());
-    let engine = Engine::open(&config.data_dir, buckets, config.engine())
+    let engine = Engine::open(&config.data_dir, buckets, catalog.clone(), config.engine())
         .await
         .context("opening the data dir")?;
 

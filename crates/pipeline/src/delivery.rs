@@ -20,12 +20,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use lakehose_api::stream::CompressionFormat;
-use lakehose_formats::Codec;
 use lakehose_log::{LogReader, LogRecord};
 use lakehose_sinks::keys::{KeyContext, object_key};
-use lakehose_sinks::{ObjectSink, SinkError};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -43,6 +40,10 @@ pub(crate) struct Plan {
     pub key: String,
     /// The compression the object is written with.
     pub compression: CompressionFormat,
+    /// Seeds every random part of the keys this flush writes (data and error objects).
+    pub seed: u64,
+    /// Arrival time of the oldest record: the instant every `!{timestamp:...}` evaluates.
+    pub oldest_ms: i64,
 }
 
 /// Records read from the log and not yet flushed.
@@ -54,19 +55,17 @@ struct Batch {
     carry: Option<LogRecord>,
 }
 
-impl Batch {
-    fn oldest_arrival_ms(&self) -> Option<i64> {
-        self.records.first().map(|r| r.arrival_ms)
+impl Plan {
+    /// The file extension of error objects (the compression's; data objects may differ when
+    /// records are converted).
+    pub fn compression_extension(&self) -> &'static str {
+        self.compression.extension()
     }
 }
 
-fn codec(c: CompressionFormat) -> Codec {
-    match c {
-        CompressionFormat::Uncompressed => Codec::None,
-        CompressionFormat::Gzip => Codec::Gzip,
-        CompressionFormat::Zip => Codec::Zip,
-        CompressionFormat::Snappy => Codec::Snappy,
-        CompressionFormat::HadoopSnappy => Codec::HadoopSnappy,
+impl Batch {
+    fn oldest_arrival_ms(&self) -> Option<i64> {
+        self.records.first().map(|r| r.arrival_ms)
     }
 }
 
@@ -227,7 +226,7 @@ fn plan_for(rt: &StreamRuntime, records: &[LogRecord]) -> Plan {
         error_output_type: None,
         partition_keys: &no_keys,
     };
-    let key = object_key(&prefix, &ctx, &spec.file_extension()).unwrap_or_else(|e| {
+    let key = object_key(&prefix, &ctx, &rt.data_extension()).unwrap_or_else(|e| {
         tracing::error!(stream = %spec.name, error = %e, "prefix evaluation failed; using the default prefix");
         object_key(&Default::default(), &ctx, &spec.file_extension()).unwrap_or_default()
     });
@@ -236,94 +235,26 @@ fn plan_for(rt: &StreamRuntime, records: &[LogRecord]) -> Plan {
         end,
         key,
         compression: spec.compression(),
+        seed,
+        oldest_ms: oldest,
     }
 }
 
-/// Delivers one planned object with retries, then commits. Returns `false` if shutdown
-/// interrupted the retries (the plan stays pending and is replayed at the next start).
+/// Builds the plan's objects, writes them with retries, then commits. Returns `false` if
+/// shutdown interrupted the retries (the plan stays pending and is replayed at the next start).
 async fn deliver(
     rt: &Arc<StreamRuntime>,
     plan: &Plan,
     records: &[LogRecord],
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<bool> {
-    let spec = rt.spec();
-    let stream = spec.name.clone();
-    let record_count = records.len() as u64;
-    let raw_bytes: u64 = records.iter().map(|r| r.data.len() as u64).sum();
-    let parts: Vec<Bytes> = records.iter().map(|r| r.data.clone()).collect();
-    let body = match codec(plan.compression) {
-        // Records go out as they are, without being copied into one buffer.
-        Codec::None => parts,
-        c => {
-            let entry = plan.key.rsplit('/').next().unwrap_or("records").to_string();
-            let packed = tokio::task::spawn_blocking(move || {
-                let slices: Vec<&[u8]> = parts.iter().map(|p| p.as_ref()).collect();
-                lakehose_formats::compress(c, &slices, &entry)
-            })
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))?
-            .map_err(|e| Error::Internal(e.to_string()))?;
-            vec![Bytes::from(packed)]
-        }
-    };
-    let oldest = records
-        .iter()
-        .map(|r| r.arrival_ms)
-        .min()
-        .unwrap_or_else(now_ms);
-    let mut attempt = 0u32;
-    loop {
-        let sink = rt.sink();
-        let result = match sink {
-            Ok(sink) => sink.put(&plan.key, body.clone()).await,
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(()) => {
-                metrics::counter!("DeliveryToS3.Records", "stream" => stream.clone())
-                    .increment(record_count);
-                metrics::counter!("DeliveryToS3.Bytes", "stream" => stream.clone())
-                    .increment(raw_bytes);
-                metrics::counter!("DeliveryToS3.ObjectCount", "stream" => stream.clone())
-                    .increment(1);
-                metrics::counter!("DeliveryToS3.Success", "stream" => stream.clone()).increment(1);
-                rt.stats.delivered(record_count, raw_bytes);
-                tracing::debug!(stream = %stream, key = %plan.key, records = record_count, "delivered");
-                break;
-            }
-            Err(e) => {
-                metrics::counter!("DeliveryToS3.Failures", "stream" => stream.clone()).increment(1);
-                rt.set_freshness(Some(oldest));
-                let age_ms = now_ms() - oldest;
-                if age_ms > rt.retention_ms() {
-                    tracing::error!(stream = %stream, key = %plan.key, records = record_count, error = %e,
-                        "undelivered records outlived the retention period and are dropped");
-                    metrics::counter!("DeliveryToS3.RecordsExpired", "stream" => stream.clone())
-                        .increment(record_count);
-                    rt.stats.expired(record_count);
-                    break;
-                }
-                let wait = backoff(attempt);
-                attempt += 1;
-                log_failure(&stream, &plan.key, attempt, &e, wait);
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = shutdown.changed() => { if *shutdown.borrow() { return Ok(false); } }
-                }
-            }
-        }
+    let flush = crate::flush::build(rt, plan, records).await?;
+    if !crate::flush::write(rt, plan, &flush, shutdown).await? {
+        return Ok(false);
     }
     rt.log
         .checkpoint(plan.end.max(rt.log.last_checkpoint().committed), &[])?;
     Ok(true)
-}
-
-fn log_failure(stream: &str, key: &str, attempt: u32, e: &SinkError, wait: Duration) {
-    if attempt <= 3 || attempt.is_power_of_two() {
-        tracing::warn!(stream, key, attempt, retry_in_ms = wait.as_millis() as u64, error = %e,
-            "delivery to the bucket failed; retrying");
-    }
 }
 
 #[cfg(test)]

@@ -19,7 +19,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use lakehose_api::model::{PutOutcome, RecordOutcome};
 use lakehose_api::{ApiError, ErrorKind, SpecChange, StreamService, StreamSpec};
+use lakehose_catalog::CatalogStore;
+use lakehose_formats::convert::ConversionConfig;
 use lakehose_log::{Log, LogConfig};
+use lakehose_process::{LambdaEndpoints, ProcessorChain};
 use lakehose_sinks::{Buckets, SinkResult, StoreSink};
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
@@ -40,6 +43,11 @@ pub struct EngineConfig {
     pub retention_ms: i64,
     /// Write-ahead log settings.
     pub log: LogConfig,
+    /// Where Lambda processors' functions are reached (`[lambdas]` in lakehose.toml).
+    pub lambdas: LambdaEndpoints,
+    /// Most distinct dynamic partitions in one buffer (AWS: 500); records beyond go to the
+    /// error output.
+    pub max_active_partitions: usize,
 }
 
 impl Default for EngineConfig {
@@ -50,6 +58,8 @@ impl Default for EngineConfig {
             max_disk_bytes: 16 * 1024 * 1024 * 1024,
             retention_ms: 24 * 3600 * 1000,
             log: LogConfig::default(),
+            lambdas: LambdaEndpoints::default(),
+            max_active_partitions: 500,
         }
     }
 }
@@ -79,9 +89,18 @@ impl StreamStats {
     }
 }
 
+/// What a spec needs at run time, derived (and validated) with it.
+pub(crate) struct Derived {
+    chain: ProcessorChain,
+    conversion: Option<ConversionConfig>,
+}
+
 /// One running stream.
 pub struct StreamRuntime {
     spec: RwLock<StreamSpec>,
+    /// The processors and the format conversion the spec describes (derived with it).
+    derived: RwLock<Derived>,
+    catalog: Arc<dyn CatalogStore>,
     pub(crate) log: Log,
     inflight: Arc<ByteBudget>,
     buckets: Arc<Buckets>,
@@ -97,6 +116,41 @@ impl StreamRuntime {
     /// A snapshot of the stream's spec.
     pub fn spec(&self) -> StreamSpec {
         self.spec.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn chain(&self) -> ProcessorChain {
+        self.derived
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .chain
+            .clone()
+    }
+
+    pub(crate) fn conversion(&self) -> Option<ConversionConfig> {
+        self.derived
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .conversion
+            .clone()
+    }
+
+    pub(crate) fn catalog(&self) -> Arc<dyn CatalogStore> {
+        self.catalog.clone()
+    }
+
+    pub(crate) fn max_active_partitions(&self) -> usize {
+        self.config.max_active_partitions
+    }
+
+    /// The extension of data objects: `FileExtension`, else `.parquet`/`.orc` when converting,
+    /// else the compression's.
+    pub(crate) fn data_extension(&self) -> String {
+        let spec = self.spec();
+        match (&spec.destination.file_extension, self.conversion()) {
+            (Some(ext), _) => ext.clone(),
+            (None, Some(c)) => c.extension().to_string(),
+            (None, None) => spec.file_extension(),
+        }
     }
 
     pub(crate) fn sink(&self) -> SinkResult<Arc<StoreSink>> {
@@ -156,6 +210,7 @@ impl StreamRuntime {
 /// All streams of one Lakehose node. Implements the Firehose API's [`StreamService`].
 pub struct Engine {
     root: PathBuf,
+    catalog: Arc<dyn CatalogStore>,
     buckets: Arc<Buckets>,
     config: EngineConfig,
     streams: RwLock<BTreeMap<String, Arc<StreamRuntime>>>,
@@ -198,12 +253,14 @@ impl Engine {
     pub async fn open(
         data_dir: &Path,
         buckets: Buckets,
+        catalog: Arc<dyn CatalogStore>,
         config: EngineConfig,
     ) -> Result<Arc<Self>> {
         let root = data_dir.join("streams");
         std::fs::create_dir_all(&root)?;
         let engine = Arc::new(Self {
             root: root.clone(),
+            catalog,
             buckets: Arc::new(buckets),
             config,
             streams: RwLock::default(),
@@ -250,7 +307,48 @@ impl Engine {
             .insert(name, rt);
     }
 
+    /// Derives what a spec needs at run time: its processor chain and conversion settings.
+    /// Errors are the user's (`InvalidArgumentException`).
+    fn derive(&self, spec: &StreamSpec) -> lakehose_api::Result<Derived> {
+        if let Some(tz) = spec
+            .destination
+            .custom_time_zone
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            && tz.parse::<chrono_tz::Tz>().is_err()
+        {
+            return Err(ApiError::invalid(format!(
+                "CustomTimeZone '{tz}' is not a known time zone."
+            )));
+        }
+        let processing = spec
+            .destination
+            .processing_configuration
+            .as_ref()
+            .map(serde_json::to_value)
+            .transpose()
+            .map_err(ApiError::internal)?;
+        let chain = ProcessorChain::from_config(
+            processing.as_ref(),
+            spec.dynamic_partitioning(),
+            &self.config.lambdas,
+            &spec.arn,
+            &spec.region,
+        )
+        .map_err(|e| ApiError::invalid(e.0))?;
+        let conversion = match &spec.destination.data_format_conversion_configuration {
+            Some(v) => {
+                let c =
+                    ConversionConfig::from_json(v).map_err(|e| ApiError::invalid(e.to_string()))?;
+                c.enabled.then_some(c)
+            }
+            None => None,
+        };
+        Ok(Derived { chain, conversion })
+    }
+
     fn start_stream(&self, spec: StreamSpec, dir: &Path) -> Result<Arc<StreamRuntime>> {
+        let derived = self.derive(&spec);
         let (log, recovery) = Log::open(&dir.join("log"), self.config.log.clone())?;
         tracing::info!(
             stream = %spec.name,
@@ -264,8 +362,24 @@ impl Engine {
             "stream log recovered"
         );
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let (derived, startable) = match derived {
+            Ok(d) => (d, true),
+            Err(e) => {
+                tracing::error!(stream = %spec.name, error = %e.message,
+                    "the stream's configuration cannot run here; its data stays in the log until it is fixed");
+                (
+                    Derived {
+                        chain: ProcessorChain::identity(),
+                        conversion: None,
+                    },
+                    false,
+                )
+            }
+        };
         let rt = Arc::new(StreamRuntime {
             spec: RwLock::new(spec),
+            derived: RwLock::new(derived),
+            catalog: self.catalog.clone(),
             log,
             inflight: ByteBudget::new(self.config.max_inflight_bytes),
             buckets: self.buckets.clone(),
@@ -275,8 +389,10 @@ impl Engine {
             shutdown,
             task: std::sync::Mutex::new(None),
         });
-        let task = tokio::spawn(crate::delivery::run(rt.clone(), shutdown_rx));
-        *rt.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+        if startable {
+            let task = tokio::spawn(crate::delivery::run(rt.clone(), shutdown_rx));
+            *rt.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+        }
         Ok(rt)
     }
 
@@ -329,17 +445,7 @@ impl StreamService for Engine {
                 ),
             ));
         }
-        if let Some(tz) = spec
-            .destination
-            .custom_time_zone
-            .as_deref()
-            .filter(|s| !s.is_empty())
-            && tz.parse::<chrono_tz::Tz>().is_err()
-        {
-            return Err(ApiError::invalid(format!(
-                "CustomTimeZone '{tz}' is not a known time zone."
-            )));
-        }
+        self.derive(&spec)?;
         let dir = stream_dir(&self.root, &spec.name);
         if dir.exists() {
             // Left over from a delete that crashed half-way: its data belonged to a deleted stream.
@@ -393,21 +499,12 @@ impl StreamService for Engine {
             .ok_or_else(|| ApiError::stream_not_found(name))?;
         let mut next = rt.spec();
         change(&mut next)?;
-        if let Some(tz) = next
-            .destination
-            .custom_time_zone
-            .as_deref()
-            .filter(|s| !s.is_empty())
-            && tz.parse::<chrono_tz::Tz>().is_err()
-        {
-            return Err(ApiError::invalid(format!(
-                "CustomTimeZone '{tz}' is not a known time zone."
-            )));
-        }
+        let derived = self.derive(&next)?;
         let bytes = serde_json::to_vec_pretty(&next).map_err(ApiError::internal)?;
         write_atomic(&stream_dir(&self.root, name).join("spec.json"), &bytes)
             .map_err(ApiError::internal)?;
         *rt.spec.write().unwrap_or_else(|e| e.into_inner()) = next.clone();
+        *rt.derived.write().unwrap_or_else(|e| e.into_inner()) = derived;
         Ok(next)
     }
 

@@ -6,8 +6,10 @@
 //!   `BufferingHints`, writes objects through a sink with retries, and commits the log position.
 
 pub mod admit;
+pub(crate) mod convert;
 pub(crate) mod delivery;
 pub mod engine;
+pub(crate) mod flush;
 
 pub use engine::{Engine, EngineConfig, StreamRuntime, parse_record_id, record_id};
 

@@ -1,0 +1,412 @@
+//! One flush: the objects a [`Plan`] produces from its records, and writing them.
+//!
+//! Invariants: building is deterministic — the same plan and records give the same objects
+//! under the same keys (keys are seeded by the plan), so a flush replayed after a crash
+//! overwrites what the interrupted one wrote. Every record of the plan ends in exactly one
+//! place: the data object, or an error object under the error-output prefix.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use lakehose_api::stream::CompressionFormat;
+use lakehose_formats::Codec;
+use lakehose_log::LogRecord;
+use lakehose_process::{InputRecord, validate_partition_value};
+use lakehose_sinks::keys::{KeyContext, error_object_key, object_key};
+use lakehose_sinks::{ObjectSink, SinkError};
+use tokio::sync::watch;
+
+use crate::delivery::{Plan, backoff};
+use crate::engine::StreamRuntime;
+use crate::{Error, Result, now_ms};
+
+/// One object to write.
+#[derive(Debug)]
+pub(crate) struct Output {
+    /// Object key in the stream's bucket.
+    pub key: String,
+    /// The object's bytes, in parts.
+    pub parts: Vec<Bytes>,
+    /// Records it holds (for metrics).
+    pub records: u64,
+    /// Bytes of the records it holds, before formatting.
+    pub bytes: u64,
+    /// Whether it is error output (not counted as delivered).
+    pub is_error: bool,
+}
+
+/// A record that could not be delivered as data and goes to the error output.
+#[derive(Debug)]
+pub(crate) struct ErrorRecord {
+    /// Folder name for `!{firehose:error-output-type}`, e.g. `format-conversion-failed`.
+    pub error_output_type: &'static str,
+    /// The record's error document, one JSON line.
+    pub document: String,
+}
+
+/// What a flush writes.
+#[derive(Debug, Default)]
+pub(crate) struct Flush {
+    /// Objects, error objects first (so data is never visible before its errors are safe).
+    pub outputs: Vec<Output>,
+    /// Catalog partitions (database, partition) the data objects belong to, registered after
+    /// the objects are written.
+    pub partitions: Vec<(String, String, lakehose_catalog::Partition)>,
+}
+
+pub(crate) fn codec(c: CompressionFormat) -> Codec {
+    match c {
+        CompressionFormat::Uncompressed => Codec::None,
+        CompressionFormat::Gzip => Codec::Gzip,
+        CompressionFormat::Zip => Codec::Zip,
+        CompressionFormat::Snappy => Codec::Snappy,
+        CompressionFormat::HadoopSnappy => Codec::HadoopSnappy,
+    }
+}
+
+/// Compresses `parts` with `codec` on a blocking thread (no copy for uncompressed output).
+async fn compress(codec: Codec, parts: Vec<Bytes>, key: &str) -> Result<Vec<Bytes>> {
+    if codec == Codec::None {
+        return Ok(parts);
+    }
+    let entry = key.rsplit('/').next().unwrap_or("records").to_string();
+    let packed = tokio::task::spawn_blocking(move || {
+        let slices: Vec<&[u8]> = parts.iter().map(|p| p.as_ref()).collect();
+        lakehose_formats::compress(codec, &slices, &entry)
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))?
+    .map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(vec![Bytes::from(packed)])
+}
+
+/// Records after processing, grouped by destination partition.
+struct Group {
+    /// `partitionKeyFromQuery` and `partitionKeyFromLambda` values (merged) of this group.
+    keys: BTreeMap<String, String>,
+    records: Vec<LogRecord>,
+}
+
+/// FNV-1a of the partition values, to seed each partition's key differently but stably.
+fn partition_seed(seed: u64, keys: &BTreeMap<String, String>) -> u64 {
+    let mut h = seed ^ 0xcbf2_9ce4_8422_2325;
+    for (k, v) in keys {
+        for b in k.bytes().chain([0]).chain(v.bytes()).chain([0]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// Runs the stream's processors over `records`: outputs grouped by partition, failures as
+/// error records. Dropped records simply leave the batch (counted in metrics).
+async fn process(
+    rt: &StreamRuntime,
+    records: &[LogRecord],
+    errors: &mut Vec<ErrorRecord>,
+) -> Result<Vec<Group>> {
+    let chain = rt.chain();
+    let dynamic = rt.spec().dynamic_partitioning();
+    if chain.is_identity() {
+        return Ok(vec![Group {
+            keys: BTreeMap::new(),
+            records: records.to_vec(),
+        }]);
+    }
+    let input: Vec<InputRecord> = records
+        .iter()
+        .map(|r| InputRecord {
+            id: r.seq,
+            arrival_ms: r.arrival_ms,
+            data: r.data.clone(),
+        })
+        .collect();
+    let processed = chain.process(&input).await;
+    let stream = rt.spec().name;
+    metrics::counter!("SucceedProcessing.Records", "stream" => stream.clone())
+        .increment(processed.records.len() as u64);
+    metrics::counter!("DroppedProcessing.Records", "stream" => stream.clone())
+        .increment(processed.dropped.len() as u64);
+    metrics::counter!("FailedProcessing.Records", "stream" => stream.clone())
+        .increment(processed.failed.len() as u64);
+    let ending = now_ms();
+    for failed in &processed.failed {
+        errors.push(ErrorRecord {
+            error_output_type: failed.error_output_type,
+            document: failed.to_error_document(ending),
+        });
+    }
+    let max_partitions = rt.max_active_partitions();
+    let mut groups: BTreeMap<BTreeMap<String, String>, Vec<LogRecord>> = BTreeMap::new();
+    for out in processed.records {
+        let mut keys = BTreeMap::new();
+        if dynamic {
+            keys.extend(
+                out.partition_keys
+                    .from_lambda
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+            keys.extend(
+                out.partition_keys
+                    .from_query
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+        }
+        let invalid = keys
+            .values()
+            .find_map(|v| validate_partition_value(v).err());
+        let over_limit = !groups.contains_key(&keys) && groups.len() >= max_partitions;
+        if let Some(reason) = invalid.or(over_limit.then(|| {
+            format!("More than {max_partitions} active partitions in one buffer; raise the limit in lakehose.toml.")
+        })) {
+            let code = if over_limit { "DynamicPartitioning.ActivePartitionsLimitExceeded" } else { "DynamicPartitioning.InvalidPartitionKey" };
+            let failed = lakehose_process::FailedRecord {
+                source_id: out.source_id,
+                arrival_ms: out.arrival_ms,
+                raw_data: out.data.clone(),
+                error_output_type: lakehose_process::error_output::PROCESSING_FAILED,
+                error_code: code.into(),
+                error_message: reason,
+                attempts_made: 1,
+                lambda_arn: None,
+            };
+            errors.push(ErrorRecord {
+                error_output_type: failed.error_output_type,
+                document: failed.to_error_document(ending),
+            });
+            continue;
+        }
+        groups.entry(keys).or_default().push(LogRecord {
+            seq: out.source_id,
+            arrival_ms: out.arrival_ms,
+            data: out.data,
+        });
+    }
+    Ok(groups
+        .into_iter()
+        .map(|(keys, records)| Group { keys, records })
+        .collect())
+}
+
+/// Builds the objects of `plan` from `records`: processing, partitioning, conversion or
+/// compression, error output. Also returns the partitions to register after the write.
+pub(crate) async fn build(
+    rt: &Arc<StreamRuntime>,
+    plan: &Plan,
+    records: &[LogRecord],
+) -> Result<Flush> {
+    let spec = rt.spec();
+    let mut flush = Flush::default();
+    let mut errors = Vec::new();
+    let groups = process(rt, records, &mut errors).await?;
+    let conversion = rt.conversion();
+    let (prefix, _) = spec.prefixes();
+    let prefix_text = spec.destination.prefix.clone().unwrap_or_default();
+    let mut data = Vec::new();
+    for group in groups {
+        if group.records.is_empty() {
+            continue;
+        }
+        let key = if group.keys.is_empty() {
+            plan.key.clone()
+        } else {
+            let ctx = KeyContext {
+                stream_name: &spec.name,
+                stream_version: spec.version,
+                oldest_arrival_ms: plan.oldest_ms,
+                time_zone: rt.time_zone(),
+                seed: partition_seed(plan.seed, &group.keys),
+                error_output_type: None,
+                partition_keys: &group.keys,
+            };
+            object_key(&prefix, &ctx, &rt.data_extension())
+                .map_err(|e| Error::Internal(format!("object key: {e}")))?
+        };
+        let bytes: u64 = group.records.iter().map(|r| r.data.len() as u64).sum();
+        match &conversion {
+            Some(config) => {
+                let outcome = crate::convert::convert_batch(
+                    &rt.catalog(),
+                    config,
+                    &group.records,
+                    spec.bucket(),
+                    &prefix_text,
+                    &spec.name,
+                    &spec.region,
+                )
+                .await?;
+                let failed = outcome.errors.len() as u64;
+                metrics::counter!("SucceedConversion.Records", "stream" => spec.name.clone())
+                    .increment(outcome.rows as u64);
+                metrics::counter!("FailedConversion.Records", "stream" => spec.name.clone())
+                    .increment(failed);
+                errors.extend(outcome.errors);
+                if outcome.rows > 0 {
+                    if let Some((values, location)) =
+                        crate::convert::partition_of(&outcome.table, spec.bucket(), &key)
+                    {
+                        flush.partitions.push((
+                            config.database.to_ascii_lowercase(),
+                            outcome.table.name.clone(),
+                            outcome.table.partition_for(values, location),
+                        ));
+                    }
+                    data.push(Output {
+                        key,
+                        parts: vec![Bytes::from(outcome.file)],
+                        records: group.records.len() as u64 - failed,
+                        bytes,
+                        is_error: false,
+                    });
+                }
+            }
+            None => {
+                let parts: Vec<Bytes> = group.records.iter().map(|r| r.data.clone()).collect();
+                let body = compress(codec(plan.compression), parts, &key).await?;
+                data.push(Output {
+                    key,
+                    parts: body,
+                    records: group.records.len() as u64,
+                    bytes,
+                    is_error: false,
+                });
+            }
+        }
+    }
+    flush.outputs = error_outputs(rt, plan, errors).await?;
+    flush.outputs.extend(data);
+    Ok(flush)
+}
+
+/// Groups error records by error-output type into one object per type, named by the stream's
+/// error-output prefix, written with the stream's compression.
+pub(crate) async fn error_outputs(
+    rt: &StreamRuntime,
+    plan: &Plan,
+    errors: Vec<ErrorRecord>,
+) -> Result<Vec<Output>> {
+    let spec = rt.spec();
+    let (prefix, error_prefix) = spec.prefixes();
+    let mut by_type: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
+    for e in errors {
+        by_type
+            .entry(e.error_output_type)
+            .or_default()
+            .push(e.document);
+    }
+    let no_keys = BTreeMap::new();
+    let mut out = Vec::new();
+    for (i, (error_type, docs)) in by_type.into_iter().enumerate() {
+        let ctx = KeyContext {
+            stream_name: &spec.name,
+            stream_version: spec.version,
+            oldest_arrival_ms: plan.oldest_ms,
+            time_zone: rt.time_zone(),
+            seed: plan.seed.wrapping_add(0x9e37_79b9 * (i as u64 + 1)),
+            error_output_type: Some(error_type),
+            partition_keys: &no_keys,
+        };
+        let ext = plan.compression_extension();
+        let key = error_object_key(&prefix, error_prefix.as_ref(), &ctx, ext)
+            .map_err(|e| Error::Internal(format!("error-output key: {e}")))?;
+        let records = docs.len() as u64;
+        let mut text = String::with_capacity(docs.iter().map(|d| d.len() + 1).sum());
+        for d in docs {
+            text.push_str(&d);
+            text.push('\n');
+        }
+        let bytes = text.len() as u64;
+        let parts = compress(codec(plan.compression), vec![Bytes::from(text)], &key).await?;
+        out.push(Output {
+            key,
+            parts,
+            records,
+            bytes,
+            is_error: true,
+        });
+    }
+    Ok(out)
+}
+
+/// Writes every output with retries (capped exponential backoff with jitter) until it is
+/// stored or its records outlive the retention period. Returns `false` if shutdown interrupted.
+pub(crate) async fn write(
+    rt: &Arc<StreamRuntime>,
+    plan: &Plan,
+    flush: &Flush,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<bool> {
+    let stream = rt.spec().name;
+    for output in &flush.outputs {
+        let mut attempt = 0u32;
+        loop {
+            let result = match rt.sink() {
+                Ok(sink) => sink.put(&output.key, output.parts.clone()).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => {
+                    let s = stream.clone();
+                    metrics::counter!("DeliveryToS3.ObjectCount", "stream" => s.clone())
+                        .increment(1);
+                    metrics::counter!("DeliveryToS3.Success", "stream" => s.clone()).increment(1);
+                    if output.is_error {
+                        metrics::counter!("DeliveryToS3.ErrorRecords", "stream" => s)
+                            .increment(output.records);
+                    } else {
+                        metrics::counter!("DeliveryToS3.Records", "stream" => s.clone())
+                            .increment(output.records);
+                        metrics::counter!("DeliveryToS3.Bytes", "stream" => s)
+                            .increment(output.bytes);
+                        rt.stats.delivered(output.records, output.bytes);
+                    }
+                    tracing::debug!(stream = %stream, key = %output.key, records = output.records, "delivered");
+                    break;
+                }
+                Err(e) => {
+                    metrics::counter!("DeliveryToS3.Failures", "stream" => stream.clone())
+                        .increment(1);
+                    rt.set_freshness(Some(plan.oldest_ms));
+                    if now_ms() - plan.oldest_ms > rt.retention_ms() {
+                        tracing::error!(stream = %stream, key = %output.key, records = output.records, error = %e,
+                            "undelivered records outlived the retention period and are dropped");
+                        metrics::counter!("DeliveryToS3.RecordsExpired", "stream" => stream.clone())
+                            .increment(output.records);
+                        rt.stats.expired(output.records);
+                        break;
+                    }
+                    let wait = backoff(attempt);
+                    attempt += 1;
+                    log_failure(&stream, &output.key, attempt, &e, wait);
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = shutdown.changed() => { if *shutdown.borrow() { return Ok(false); } }
+                    }
+                }
+            }
+        }
+    }
+    for (db, table, partition) in &flush.partitions {
+        if let Err(e) = rt
+            .catalog()
+            .ensure_partition(db, table, partition.clone())
+            .await
+        {
+            tracing::warn!(stream = %stream, database = %db, table = %table, error = %e.message(),
+                "could not register the partition in the catalog");
+        }
+    }
+    Ok(true)
+}
+
+fn log_failure(stream: &str, key: &str, attempt: u32, e: &SinkError, wait: Duration) {
+    if attempt <= 3 || attempt.is_power_of_two() {
+        tracing::warn!(stream, key, attempt, retry_in_ms = wait.as_millis() as u64, error = %e,
+            "delivery to the bucket failed; retrying");
+    }
+}

@@ -1,0 +1,408 @@
+//! jq (jaq) programs: `MetadataExtraction` partition keys and the `Lakehose.Jq` transform.
+//!
+//! Invariants:
+//! - A program is compiled once ([`JqProgram::compile`]) and only run afterwards; values
+//!   (`jaq_json::Val`, reference counted and not `Send`) live only inside one synchronous call.
+//! - Records are parsed as strict JSON (exactly one value, surrounding whitespace allowed).
+//! - The environment is sandboxed: `env` returns `{}`, `debug`/`stderr` print nothing, module
+//!   imports are refused, and `halt`/`halt_error` fail the record (jaq's `unwrap_valr` would
+//!   exit the process, so it is never used).
+//! - Transform outputs are written as compact JSON (keys in the program's order); values that
+//!   JSON cannot represent (byte strings, non-string keys) fail the record; NaN becomes
+//!   `null` and ±infinity the largest finite double, as jq 1.6 does.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use jaq_core::data::JustLut;
+use jaq_core::load::{Arena, File, Loader};
+use jaq_core::native::{Fun, bome, run, v};
+use jaq_core::{Compiler, Ctx, Vars};
+use jaq_json::{Num, Val};
+
+use crate::{
+    MAX_JQ_OUTPUTS, MAX_PARTITION_KEYS, Outcomes, Work, codes, error_output,
+    validate_partition_value,
+};
+
+type D = JustLut<Val>;
+
+/// A compiled jq program.
+pub(crate) struct JqProgram {
+    filter: jaq_core::Filter<D>,
+    source: String,
+}
+
+/// Native filters replaced by inert versions (name, arity).
+const SANDBOXED: &[(&str, usize)] = &[("env", 0), ("debug_empty", 0), ("stderr_empty", 0)];
+
+fn sandbox_funs() -> impl Iterator<Item = Fun<D>> {
+    [
+        run(("env", v(0), |_| bome(Ok(Val::obj(Default::default()))))),
+        run(("debug_empty", v(0), |_| Box::new(std::iter::empty()))),
+        run(("stderr_empty", v(0), |_| Box::new(std::iter::empty()))),
+    ]
+    .into_iter()
+}
+
+fn is_sandboxed(name: &str, arity: usize) -> bool {
+    SANDBOXED.contains(&(name, arity))
+}
+
+fn excerpt(s: &str) -> String {
+    let t: String = s.chars().take(24).collect();
+    if t.is_empty() {
+        "end of program".into()
+    } else {
+        format!("`{t}`")
+    }
+}
+
+impl JqProgram {
+    /// Parses and compiles `code` with jq's standard library.
+    pub(crate) fn compile(code: &str) -> Result<Self, String> {
+        let defs = jaq_core::defs()
+            .chain(jaq_std::defs())
+            .chain(jaq_json::defs());
+        let funs = jaq_core::funs()
+            .chain(jaq_std::funs())
+            .chain(jaq_json::funs())
+            .filter(|(name, args, _)| !is_sandboxed(name, args.len()))
+            .chain(sandbox_funs());
+        let loader = Loader::new(defs);
+        let arena = Arena::default();
+        let modules = loader
+            .load(&arena, File { code, path: () })
+            .map_err(|errs| {
+                let mut msgs = Vec::new();
+                for (_file, e) in errs {
+                    match e {
+                        jaq_core::load::Error::Io(v) => {
+                            msgs.extend(v.into_iter().map(|(path, e)| format!("{path}: {e}")))
+                        }
+                        jaq_core::load::Error::Lex(v) => {
+                            msgs.extend(v.into_iter().map(|(expect, at)| {
+                                format!("expected {} at {}", expect.as_str(), excerpt(at))
+                            }))
+                        }
+                        jaq_core::load::Error::Parse(v) => {
+                            msgs.extend(v.into_iter().map(|(expect, at)| {
+                                format!("expected {} at {}", expect.as_str(), excerpt(at))
+                            }))
+                        }
+                    }
+                }
+                format!("syntax error: {}", msgs.join("; "))
+            })?;
+        let filter = Compiler::default()
+            .with_funs(funs)
+            .compile(modules)
+            .map_err(|errs| {
+                let msgs: Vec<String> = errs
+                    .into_iter()
+                    .flat_map(|(_file, v)| v)
+                    .map(|(name, undefined)| format!("undefined {} `{name}`", undefined.as_str()))
+                    .collect();
+                msgs.join("; ")
+            })?;
+        Ok(JqProgram {
+            filter,
+            source: code.to_owned(),
+        })
+    }
+
+    pub(crate) fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Runs the program on `input`; at most `max_outputs` outputs.
+    pub(crate) fn run(&self, input: Val, max_outputs: usize) -> Result<Vec<Val>, String> {
+        let ctx = Ctx::<D>::new(&self.filter.lut, Vars::new([]));
+        let mut outputs = Vec::new();
+        for item in self.filter.id.run((ctx, input)) {
+            match item {
+                Ok(v) => {
+                    if outputs.len() == max_outputs {
+                        return Err(format!(
+                            "the program produced more than {max_outputs} outputs"
+                        ));
+                    }
+                    outputs.push(v);
+                }
+                Err(exn) => {
+                    return Err(match exn.get_err() {
+                        Ok(e) => format!("jq error: {e}"),
+                        Err(_) => "the program called halt".into(),
+                    });
+                }
+            }
+        }
+        Ok(outputs)
+    }
+}
+
+/// Parses one strict JSON value.
+pub(crate) fn parse_json(data: &[u8]) -> Result<Val, String> {
+    serde_json::from_slice::<Val>(data).map_err(|e| e.to_string())
+}
+
+/// Text of a number: integers as is, integral doubles without a fraction, others shortest.
+fn number_text(n: &Num) -> Result<String, String> {
+    match n {
+        Num::Float(f) if !f.is_finite() => Err(format!("{n} is not a finite number")),
+        Num::Float(f) if f.fract() == 0.0 && f.abs() < 1e17 => Ok(format!("{}", *f as i64)),
+        n => Ok(n.to_string()),
+    }
+}
+
+fn utf8(b: &[u8]) -> Result<&str, String> {
+    std::str::from_utf8(b).map_err(|_| "string is not valid UTF-8".to_string())
+}
+
+/// A partition key value: strings unquoted, numbers as JSON text, booleans.
+fn key_value(v: &Val) -> Result<String, String> {
+    match v {
+        Val::TStr(s) => Ok(utf8(s)?.to_owned()),
+        Val::Num(n) => number_text(n),
+        Val::Bool(b) => Ok(b.to_string()),
+        Val::Null => Err("is null (missing from the record?)".into()),
+        Val::BStr(_) => Err("is a byte string".into()),
+        Val::Arr(_) => Err("is an array".into()),
+        Val::Obj(_) => Err("is an object".into()),
+    }
+}
+
+/// Writes `v` as compact JSON.
+pub(crate) fn write_json(v: &Val, out: &mut Vec<u8>) -> Result<(), String> {
+    match v {
+        Val::Null => out.extend_from_slice(b"null"),
+        Val::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Val::Num(n) => match n {
+            Num::Float(f) if f.is_nan() => out.extend_from_slice(b"null"),
+            Num::Float(f) if f.is_infinite() => {
+                let max = if *f > 0.0 { f64::MAX } else { f64::MIN };
+                out.extend_from_slice(serde_json::to_string(&max).unwrap_or_default().as_bytes())
+            }
+            Num::Float(f) if f.fract() == 0.0 && f.abs() < 1e17 => {
+                out.extend_from_slice((*f as i64).to_string().as_bytes())
+            }
+            n => out.extend_from_slice(n.to_string().as_bytes()),
+        },
+        Val::TStr(s) => {
+            serde_json::to_writer(&mut *out, utf8(s)?).map_err(|e| e.to_string())?;
+        }
+        Val::BStr(_) => return Err("a byte string cannot be written as JSON".into()),
+        Val::Arr(a) => {
+            out.push(b'[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_json(x, out)?;
+            }
+            out.push(b']');
+        }
+        Val::Obj(o) => {
+            out.push(b'{');
+            for (i, (k, x)) in o.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                match k {
+                    Val::TStr(s) => {
+                        serde_json::to_writer(&mut *out, utf8(s)?).map_err(|e| e.to_string())?
+                    }
+                    _ => {
+                        return Err(
+                            "an object key that is not a string cannot be written as JSON".into(),
+                        );
+                    }
+                }
+                out.push(b':');
+                write_json(x, out)?;
+            }
+            out.push(b'}');
+        }
+    }
+    Ok(())
+}
+
+/// `Lakehose.Jq`: each output value of the program becomes one record (compact JSON).
+pub(crate) fn transform(program: &JqProgram, w: Work, out: &mut Vec<Work>, o: &mut Outcomes) {
+    let fail = |o: &mut Outcomes, msg: String| {
+        o.fail(
+            &w,
+            error_output::PROCESSING_FAILED,
+            codes::JQ_TRANSFORM_FAILED,
+            msg,
+        )
+    };
+    let input = match parse_json(&w.data) {
+        Ok(v) => v,
+        Err(e) => return fail(o, format!("The record is not a single JSON value: {e}")),
+    };
+    let values = match program.run(input, MAX_JQ_OUTPUTS) {
+        Ok(values) => values,
+        Err(e) => return fail(o, e),
+    };
+    let mut records = Vec::with_capacity(values.len());
+    for v in &values {
+        let mut buf = Vec::new();
+        if let Err(e) = write_json(v, &mut buf) {
+            return fail(o, e);
+        }
+        records.push(Bytes::from(buf));
+    }
+    if records.is_empty() {
+        o.drop_record(&w);
+    }
+    out.extend(records.into_iter().map(|data| w.with_data(data)));
+}
+
+/// `MetadataExtraction`: the program's single object output becomes the record's
+/// `partitionKeyFromQuery` keys.
+pub(crate) fn extract_keys(query: &JqProgram, mut w: Work, out: &mut Vec<Work>, o: &mut Outcomes) {
+    match keys_of(query, &w.data) {
+        Ok(keys) => {
+            w.keys.from_query = keys;
+            out.push(w);
+        }
+        Err((code, msg)) => o.fail(&w, error_output::PROCESSING_FAILED, code, msg),
+    }
+}
+
+fn keys_of(
+    query: &JqProgram,
+    data: &[u8],
+) -> Result<BTreeMap<String, String>, (&'static str, String)> {
+    let failed = |msg: String| (codes::METADATA_EXTRACTION_FAILED, msg);
+    let input = parse_json(data).map_err(|e| failed(format!("Non JSON record provided: {e}")))?;
+    let outputs = query.run(input, 1).map_err(|e| {
+        failed(format!(
+            "The MetadataExtractionQuery failed on the record: {e}"
+        ))
+    })?;
+    let [Val::Obj(map)] = outputs.as_slice() else {
+        return Err(failed(format!(
+            "The MetadataExtractionQuery must produce exactly one JSON object; it produced {}.",
+            match outputs.as_slice() {
+                [] => "no output".to_string(),
+                [v] => format!("{v}"),
+                _ => "several outputs".to_string(),
+            }
+        )));
+    };
+    if map.len() > MAX_PARTITION_KEYS {
+        return Err(failed(format!(
+            "The query produced {} partition keys; the limit is {MAX_PARTITION_KEYS}.",
+            map.len()
+        )));
+    }
+    let mut keys = BTreeMap::new();
+    for (k, v) in map.iter() {
+        let Val::TStr(k) = k else {
+            return Err(failed("A partition key name is not a string.".into()));
+        };
+        let name = utf8(k).map_err(failed)?.to_owned();
+        let value = key_value(v).map_err(|e| failed(format!("Partition key {name:?} {e}.")))?;
+        validate_partition_value(&value).map_err(|e| {
+            (
+                codes::INVALID_PARTITION_KEY,
+                format!("Partition key {name:?}: {e}."),
+            )
+        })?;
+        keys.insert(name, value);
+    }
+    Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_str(code: &str, input: &str) -> Result<Vec<String>, String> {
+        let p = JqProgram::compile(code)?;
+        let vals = p.run(parse_json(input.as_bytes())?, 100)?;
+        Ok(vals
+            .iter()
+            .map(|v| {
+                let mut b = Vec::new();
+                write_json(v, &mut b).unwrap();
+                String::from_utf8(b).unwrap()
+            })
+            .collect())
+    }
+
+    #[test]
+    fn compiles_and_runs_with_stdlib() {
+        assert_eq!(run_str(".a", r#"{"a":1}"#).unwrap(), ["1"]);
+        assert_eq!(run_str(".[] | . * 2", "[1,2.5]").unwrap(), ["2", "5"]);
+        assert_eq!(
+            run_str(
+                "{z: .b, a: (.a | ascii_upcase)}",
+                r#"{"a":"x","b":[1,{"c":null}]}"#
+            )
+            .unwrap(),
+            [r#"{"z":[1,{"c":null}],"a":"X"}"#]
+        );
+        assert_eq!(
+            run_str(r#".ts | strftime("%Y/%m")"#, r#"{"ts":1700000000}"#).unwrap(),
+            [r#""2023/11""#]
+        );
+        assert_eq!(
+            run_str("map(select(. > 1)) | length", "[1,2,3]").unwrap(),
+            ["2"]
+        );
+        assert_eq!(run_str(r#""a\nb\"""#, "null").unwrap(), [r#""a\nb\"""#]);
+        assert_eq!(
+            run_str("nan, infinite", "null").unwrap(),
+            ["null", "1.7976931348623157e+308"]
+        );
+    }
+
+    #[test]
+    fn compile_errors_are_readable() {
+        let e = JqProgram::compile("{a: .a").err().unwrap();
+        assert!(e.contains("syntax error"), "{e}");
+        let e = JqProgram::compile("nosuchfunction(1)").err().unwrap();
+        assert!(e.contains("nosuchfunction"), "{e}");
+        let e = JqProgram::compile(r#"import "x" as x; ."#).err().unwrap();
+        assert!(!e.is_empty());
+    }
+
+    #[test]
+    fn sandbox() {
+        assert_eq!(run_str("env", "null").unwrap(), ["{}"]);
+        // `$ENV` is not bound: the program does not compile.
+        assert!(run_str("$ENV", "null").is_err());
+        assert_eq!(run_str("debug | stderr | .", "1").unwrap(), ["1"]);
+        let e = run_str("halt", "1").unwrap_err();
+        assert!(e.contains("halt"), "{e}");
+        let e = run_str(r#""bye" | halt_error(3)"#, "1").unwrap_err();
+        assert!(e.contains("halt"), "{e}");
+        let e = run_str("repeat(1)", "null").unwrap_err();
+        assert!(e.contains("more than"), "{e}");
+    }
+
+    #[test]
+    fn key_values() {
+        let q = JqProgram::compile("{s: .s, i: .i, f: .f, b: .b, big: .big}").unwrap();
+        let keys = keys_of(&q, br#"{"s":"x y","i":42,"f":1.5,"b":true,"big":2e3}"#).unwrap();
+        assert_eq!(keys["s"], "x y");
+        assert_eq!(keys["i"], "42");
+        assert_eq!(keys["f"], "1.5");
+        assert_eq!(keys["b"], "true");
+        assert_eq!(keys["big"], "2000");
+        let (code, msg) = keys_of(&q, br#"{"s":"x"}"#).unwrap_err();
+        assert_eq!(code, codes::METADATA_EXTRACTION_FAILED);
+        assert!(msg.contains("null"), "{msg}");
+        let (code, _) = keys_of(&q, b"nope").unwrap_err();
+        assert_eq!(code, codes::METADATA_EXTRACTION_FAILED);
+        let (code, _) = keys_of(&q, br#"{"s":"a/b","i":1,"f":1,"b":1,"big":1}"#).unwrap_err();
+        assert_eq!(code, codes::INVALID_PARTITION_KEY);
+        let arr = JqProgram::compile(".[]").unwrap();
+        assert!(keys_of(&arr, b"[{},{}]").is_err());
+        assert!(keys_of(&arr, b"[1]").is_err());
+        assert!(keys_of(&arr, b"[]").is_err());
+    }
+}

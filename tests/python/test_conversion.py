@@ -1,0 +1,222 @@
+"""JSON -> Parquet conversion through Firehose's DataFormatConversionConfiguration, with the
+schema from the Glue-compatible catalog, read back with pyarrow value by value."""
+
+import base64
+import datetime as dt
+import decimal
+import io
+import json
+import time
+
+import boto3
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+from botocore.config import Config
+
+from conftest import REGION, unique_name
+
+ROLE = "arn:aws:iam::123456789012:role/firehose"
+
+
+def glue_client(server):
+    return boto3.client(
+        "glue",
+        endpoint_url=server.endpoint,
+        region_name=REGION,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=Config(retries={"max_attempts": 1, "mode": "standard"}),
+    )
+
+
+def conversion(db, table, serde=None, parquet=None):
+    return {
+        "SchemaConfiguration": {"DatabaseName": db, "TableName": table, "RoleARN": ROLE},
+        "InputFormatConfiguration": {"Deserializer": serde or {"OpenXJsonSerDe": {}}},
+        "OutputFormatConfiguration": {"Serializer": {"ParquetSerDe": parquet or {}}},
+    }
+
+
+def create_stream(firehose, name, bucket, prefix, conv):
+    firehose.create_delivery_stream(
+        DeliveryStreamName=name,
+        ExtendedS3DestinationConfiguration={
+            "RoleARN": ROLE,
+            "BucketARN": f"arn:aws:s3:::{bucket}",
+            "Prefix": prefix,
+            "ErrorOutputPrefix": "errors/!{firehose:error-output-type}/",
+            "BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 0},
+            "DataFormatConversionConfiguration": conv,
+        },
+    )
+
+
+def put(firehose, stream, records):
+    out = firehose.put_record_batch(
+        DeliveryStreamName=stream, Records=[{"Data": r} for r in records]
+    )
+    assert out["FailedPutCount"] == 0, out
+
+
+def files(root, suffix):
+    return sorted(p for p in root.rglob(f"*{suffix}") if p.is_file() and "#" not in p.name)
+
+
+def wait_for(predicate, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.2)
+
+
+COLUMNS = [
+    ("id", "int"),
+    ("name", "string"),
+    ("score", "double"),
+    ("ratio", "float"),
+    ("big", "bigint"),
+    ("small", "smallint"),
+    ("tiny", "tinyint"),
+    ("ok", "boolean"),
+    ("ts", "timestamp"),
+    ("day", "date"),
+    ("price", "decimal(10,2)"),
+    ("tags", "array<string>"),
+    ("attrs", "map<string,int>"),
+    ("geo", "struct<lat:double,lon:double>"),
+]
+
+
+def test_parquet_with_every_type_bad_records_and_partitions(lakehose, firehose):
+    glue = glue_client(lakehose)
+    db, table, stream, bucket = "analytics", unique_name("events").replace("-", "_"), unique_name("conv"), unique_name("lake")
+    try:
+        glue.create_database(DatabaseInput={"Name": db})
+    except glue.exceptions.AlreadyExistsException:
+        pass
+    glue.create_table(
+        DatabaseName=db,
+        TableInput={
+            "Name": table,
+            "TableType": "EXTERNAL_TABLE",
+            "PartitionKeys": [{"Name": "year", "Type": "string"}],
+            "StorageDescriptor": {
+                "Columns": [{"Name": n, "Type": t} for n, t in COLUMNS],
+                "Location": f"s3://{bucket}/events/",
+            },
+        },
+    )
+    create_stream(firehose, stream, bucket, "events/year=!{timestamp:yyyy}/", conversion(db, table))
+    good = [
+        {
+            "id": 1, "Name": "Ann", "score": 1.5, "ratio": 0.25, "big": 9007199254740993, "small": -300,
+            "tiny": 7, "ok": True, "ts": "2026-11-23T10:00:00.123Z", "day": "2026-11-23",
+            "price": 12.34, "tags": ["a", "b"], "attrs": {"k": 1}, "geo": {"lat": 52.5, "lon": 13.4},
+        },
+        {"ID": 2, "NAME": "case-insensitive keys", "ok": False, "ts": 1795466540000},
+        {"id": 3, "name": None, "tags": [], "geo": None, "price": -0.5},
+    ]
+    bad = [b'{"id": "not a number"}\n', b"this is not json\n"]
+    records = [json.dumps(r).encode() + b"\n" for r in good[:2]] + bad + [json.dumps(good[2]).encode() + b"\n"]
+    put(firehose, stream, records)
+
+    root = lakehose.bucket_dir(bucket)
+    parquet = wait_for(lambda: files(root / "events", ".parquet"))
+    assert len(parquet) == 1, parquet
+    year = dt.datetime.now(dt.timezone.utc).year
+    rel = parquet[0].relative_to(root).as_posix()
+    assert rel.startswith(f"events/year={year}/{stream}-1-"), rel
+    got = pq.read_table(parquet[0])
+    assert got.column_names == [n for n, _ in COLUMNS]
+    rows = got.to_pylist()
+    assert [r["id"] for r in rows] == [1, 2, 3], "bad records removed, order kept"
+    first = rows[0]
+    assert first["name"] == "Ann" and first["score"] == 1.5 and first["ratio"] == 0.25
+    assert first["big"] == 9007199254740993 and first["small"] == -300 and first["tiny"] == 7
+    assert first["ok"] is True
+    assert first["ts"] == dt.datetime(2026, 11, 23, 10, 0, 0, 123000)
+    assert first["day"] == dt.date(2026, 11, 23)
+    assert first["price"] == decimal.Decimal("12.34")
+    assert first["tags"] == ["a", "b"]
+    assert dict(first["attrs"]) == {"k": 1}
+    assert first["geo"] == {"lat": 52.5, "lon": 13.4}
+    assert rows[1]["name"] == "case-insensitive keys" and rows[1]["ok"] is False
+    assert rows[1]["ts"] == dt.datetime(2026, 11, 23, 20, 42, 20)
+    assert rows[1]["score"] is None and rows[1]["tags"] is None, "missing fields are null"
+    assert rows[2]["name"] is None and rows[2]["tags"] == [] and rows[2]["price"] == decimal.Decimal("-0.50")
+    schema = {f.name: str(f.type) for f in got.schema}
+    assert schema["ts"].startswith("timestamp[ms") and schema["price"] == "decimal128(10, 2)"
+
+    errors = wait_for(lambda: files(root / "errors" / "format-conversion-failed", ""))
+    docs = [json.loads(line) for p in errors for line in p.read_text().splitlines()]
+    assert sorted(base64.b64decode(d["rawData"]) for d in docs) == sorted(bad)
+    for d in docs:
+        assert d["lastErrorCode"].startswith("DataFormatConversion.")
+        assert d["lastErrorMessage"] and d["attemptsMade"] >= 1
+        assert d["dataCatalogTable"]["databaseName"] == db
+        assert d["dataCatalogTable"]["tableName"] == table
+
+    parts = glue.get_partitions(DatabaseName=db, TableName=table)["Partitions"]
+    assert [p["Values"] for p in parts] == [[str(year)]]
+    assert parts[0]["StorageDescriptor"]["Location"] == f"s3://{bucket}/events/year={year}/"
+
+
+def test_inferred_table_evolves_across_three_deliveries(lakehose, firehose):
+    glue = glue_client(lakehose)
+    db, table, stream, bucket = "inferred", unique_name("t").replace("-", "_"), unique_name("infer"), unique_name("lake")
+    create_stream(firehose, stream, bucket, "data/", conversion(db, table))
+    root = lakehose.bucket_dir(bucket)
+    batches = [
+        [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}],
+        [{"a": 3, "b": "z", "c": 1.5}],
+        [{"a": 4, "d": {"e": True}}],
+    ]
+    for i, batch in enumerate(batches, start=1):
+        put(firehose, stream, [json.dumps(r).encode() + b"\n" for r in batch])
+        assert wait_for(lambda: len(files(root, ".parquet")) >= i), f"delivery {i} missing"
+        t = glue.get_table(DatabaseName=db, Name=table)["Table"]
+        assert t["VersionId"] == str(i - 1), t  # Glue numbers table versions from 0
+    cols = [(c["Name"], c["Type"]) for c in t["StorageDescriptor"]["Columns"]]
+    assert cols == [("a", "bigint"), ("b", "string"), ("c", "double"), ("d", "struct<e:boolean>")]
+    versions = glue.get_table_versions(DatabaseName=db, TableName=table)["TableVersions"]
+    assert sorted(v["VersionId"] for v in versions) == ["0", "1", "2"]
+    # Old files stay readable as one table with the newest schema.
+    import pyarrow as pa
+
+    schema = pa.schema(
+        [("a", pa.int64()), ("b", pa.string()), ("c", pa.float64()), ("d", pa.struct([("e", pa.bool_())]))]
+    )
+    rows = ds.dataset([str(p) for p in files(root, ".parquet")], schema=schema, format="parquet").to_table().to_pylist()
+    assert sorted(rows, key=lambda r: r["a"]) == [
+        {"a": 1, "b": "x", "c": None, "d": None},
+        {"a": 2, "b": "y", "c": None, "d": None},
+        {"a": 3, "b": "z", "c": 1.5, "d": None},
+        {"a": 4, "b": None, "c": None, "d": {"e": True}},
+    ]
+
+
+def test_conversion_config_is_validated(lakehose, firehose):
+    with pytest.raises(firehose.exceptions.InvalidArgumentException):
+        firehose.create_delivery_stream(
+            DeliveryStreamName=unique_name("badconv"),
+            ExtendedS3DestinationConfiguration={
+                "RoleARN": ROLE,
+                "BucketARN": "arn:aws:s3:::lake",
+                "CompressionFormat": "GZIP",
+                "DataFormatConversionConfiguration": conversion("db", "t"),
+            },
+        )
+    with pytest.raises(firehose.exceptions.InvalidArgumentException):
+        firehose.create_delivery_stream(
+            DeliveryStreamName=unique_name("badconv"),
+            ExtendedS3DestinationConfiguration={
+                "RoleARN": ROLE,
+                "BucketARN": "arn:aws:s3:::lake",
+                "DataFormatConversionConfiguration": conversion(
+                    "db", "t", serde={"OpenXJsonSerDe": {}, "HiveJsonSerDe": {}}
+                ),
+            },
+        )
