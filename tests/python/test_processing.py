@@ -213,3 +213,28 @@ def test_lakehose_jq_transform_fans_out(lakehose, firehose):
     wait_until(lambda: len(lines_under(root, "data")) >= 2)
     time.sleep(0.5)
     assert [json.loads(l) for l in lines_under(root, "data")] == [{"id": 1}, {"id": 3}]
+
+
+def test_s3_backup_keeps_untransformed_source_records(with_lambdas):
+    server, _fns = with_lambdas
+    client, bucket, backup, stream = server.client(), unique_name("main"), unique_name("backup"), unique_name("bk")
+    cfg = stream_config(bucket, [("Lambda", [("LambdaArn", FN + "upper")]), ("AppendDelimiterToRecord", [])])
+    cfg["S3BackupMode"] = "Enabled"
+    cfg["S3BackupConfiguration"] = {
+        "RoleARN": ROLE,
+        "BucketARN": f"arn:aws:s3:::{backup}",
+        "Prefix": "source/",
+        "CompressionFormat": "GZIP",
+    }
+    client.create_delivery_stream(DeliveryStreamName=stream, ExtendedS3DestinationConfiguration=cfg)
+    sent = [b"a", b"b", b"c"]
+    put(client, stream, sent)
+    root, broot = server.bucket_dir(bucket), server.bucket_dir(backup)
+    wait_until(lambda: len(lines_under(root, "data")) >= 3 and files(broot, "source"))
+    assert sorted(lines_under(root, "data")) == [b"A", b"B", b"C"]
+    backups = files(broot, "source")
+    assert all(p.name.endswith(".gz") for p in backups)
+    assert b"".join(gzip.decompress(p.read_bytes()) for p in backups) == b"".join(sent)
+    d = client.describe_delivery_stream(DeliveryStreamName=stream)["DeliveryStreamDescription"]
+    ext = d["Destinations"][0]["ExtendedS3DestinationDescription"]
+    assert ext["S3BackupMode"] == "Enabled" and ext["S3BackupDescription"]["BucketARN"] == f"arn:aws:s3:::{backup}"

@@ -226,8 +226,12 @@ fn plan_for(rt: &StreamRuntime, records: &[LogRecord]) -> Plan {
         error_output_type: None,
         partition_keys: &no_keys,
     };
+    // With dynamic partitioning each partition's key is evaluated when the flush is built;
+    // this key only serves records without partition keys (which then fail there).
     let key = object_key(&prefix, &ctx, &rt.data_extension()).unwrap_or_else(|e| {
-        tracing::error!(stream = %spec.name, error = %e, "prefix evaluation failed; using the default prefix");
+        if !spec.dynamic_partitioning() {
+            tracing::error!(stream = %spec.name, error = %e, "prefix evaluation failed; using the default prefix");
+        }
         object_key(&Default::default(), &ctx, &spec.file_extension()).unwrap_or_default()
     });
     Plan {

@@ -153,6 +153,10 @@ impl StreamRuntime {
         }
     }
 
+    pub(crate) fn sink_for(&self, bucket: &str) -> SinkResult<Arc<StoreSink>> {
+        self.buckets.sink(bucket)
+    }
+
     pub(crate) fn sink(&self) -> SinkResult<Arc<StoreSink>> {
         self.buckets
             .sink(self.spec.read().unwrap_or_else(|e| e.into_inner()).bucket())

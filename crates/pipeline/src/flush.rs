@@ -33,8 +33,19 @@ pub(crate) struct Output {
     pub records: u64,
     /// Bytes of the records it holds, before formatting.
     pub bytes: u64,
-    /// Whether it is error output (not counted as delivered).
-    pub is_error: bool,
+    /// What the object is (decides its bucket and its metrics).
+    pub kind: OutputKind,
+}
+
+/// What an [`Output`] holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum OutputKind {
+    /// Delivered records, in the destination bucket.
+    Data,
+    /// Error documents, in the destination bucket under the error-output prefix.
+    Error,
+    /// Untransformed source records (`S3BackupMode: Enabled`), in the backup bucket.
+    Backup(String),
 }
 
 /// A record that could not be delivered as data and goes to the error output.
@@ -212,7 +223,7 @@ pub(crate) async fn build(
         if group.records.is_empty() {
             continue;
         }
-        let key = if group.keys.is_empty() {
+        let key = if group.keys.is_empty() && !spec.dynamic_partitioning() {
             plan.key.clone()
         } else {
             let ctx = KeyContext {
@@ -224,8 +235,30 @@ pub(crate) async fn build(
                 error_output_type: None,
                 partition_keys: &group.keys,
             };
-            object_key(&prefix, &ctx, &rt.data_extension())
-                .map_err(|e| Error::Internal(format!("object key: {e}")))?
+            match object_key(&prefix, &ctx, &rt.data_extension()) {
+                Ok(key) => key,
+                Err(e) => {
+                    // A record without a key the prefix needs: to the error output.
+                    let ending = now_ms();
+                    for r in &group.records {
+                        let failed = lakehose_process::FailedRecord {
+                            source_id: r.seq,
+                            arrival_ms: r.arrival_ms,
+                            raw_data: r.data.clone(),
+                            error_output_type: lakehose_process::error_output::PROCESSING_FAILED,
+                            error_code: "DynamicPartitioning.MissingPartitionKey".into(),
+                            error_message: e.to_string(),
+                            attempts_made: 1,
+                            lambda_arn: None,
+                        };
+                        errors.push(ErrorRecord {
+                            error_output_type: failed.error_output_type,
+                            document: failed.to_error_document(ending),
+                        });
+                    }
+                    continue;
+                }
+            }
         };
         let bytes: u64 = group.records.iter().map(|r| r.data.len() as u64).sum();
         match &conversion {
@@ -261,7 +294,7 @@ pub(crate) async fn build(
                         parts: vec![Bytes::from(outcome.file)],
                         records: group.records.len() as u64 - failed,
                         bytes,
-                        is_error: false,
+                        kind: OutputKind::Data,
                     });
                 }
             }
@@ -273,14 +306,70 @@ pub(crate) async fn build(
                     parts: body,
                     records: group.records.len() as u64,
                     bytes,
-                    is_error: false,
+                    kind: OutputKind::Data,
                 });
             }
         }
     }
     flush.outputs = error_outputs(rt, plan, errors).await?;
+    if let Some(backup) = backup_output(rt, plan, records).await? {
+        flush.outputs.push(backup);
+    }
     flush.outputs.extend(data);
     Ok(flush)
+}
+
+/// With `S3BackupMode: Enabled`, the source records as they arrived (before any processor)
+/// go to the backup bucket under its own prefix and compression.
+async fn backup_output(
+    rt: &StreamRuntime,
+    plan: &Plan,
+    records: &[LogRecord],
+) -> Result<Option<Output>> {
+    let spec = rt.spec();
+    let Some(backup) = spec.destination.s3_backup_configuration.as_ref() else {
+        return Ok(None);
+    };
+    if spec.destination.s3_backup_mode.as_deref() != Some("Enabled") || records.is_empty() {
+        return Ok(None);
+    }
+    let bucket =
+        lakehose_api::stream::bucket_name(backup.bucket_arn.as_deref().unwrap_or_default())
+            .map_err(|e| Error::Internal(e.message))?
+            .to_string();
+    let (prefix, _) = lakehose_api::prefix::validate_prefixes(
+        backup.prefix.as_deref(),
+        backup.error_output_prefix.as_deref(),
+        false,
+    )
+    .map_err(|e| Error::Internal(e.to_string()))?;
+    let compression = backup
+        .compression_format
+        .as_deref()
+        .and_then(|c| CompressionFormat::parse(c).ok())
+        .unwrap_or(CompressionFormat::Uncompressed);
+    let no_keys = BTreeMap::new();
+    let ctx = KeyContext {
+        stream_name: &spec.name,
+        stream_version: spec.version,
+        oldest_arrival_ms: plan.oldest_ms,
+        time_zone: rt.time_zone(),
+        seed: plan.seed ^ 0xb4c0_0b4c_0b4c_0b4c,
+        error_output_type: None,
+        partition_keys: &no_keys,
+    };
+    let key = object_key(&prefix, &ctx, compression.extension())
+        .map_err(|e| Error::Internal(format!("backup key: {e}")))?;
+    let parts: Vec<Bytes> = records.iter().map(|r| r.data.clone()).collect();
+    let bytes = parts.iter().map(|p| p.len() as u64).sum();
+    let parts = compress(codec(compression), parts, &key).await?;
+    Ok(Some(Output {
+        key,
+        parts,
+        records: records.len() as u64,
+        bytes,
+        kind: OutputKind::Backup(bucket),
+    }))
 }
 
 /// Groups error records by error-output type into one object per type, named by the stream's
@@ -327,7 +416,7 @@ pub(crate) async fn error_outputs(
             parts,
             records,
             bytes,
-            is_error: true,
+            kind: OutputKind::Error,
         });
     }
     Ok(out)
@@ -345,7 +434,11 @@ pub(crate) async fn write(
     for output in &flush.outputs {
         let mut attempt = 0u32;
         loop {
-            let result = match rt.sink() {
+            let sink = match &output.kind {
+                OutputKind::Backup(bucket) => rt.sink_for(bucket),
+                _ => rt.sink(),
+            };
+            let result = match sink {
                 Ok(sink) => sink.put(&output.key, output.parts.clone()).await,
                 Err(e) => Err(e),
             };
@@ -355,15 +448,24 @@ pub(crate) async fn write(
                     metrics::counter!("DeliveryToS3.ObjectCount", "stream" => s.clone())
                         .increment(1);
                     metrics::counter!("DeliveryToS3.Success", "stream" => s.clone()).increment(1);
-                    if output.is_error {
-                        metrics::counter!("DeliveryToS3.ErrorRecords", "stream" => s)
-                            .increment(output.records);
-                    } else {
-                        metrics::counter!("DeliveryToS3.Records", "stream" => s.clone())
-                            .increment(output.records);
-                        metrics::counter!("DeliveryToS3.Bytes", "stream" => s)
-                            .increment(output.bytes);
-                        rt.stats.delivered(output.records, output.bytes);
+                    match output.kind {
+                        OutputKind::Error => {
+                            metrics::counter!("DeliveryToS3.ErrorRecords", "stream" => s)
+                                .increment(output.records);
+                        }
+                        OutputKind::Backup(_) => {
+                            metrics::counter!("BackupToS3.Records", "stream" => s.clone())
+                                .increment(output.records);
+                            metrics::counter!("BackupToS3.Bytes", "stream" => s)
+                                .increment(output.bytes);
+                        }
+                        OutputKind::Data => {
+                            metrics::counter!("DeliveryToS3.Records", "stream" => s.clone())
+                                .increment(output.records);
+                            metrics::counter!("DeliveryToS3.Bytes", "stream" => s)
+                                .increment(output.bytes);
+                            rt.stats.delivered(output.records, output.bytes);
+                        }
                     }
                     tracing::debug!(stream = %stream, key = %output.key, records = output.records, "delivered");
                     break;
