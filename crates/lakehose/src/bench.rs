@@ -23,8 +23,10 @@ pub struct IngestArgs {
     /// Concurrent connections.
     #[arg(long, default_value_t = 8)]
     pub connections: usize,
-    /// Record shapes to run: `json` (~350-byte events), `1k` (1 KiB records).
-    #[arg(long, value_delimiter = ',', default_value = "json,1k")]
+    /// Cases to run: `json` (~350-byte events), `1k` (1 KiB records), `jq` (json events
+    /// partitioned by a jq query into 100 partitions), `lambda` (json events through an echo
+    /// Lambda function served by this process).
+    #[arg(long, value_delimiter = ',', default_value = "json,1k,jq,lambda")]
     pub shapes: Vec<String>,
     /// Data dir for the server (a fresh temporary folder by default).
     #[arg(long)]
@@ -65,10 +67,15 @@ struct Child {
     endpoint: String,
 }
 
-async fn start_server(data_dir: &std::path::Path) -> anyhow::Result<Child> {
+async fn start_server(
+    data_dir: &std::path::Path,
+    config: &std::path::Path,
+) -> anyhow::Result<Child> {
     let exe = std::env::current_exe()?;
     let mut child = tokio::process::Command::new(exe)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(config)
+        .arg("--data-dir")
         .arg(data_dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -139,7 +146,13 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         .data_dir
         .clone()
         .unwrap_or_else(|| tmp.path().to_path_buf());
-    let mut server = start_server(&data_dir).await?;
+    let lambda_url = start_echo_lambda().await?;
+    let config = tmp.path().join("bench.toml");
+    std::fs::write(
+        &config,
+        format!("[lambdas]\n\"{ECHO_LAMBDA}\" = \"{lambda_url}\"\n"),
+    )?;
+    let mut server = start_server(&data_dir, &config).await?;
     let client = FirehoseClient::new(&server.endpoint)?;
     println!(
         "lakehose bench ingest: {} connections, {} s per shape, server pid {}, acks after fsync",
@@ -152,18 +165,7 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     for shape in &args.shapes {
         let stream = format!("bench-{shape}");
         client
-            .call(
-                "CreateDeliveryStream",
-                &json!({
-                    "DeliveryStreamName": stream,
-                    "ExtendedS3DestinationConfiguration": {
-                        "RoleARN": "arn:aws:iam::123456789012:role/bench",
-                        "BucketARN": "arn:aws:s3:::bench",
-                        "Prefix": format!("{shape}/"),
-                        "BufferingHints": {"SizeInMBs": 64, "IntervalInSeconds": 1}
-                    }
-                }),
-            )
+            .call("CreateDeliveryStream", &stream_request(&stream, shape))
             .await?;
         let make: fn(u64) -> Vec<u8> = if shape == "1k" {
             kib_record
@@ -248,4 +250,66 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     }
     let _ = server.child.kill().await;
     Ok(())
+}
+
+/// The function ARN the `lambda` case uses, mapped to [`start_echo_lambda`].
+const ECHO_LAMBDA: &str = "arn:aws:lambda:us-east-1:123456789012:function:echo";
+
+/// The CreateDeliveryStream request of a benchmark case.
+fn stream_request(stream: &str, shape: &str) -> serde_json::Value {
+    let mut dest = json!({
+        "RoleARN": "arn:aws:iam::123456789012:role/bench",
+        "BucketARN": "arn:aws:s3:::bench",
+        "Prefix": format!("{shape}/"),
+        "ErrorOutputPrefix": format!("{shape}-errors/!{{firehose:error-output-type}}/"),
+        "BufferingHints": {"SizeInMBs": 64, "IntervalInSeconds": 1}
+    });
+    match shape {
+        "jq" => {
+            dest["Prefix"] = json!("jq/customer=!{partitionKeyFromQuery:customer}/");
+            dest["DynamicPartitioningConfiguration"] = json!({"Enabled": true});
+            dest["ProcessingConfiguration"] = json!({"Enabled": true, "Processors": [{
+                "Type": "MetadataExtraction",
+                "Parameters": [
+                    {"ParameterName": "MetadataExtractionQuery", "ParameterValue": "{customer: (.user_id % 100)}"},
+                    {"ParameterName": "JsonParsingEngine", "ParameterValue": "JQ-1.6"}
+                ]
+            }]});
+        }
+        "lambda" => {
+            dest["ProcessingConfiguration"] = json!({"Enabled": true, "Processors": [{
+                "Type": "Lambda",
+                "Parameters": [{"ParameterName": "LambdaArn", "ParameterValue": ECHO_LAMBDA}]
+            }]});
+        }
+        _ => {}
+    }
+    json!({ "DeliveryStreamName": stream, "ExtendedS3DestinationConfiguration": dest })
+}
+
+/// Serves the Lambda Invoke API on 127.0.0.1 with a function that returns every record
+/// unchanged (`Ok`): the cost measured is Lakehose's side of the Lambda contract.
+async fn start_echo_lambda() -> anyhow::Result<String> {
+    use axum::routing::post;
+    async fn invoke(body: bytes::Bytes) -> axum::Json<serde_json::Value> {
+        let event: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let records: Vec<serde_json::Value> = event["records"]
+            .as_array()
+            .map(|rs| {
+                rs.iter()
+                    .map(|r| json!({"recordId": r["recordId"], "result": "Ok", "data": r["data"]}))
+                    .collect()
+            })
+            .unwrap_or_default();
+        axum::Json(json!({ "records": records }))
+    }
+    let app = axum::Router::new()
+        .route("/2015-03-31/functions/{name}/invocations", post(invoke))
+        .layer(axum::extract::DefaultBodyLimit::max(8 * 1024 * 1024));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(url)
 }
