@@ -238,3 +238,30 @@ def test_s3_backup_keeps_untransformed_source_records(with_lambdas):
     d = client.describe_delivery_stream(DeliveryStreamName=stream)["DeliveryStreamDescription"]
     ext = d["Destinations"][0]["ExtendedS3DestinationDescription"]
     assert ext["S3BackupMode"] == "Enabled" and ext["S3BackupDescription"]["BucketARN"] == f"arn:aws:s3:::{backup}"
+
+
+def test_active_partition_limit_sends_the_rest_to_the_error_output(tmp_path, server_factory):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "lakehose.toml").write_text("[limits]\nmax_active_partitions = 2\n")
+    server = server_factory(data)
+    client, bucket, stream = server.client(), unique_name("lim"), unique_name("limit")
+    client.create_delivery_stream(
+        DeliveryStreamName=stream,
+        ExtendedS3DestinationConfiguration=stream_config(
+            bucket,
+            [("MetadataExtraction", [("MetadataExtractionQuery", "{c:.c}"), ("JsonParsingEngine", "JQ-1.6")]),
+             ("AppendDelimiterToRecord", [])],
+            prefix="p/c=!{partitionKeyFromQuery:c}/",
+            dynamic=True,
+        ),
+    )
+    records = [json.dumps({"c": c, "i": i}).encode() for i, c in enumerate("aabbcc")]
+    put(client, stream, records)
+    root = server.bucket_dir(bucket)
+    wait_until(lambda: len(lines_under(root, "p")) >= 4 and len(error_docs(root, "processing-failed")) >= 2)
+    delivered = sorted(json.loads(line)["c"] for line in lines_under(root, "p"))
+    assert delivered == ["a", "a", "b", "b"]
+    docs = error_docs(root, "processing-failed")
+    assert [d["errorCode"] for d in docs] == ["DynamicPartitioning.ActivePartitionsLimitExceeded"] * 2
+    assert sorted(base64.b64decode(d["rawData"]) for d in docs) == sorted(records[4:])

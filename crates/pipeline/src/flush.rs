@@ -112,6 +112,12 @@ fn partition_seed(seed: u64, keys: &BTreeMap<String, String>) -> u64 {
     h
 }
 
+/// The data of the source record `seq` (`records` are in sequence order).
+fn source_data(records: &[LogRecord], seq: u64) -> Option<Bytes> {
+    let i = records.binary_search_by_key(&seq, |r| r.seq).ok()?;
+    Some(records[i].data.clone())
+}
+
 /// Runs the stream's processors over `records`: outputs grouped by partition, failures as
 /// error records. Dropped records simply leave the batch (counted in metrics).
 async fn process(
@@ -179,7 +185,8 @@ async fn process(
             let failed = lakehose_process::FailedRecord {
                 source_id: out.source_id,
                 arrival_ms: out.arrival_ms,
-                raw_data: out.data.clone(),
+                // The record as it arrived (processors may have appended a delimiter).
+                raw_data: source_data(records, out.source_id).unwrap_or_else(|| out.data.clone()),
                 error_output_type: lakehose_process::error_output::PROCESSING_FAILED,
                 error_code: code.into(),
                 error_message: reason,
