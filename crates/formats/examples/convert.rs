@@ -117,44 +117,71 @@ fn main() {
     let schema = Arc::new(schema);
 
     let start = Instant::now();
-    let mut input_bytes = 0usize;
+    let input_bytes: usize;
     let mut records_seen = 0usize;
     let (rows, failed, unknown, file_len) = match engine.as_str() {
         "lakehose" => {
-            // Streams the file through one Converter: blocks of BLOCK bytes, cut at the last
-            // newline, each block's lines pushed as records.
+            // Streams the file through one Converter: a reader thread fills blocks of BLOCK
+            // bytes cut after their last newline, this thread pushes each block's lines.
             let mut converter = Converter::new(&schema, &config, &ConvertOptions { threads })
                 .unwrap_or_else(|e| fail(e));
             let mut file =
                 std::fs::File::open(input).unwrap_or_else(|e| fail(format!("{input}: {e}")));
-            let mut buf = vec![0u8; BLOCK];
-            let mut filled = 0;
-            loop {
-                if filled == buf.len() {
-                    buf.resize(buf.len() * 2, 0);
-                }
-                let n = file
-                    .read(&mut buf[filled..])
-                    .unwrap_or_else(|e| fail(format!("{input}: {e}")));
-                input_bytes += n;
-                filled += n;
-                let end = if n == 0 {
-                    filled
-                } else {
-                    match memchr::memrchr(b'\n', &buf[..filled]) {
-                        Some(i) => i + 1,
-                        None => continue,
+            // Blocks travel as (buffer, length): buffers are reused without being zeroed again.
+            let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(1);
+            let (empty_tx, empty_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+            let reader = std::thread::spawn(move || -> std::io::Result<usize> {
+                let mut total = 0;
+                let mut carry: Vec<u8> = Vec::new();
+                loop {
+                    let mut buf = empty_rx.try_recv().unwrap_or_default();
+                    let want = BLOCK.max(carry.len() * 2);
+                    if buf.len() < want {
+                        buf.resize(want, 0);
                     }
-                };
-                let records: Vec<&[u8]> = lines(&buf[..end]).collect();
+                    buf[..carry.len()].copy_from_slice(&carry);
+                    let start = carry.len();
+                    carry.clear();
+                    let mut filled = start;
+                    while filled < buf.len() {
+                        let n = file.read(&mut buf[filled..])?;
+                        if n == 0 {
+                            break;
+                        }
+                        filled += n;
+                    }
+                    total += filled - start;
+                    let eof = filled < buf.len();
+                    let mut len = filled;
+                    if !eof {
+                        match memchr::memrchr(b'\n', &buf[..filled]) {
+                            Some(i) => {
+                                carry.extend_from_slice(&buf[i + 1..filled]);
+                                len = i + 1;
+                            }
+                            None => {
+                                // A line longer than the block: read on with a bigger one.
+                                carry.extend_from_slice(&buf[..filled]);
+                                continue;
+                            }
+                        }
+                    }
+                    if full_tx.send((buf, len)).is_err() || eof {
+                        return Ok(total);
+                    }
+                }
+            });
+            for (block, len) in full_rx {
+                let records: Vec<&[u8]> = lines(&block[..len]).collect();
                 records_seen += records.len();
                 converter.push(&records).unwrap_or_else(|e| fail(e));
-                buf.copy_within(end..filled, 0);
-                filled -= end;
-                if n == 0 {
-                    break;
-                }
+                drop(records);
+                let _ = empty_tx.send(block);
             }
+            input_bytes = reader
+                .join()
+                .unwrap_or_else(|_| fail("the reader panicked"))
+                .unwrap_or_else(|e| fail(format!("{input}: {e}")));
             let out = converter.finish().unwrap_or_else(|e| fail(e));
             std::fs::write(output, &out.file).unwrap_or_else(|e| fail(format!("{output}: {e}")));
             (out.rows, out.failed, out.unknown_keys, out.file.len())

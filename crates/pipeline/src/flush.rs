@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use lakehose_api::stream::CompressionFormat;
 use lakehose_formats::Codec;
 use lakehose_log::LogRecord;
@@ -60,7 +61,7 @@ pub(crate) struct ErrorRecord {
 /// What a flush writes.
 #[derive(Debug, Default)]
 pub(crate) struct Flush {
-    /// Objects, error objects first (so data is never visible before its errors are safe).
+    /// Objects: data, error output and backup (written concurrently; committed together).
     pub outputs: Vec<Output>,
     /// Catalog partitions (database, partition) the data objects belong to, registered after
     /// the objects are written.
@@ -438,67 +439,18 @@ pub(crate) async fn write(
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<bool> {
     let stream = rt.spec().name;
-    for output in &flush.outputs {
-        let mut attempt = 0u32;
-        loop {
-            let sink = match &output.kind {
-                OutputKind::Backup(bucket) => rt.sink_for(bucket),
-                _ => rt.sink(),
-            };
-            let result = match sink {
-                Ok(sink) => sink.put(&output.key, output.parts.clone()).await,
-                Err(e) => Err(e),
-            };
-            match result {
-                Ok(()) => {
-                    let s = stream.clone();
-                    metrics::counter!("DeliveryToS3.ObjectCount", "stream" => s.clone())
-                        .increment(1);
-                    metrics::counter!("DeliveryToS3.Success", "stream" => s.clone()).increment(1);
-                    match output.kind {
-                        OutputKind::Error => {
-                            metrics::counter!("DeliveryToS3.ErrorRecords", "stream" => s)
-                                .increment(output.records);
-                        }
-                        OutputKind::Backup(_) => {
-                            metrics::counter!("BackupToS3.Records", "stream" => s.clone())
-                                .increment(output.records);
-                            metrics::counter!("BackupToS3.Bytes", "stream" => s)
-                                .increment(output.bytes);
-                        }
-                        OutputKind::Data => {
-                            metrics::counter!("DeliveryToS3.Records", "stream" => s.clone())
-                                .increment(output.records);
-                            metrics::counter!("DeliveryToS3.Bytes", "stream" => s)
-                                .increment(output.bytes);
-                            rt.stats.delivered(output.records, output.bytes);
-                        }
-                    }
-                    tracing::debug!(stream = %stream, key = %output.key, records = output.records, "delivered");
-                    break;
-                }
-                Err(e) => {
-                    metrics::counter!("DeliveryToS3.Failures", "stream" => stream.clone())
-                        .increment(1);
-                    rt.set_freshness(Some(plan.oldest_ms));
-                    if now_ms() - plan.oldest_ms > rt.retention_ms() {
-                        tracing::error!(stream = %stream, key = %output.key, records = output.records, error = %e,
-                            "undelivered records outlived the retention period and are dropped");
-                        metrics::counter!("DeliveryToS3.RecordsExpired", "stream" => stream.clone())
-                            .increment(output.records);
-                        rt.stats.expired(output.records);
-                        break;
-                    }
-                    let wait = backoff(attempt);
-                    attempt += 1;
-                    log_failure(&stream, &output.key, attempt, &e, wait);
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = shutdown.changed() => { if *shutdown.borrow() { return Ok(false); } }
-                    }
-                }
-            }
-        }
+    // Objects are independent: write up to 16 at once (many partitions, slow stores).
+    let writes: Vec<_> = flush
+        .outputs
+        .iter()
+        .map(|output| Box::pin(write_one(rt, plan, output, &stream, shutdown.clone())))
+        .collect();
+    let results: Vec<bool> = futures::stream::iter(writes)
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    if results.iter().any(|done| !done) {
+        return Ok(false);
     }
     for (db, table, partition) in &flush.partitions {
         if let Err(e) = rt
@@ -511,6 +463,76 @@ pub(crate) async fn write(
         }
     }
     Ok(true)
+}
+
+/// Writes one object with retries until it is stored, or its records outlived the retention
+/// period (counted). Returns `false` if shutdown interrupted.
+async fn write_one(
+    rt: &Arc<StreamRuntime>,
+    plan: &Plan,
+    output: &Output,
+    stream: &str,
+    mut shutdown: watch::Receiver<bool>,
+) -> bool {
+    let stream = stream.to_string();
+    let mut attempt = 0u32;
+    loop {
+        let sink = match &output.kind {
+            OutputKind::Backup(bucket) => rt.sink_for(bucket),
+            _ => rt.sink(),
+        };
+        let result = match sink {
+            Ok(sink) => sink.put(&output.key, output.parts.clone()).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => {
+                let s = stream.clone();
+                metrics::counter!("DeliveryToS3.ObjectCount", "stream" => s.clone()).increment(1);
+                metrics::counter!("DeliveryToS3.Success", "stream" => s.clone()).increment(1);
+                match output.kind {
+                    OutputKind::Error => {
+                        metrics::counter!("DeliveryToS3.ErrorRecords", "stream" => s)
+                            .increment(output.records);
+                    }
+                    OutputKind::Backup(_) => {
+                        metrics::counter!("BackupToS3.Records", "stream" => s.clone())
+                            .increment(output.records);
+                        metrics::counter!("BackupToS3.Bytes", "stream" => s)
+                            .increment(output.bytes);
+                    }
+                    OutputKind::Data => {
+                        metrics::counter!("DeliveryToS3.Records", "stream" => s.clone())
+                            .increment(output.records);
+                        metrics::counter!("DeliveryToS3.Bytes", "stream" => s)
+                            .increment(output.bytes);
+                        rt.stats.delivered(output.records, output.bytes);
+                    }
+                }
+                tracing::debug!(stream = %stream, key = %output.key, records = output.records, "delivered");
+                return true;
+            }
+            Err(e) => {
+                metrics::counter!("DeliveryToS3.Failures", "stream" => stream.clone()).increment(1);
+                rt.set_freshness(Some(plan.oldest_ms));
+                if now_ms() - plan.oldest_ms > rt.retention_ms() {
+                    tracing::error!(stream = %stream, key = %output.key, records = output.records, error = %e,
+                        "undelivered records outlived the retention period and are dropped");
+                    metrics::counter!("DeliveryToS3.RecordsExpired", "stream" => stream.clone())
+                        .increment(output.records);
+                    rt.stats.expired(output.records);
+                    return true;
+                }
+                let wait = backoff(attempt);
+                attempt += 1;
+                log_failure(&stream, &output.key, attempt, &e, wait);
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.changed() => { if *shutdown.borrow() { return false; } }
+                }
+            }
+        }
+    }
 }
 
 fn log_failure(stream: &str, key: &str, attempt: u32, e: &SinkError, wait: Duration) {

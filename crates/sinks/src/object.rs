@@ -73,6 +73,9 @@ pub struct StoreSink {
     store: Arc<dyn ObjectStore>,
     /// For local buckets, the folder, so puts can be fsync'd.
     local_root: Option<PathBuf>,
+    /// Folders already fsync'd as entries of their parents: only a new object's own folder
+    /// needs an fsync for its new entry, not every ancestor every time.
+    durable_dirs: Arc<Mutex<std::collections::HashSet<PathBuf>>>,
 }
 
 fn object_path(key: &str) -> ObjectPath {
@@ -87,16 +90,34 @@ fn classify(e: object_store::Error) -> SinkError {
     }
 }
 
-/// fsyncs `file` and each folder from its parent up to `root`.
-fn sync_path(root: &Path, file: &Path) -> std::io::Result<()> {
+/// fsyncs `file` and its folder (which gained an entry), then, walking up to `root`, the parent
+/// of every folder not yet known durable (a folder created for this object is a new entry of
+/// its parent). Known-durable folders are remembered, so steady state costs two fsyncs.
+fn sync_path(
+    root: &Path,
+    file: &Path,
+    durable: &Mutex<std::collections::HashSet<PathBuf>>,
+) -> std::io::Result<()> {
     std::fs::File::open(file)?.sync_all()?;
-    let mut dir = file.parent();
-    while let Some(d) = dir {
-        std::fs::File::open(d)?.sync_all()?;
-        if d == root || !d.starts_with(root) {
+    let Some(mut dir) = file.parent() else {
+        return Ok(());
+    };
+    std::fs::File::open(dir)?.sync_all()?;
+    while dir != root && dir.starts_with(root) {
+        if durable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(dir)
+        {
             break;
         }
-        dir = d.parent();
+        let Some(parent) = dir.parent() else { break };
+        std::fs::File::open(parent)?.sync_all()?;
+        durable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(dir.to_path_buf());
+        dir = parent;
     }
     Ok(())
 }
@@ -110,7 +131,8 @@ impl ObjectSink for StoreSink {
         if let Some(root) = &self.local_root {
             let file = root.join(path.as_ref());
             let root = root.clone();
-            tokio::task::spawn_blocking(move || sync_path(&root, &file))
+            let durable = self.durable_dirs.clone();
+            tokio::task::spawn_blocking(move || sync_path(&root, &file, &durable))
                 .await
                 .map_err(|e| SinkError::Retryable(e.to_string()))?
                 .map_err(|e| SinkError::Retryable(format!("fsync of delivered object: {e}")))?;
@@ -196,6 +218,7 @@ impl Buckets {
                 StoreSink {
                     store: Arc::new(store),
                     local_root: None,
+                    durable_dirs: Arc::default(),
                 }
             }
             None => {
@@ -208,6 +231,7 @@ impl Buckets {
                 StoreSink {
                     store: Arc::new(store),
                     local_root: Some(root),
+                    durable_dirs: Arc::default(),
                 }
             }
         };

@@ -100,7 +100,8 @@ pub enum ParquetWriterVersion {
 /// `ParquetSerDe` settings, with Firehose's defaults.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ParquetOptions {
-    /// `BlockSizeBytes` (default 256 MiB, min 64 MiB): the target row group size.
+    /// `BlockSizeBytes` (default 256 MiB, min 64 MiB): a row group is closed once its encoded
+    /// size reaches this (checked between chunks of a few MiB of JSON).
     pub block_size_bytes: u64,
     /// `PageSizeBytes` (default 1 MiB, min 64 KiB): the target data page size.
     pub page_size_bytes: u64,

@@ -501,6 +501,8 @@ pub(crate) struct StructCol {
     lookup: HashMap<Box<[u8]>, u32>,
     /// Key position in the object -> (the key seen there last, its child).
     cache: Vec<Option<CachedKey>>,
+    /// Per child, the key that fills it when written exactly as expected.
+    exact: Vec<Box<[u8]>>,
     /// `seen[i] == gen` when child i got a value in the current object.
     seen: Vec<u32>,
     generation: u32,
@@ -522,6 +524,7 @@ impl StructCol {
     ) -> Result<Self, ConvertError> {
         let mut lookup = HashMap::new();
         let mut cache = Vec::new();
+        let mut exact_keys = Vec::with_capacity(fields.len());
         let mut norm = Vec::new();
         let mut children = Vec::with_capacity(fields.len());
         for (i, f) in fields.iter().enumerate() {
@@ -533,14 +536,15 @@ impl StructCol {
             lookup
                 .entry(norm.clone().into_boxed_slice())
                 .or_insert(i as u32);
+            let exact: Box<[u8]> = if ctx.case_insensitive || ctx.dots {
+                norm.clone().into_boxed_slice()
+            } else {
+                key.as_bytes().into()
+            };
             if i < KEY_CACHE_POSITIONS {
-                let exact = if ctx.case_insensitive || ctx.dots {
-                    norm.clone()
-                } else {
-                    key.as_bytes().to_vec()
-                };
-                cache.push(Some((exact.into_boxed_slice(), Some(i as u32))));
+                cache.push(Some((exact.clone(), Some(i as u32))));
             }
+            exact_keys.push(exact);
             children.push(Col::new(f, ctx, cap)?);
         }
         Ok(StructCol {
@@ -548,6 +552,7 @@ impl StructCol {
             children,
             lookup,
             cache,
+            exact: exact_keys,
             seen: vec![0; fields.len()],
             generation: 0,
             nulls: NullBufferBuilder::new(cap),
@@ -556,12 +561,21 @@ impl StructCol {
         })
     }
 
+    /// The child the key at position `k` fills: the key seen at that position last time, or
+    /// else the column after `prev` (the previous key's, for objects that omit a field), or
+    /// else the normalised lookup.
     #[inline]
-    fn resolve(&mut self, k: usize, key: &[u8], ctx: &Ctx) -> Option<usize> {
+    fn resolve(&mut self, k: usize, key: &[u8], prev: Option<usize>, ctx: &Ctx) -> Option<usize> {
         if let Some(Some((cached, idx))) = self.cache.get(k)
             && key_eq(cached, key)
         {
             return idx.map(|i| i as usize);
+        }
+        let next = prev.map_or(0, |p| p + 1);
+        if let Some(exact) = self.exact.get(next)
+            && key_eq(exact, key)
+        {
+            return Some(next);
         }
         self.resolve_slow(k, key, ctx)
     }
@@ -596,6 +610,7 @@ impl StructCol {
         }
         let generation = self.generation;
         let mut matched = 0usize;
+        let mut prev: Option<usize> = None;
         p.ws();
         if p.peek() == b'}' {
             p.pos += 1;
@@ -606,7 +621,10 @@ impl StructCol {
                     return Err(p.err("a double-quoted field name"));
                 }
                 let key = p.string_ref(scratch)?;
-                let idx = self.resolve(k, key, ctx);
+                let idx = self.resolve(k, key, prev, ctx);
+                if idx.is_some() {
+                    prev = idx;
+                }
                 p.ws();
                 p.expect(b':', "':' after a field name")?;
                 p.ws();
@@ -1328,10 +1346,12 @@ impl RecordDecoder {
     }
 
     fn decode_inner(&mut self, record: &[u8]) -> Res {
-        if let Err(e) = std::str::from_utf8(record) {
+        if simdutf8::basic::from_utf8(record).is_err() {
+            let at = std::str::from_utf8(record)
+                .err()
+                .map_or(0, |e| e.valid_up_to());
             return Err(RecErr::parse(format!(
-                "Invalid UTF-8 byte sequence at byte {}",
-                e.valid_up_to()
+                "Invalid UTF-8 byte sequence at byte {at}"
             )));
         }
         let mut p = Parser::new(record);

@@ -129,7 +129,7 @@ pub struct ConvertOptions {
 
 const AUTO_MIN_BYTES_PER_THREAD: usize = 8 << 20;
 /// Each thread decodes about this much JSON at a time before the rows go to the writers.
-const CHUNK_BYTES_PER_THREAD: usize = 1 << 20;
+const CHUNK_BYTES_PER_THREAD: usize = 4 << 20;
 
 /// Converts a batch of JSON records (see the module docs) with automatic threading.
 pub fn convert(
@@ -193,6 +193,8 @@ pub struct Converter {
     next_index: usize,
     rows: usize,
     failed: Vec<FailedRecord>,
+    /// Rows decoded and not yet encoded.
+    pending: Vec<RecordBatch>,
 }
 
 impl std::fmt::Debug for Converter {
@@ -243,6 +245,7 @@ impl Converter {
             next_index: 0,
             rows: 0,
             failed: Vec::new(),
+            pending: Vec::new(),
         })
     }
 
@@ -251,6 +254,8 @@ impl Converter {
     pub fn push(&mut self, records: &[&[u8]]) -> Result<(), ConvertError> {
         let target = CHUNK_BYTES_PER_THREAD * self.decoders.len();
         let mut start = 0;
+        // Chunk k is decoded while chunk k-1 is encoded; the last chunk decoded waits for the
+        // next push (or `finish`).
         while start < records.len() {
             let mut end = start;
             let mut bytes = 0;
@@ -258,61 +263,77 @@ impl Converter {
                 bytes += records[end].len();
                 end += 1;
             }
-            self.chunk(&records[start..end], bytes)?;
+            let chunk = Chunk {
+                records: &records[start..end],
+                bytes,
+                base: self.next_index,
+            };
+            self.next_index += end - start;
+            let previous = std::mem::take(&mut self.pending);
+            self.pending = self.step(Some(chunk), previous)?;
             start = end;
         }
         Ok(())
     }
 
-    fn chunk(&mut self, records: &[&[u8]], bytes: usize) -> Result<(), ConvertError> {
-        let base = self.next_index;
-        self.next_index += records.len();
-        let parts = split(records, self.decoders.len(), bytes);
-        let decode = |dec: &mut RecordDecoder, range: std::ops::Range<usize>| {
-            for i in range {
-                dec.decode(records[i], base + i);
+    /// Decodes `chunk` and encodes `batches` (the previous chunk's rows) at the same time;
+    /// returns the chunk's rows.
+    fn step(
+        &mut self,
+        chunk: Option<Chunk>,
+        batches: Vec<RecordBatch>,
+    ) -> Result<Vec<RecordBatch>, ConvertError> {
+        let threads = self.decoders.len();
+        let mut tasks: Vec<Task> = Vec::new();
+        // Decoding first: the biggest tasks.
+        if let Some(chunk) = &chunk {
+            let parts = split(chunk.records, threads, chunk.bytes);
+            for (dec, range) in self.decoders.iter_mut().zip(parts) {
+                tasks.push(Task::Decode {
+                    dec,
+                    records: &chunk.records[range.clone()],
+                    base: chunk.base + range.start,
+                });
             }
-            if dec.rows() == 0 {
-                Ok(None)
-            } else {
-                dec.finish().map(Some)
+        }
+        let n_decode = tasks.len();
+        if !batches.is_empty() {
+            match &mut self.sink {
+                Sink::Parquet(p) => p.encode_tasks(&batches, &self.schema, &mut tasks)?,
+                // The ORC writer is not Send: it writes here, after the decoding.
+                #[cfg(feature = "orc")]
+                Sink::Orc(_) => {}
             }
-        };
-        let batches: Vec<Option<RecordBatch>> = if parts.len() == 1 {
-            vec![decode(&mut self.decoders[0], parts[0].clone())?]
-        } else {
-            std::thread::scope(|s| {
-                let mut jobs = self.decoders.iter_mut().zip(parts.iter().cloned());
-                let first = jobs.next();
-                let handles: Vec<_> = jobs
-                    .map(|(dec, range)| s.spawn(|| decode(dec, range)))
-                    .collect();
-                let mut out = vec![match first {
-                    Some((dec, range)) => decode(dec, range),
-                    None => Ok(None),
-                }];
-                for h in handles {
-                    out.push(
-                        h.join()
-                            .unwrap_or_else(|_| Err(internal("a decoder panicked"))),
-                    );
+        }
+        let outs = run_tasks(tasks, threads)?;
+        #[cfg(feature = "orc")]
+        if let Sink::Orc(o) = &mut self.sink {
+            o.write(&batches)?;
+        }
+        let mut decoded = Vec::new();
+        for (i, out) in outs.into_iter().enumerate() {
+            match out {
+                TaskOut::Decoded { batch, mut failed } => {
+                    debug_assert!(i < n_decode);
+                    self.failed.append(&mut failed);
+                    if let Some(b) = batch {
+                        self.rows += b.num_rows();
+                        decoded.push(b);
+                    }
                 }
-                out.into_iter().collect::<Result<Vec<_>, _>>()
-            })?
-        };
-        for dec in &mut self.decoders {
-            self.failed.append(&mut dec.failed);
+                TaskOut::Encoded { column, nanos } => {
+                    if let Sink::Parquet(p) = &mut self.sink {
+                        p.cost[column] = nanos;
+                    }
+                }
+            }
         }
-        let batches: Vec<RecordBatch> = batches.into_iter().flatten().collect();
-        if batches.is_empty() {
-            return Ok(());
+        if !batches.is_empty()
+            && let Sink::Parquet(p) = &mut self.sink
+        {
+            p.maybe_flush()?;
         }
-        self.rows += batches.iter().map(RecordBatch::num_rows).sum::<usize>();
-        match &mut self.sink {
-            Sink::Parquet(p) => p.write(&batches, &self.schema, self.decoders.len()),
-            #[cfg(feature = "orc")]
-            Sink::Orc(o) => o.write(&batches),
-        }
+        Ok(decoded)
     }
 
     /// Rows converted so far.
@@ -322,6 +343,10 @@ impl Converter {
 
     /// Finishes the file.
     pub fn finish(mut self) -> Result<Converted, ConvertError> {
+        let pending = std::mem::take(&mut self.pending);
+        if !pending.is_empty() {
+            self.step(None, pending)?;
+        }
         let mut unknown: Vec<String> = self
             .decoders
             .iter_mut()
@@ -367,6 +392,129 @@ fn split(records: &[&[u8]], n: usize, total: usize) -> Vec<std::ops::Range<usize
     parts
 }
 
+/// Records to decode, numbered from `base`.
+struct Chunk<'a> {
+    records: &'a [&'a [u8]],
+    bytes: usize,
+    base: usize,
+}
+
+/// One unit of work of a conversion step.
+enum Task<'a> {
+    /// Decode consecutive records into one batch.
+    Decode {
+        dec: &'a mut RecordDecoder,
+        records: &'a [&'a [u8]],
+        base: usize,
+    },
+    /// Encode one top-level column of `batches` into its leaf writers.
+    Encode {
+        column: usize,
+        field: &'a arrow_schema::FieldRef,
+        writers: &'a mut [ArrowColumnWriter],
+        batches: &'a [RecordBatch],
+    },
+}
+
+enum TaskOut {
+    Decoded {
+        batch: Option<RecordBatch>,
+        failed: Vec<FailedRecord>,
+    },
+    Encoded {
+        column: usize,
+        nanos: u64,
+    },
+}
+
+impl Task<'_> {
+    fn run(self) -> Result<TaskOut, ConvertError> {
+        match self {
+            Task::Decode { dec, records, base } => {
+                for (i, r) in records.iter().enumerate() {
+                    dec.decode(r, base + i);
+                }
+                let batch = if dec.rows() == 0 {
+                    None
+                } else {
+                    Some(dec.finish()?)
+                };
+                Ok(TaskOut::Decoded {
+                    batch,
+                    failed: std::mem::take(&mut dec.failed),
+                })
+            }
+            Task::Encode {
+                column,
+                field,
+                writers,
+                batches,
+            } => {
+                let started = std::time::Instant::now();
+                for batch in batches {
+                    let leaves = compute_leaves(field, batch.column(column)).map_err(internal)?;
+                    if leaves.len() != writers.len() {
+                        return Err(internal("leaf count mismatch"));
+                    }
+                    for (w, leaf) in writers.iter_mut().zip(&leaves) {
+                        w.write(leaf).map_err(internal)?;
+                    }
+                }
+                Ok(TaskOut::Encoded {
+                    column,
+                    nanos: (started.elapsed().as_nanos() as u64).max(1),
+                })
+            }
+        }
+    }
+}
+
+/// Runs `tasks` on `threads` threads (this one included), each thread taking the next task
+/// not yet taken, so the big tasks listed first spread and the small ones fill the gaps.
+/// Results come back in task order.
+fn run_tasks(tasks: Vec<Task>, threads: usize) -> Result<Vec<TaskOut>, ConvertError> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let n = tasks.len();
+    if threads <= 1 || n <= 1 {
+        return tasks.into_iter().map(Task::run).collect();
+    }
+    let slots: Vec<Mutex<Option<Task>>> = tasks.into_iter().map(|t| Mutex::new(Some(t))).collect();
+    let outs: Vec<Mutex<Option<Result<TaskOut, ConvertError>>>> =
+        (0..n).map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    let work = || {
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= n {
+                break;
+            }
+            let task = slots[i].lock().ok().and_then(|mut t| t.take());
+            let out = match task {
+                Some(t) => t.run(),
+                None => Err(internal("a conversion task was lost")),
+            };
+            if let Ok(mut slot) = outs[i].lock() {
+                *slot = Some(out);
+            }
+        }
+    };
+    std::thread::scope(|s| {
+        for _ in 1..threads.min(n) {
+            s.spawn(work);
+        }
+        work();
+    });
+    outs.into_iter()
+        .map(|o| {
+            o.into_inner()
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| Err(internal("a conversion thread panicked")))
+        })
+        .collect()
+}
+
 /// The Parquet writer settings of a `ParquetSerDe` configuration.
 pub fn parquet_writer_properties(o: &ParquetOptions) -> WriterProperties {
     let compression = match o.compression {
@@ -408,6 +556,9 @@ struct ParquetSink {
     writers: Option<Vec<ArrowColumnWriter>>,
     /// Per top-level column, how many leaf writers it has.
     leaves: Vec<usize>,
+    /// Per top-level column, how long encoding it took last time (ns): the most expensive
+    /// columns are started first. Zero until measured.
+    cost: Vec<u64>,
     block_size: usize,
     row_groups: usize,
 }
@@ -430,94 +581,57 @@ impl ParquetSink {
                 .iter()
                 .map(|f| leaf_count(f.data_type()))
                 .collect(),
+            cost: vec![0; schema.fields().len()],
             block_size: opts.block_size_bytes as usize,
             row_groups: 0,
         })
     }
 
-    fn write(
-        &mut self,
-        batches: &[RecordBatch],
-        schema: &Schema,
-        threads: usize,
+    /// Adds one encoding task per top-level column (most expensive first) for `batches`.
+    fn encode_tasks<'a>(
+        &'a mut self,
+        batches: &'a [RecordBatch],
+        schema: &'a Schema,
+        tasks: &mut Vec<Task<'a>>,
     ) -> Result<(), ConvertError> {
-        let writers = match &mut self.writers {
-            Some(w) => w,
-            None => self.writers.insert(
+        if self.writers.is_none() {
+            self.writers = Some(
                 self.factory
                     .create_column_writers(self.row_groups)
                     .map_err(internal)?,
-            ),
+            );
+        }
+        let Some(writers) = self.writers.as_mut() else {
+            return Err(internal("no column writers"));
         };
-        // Each top-level column's leaf writers, shared out between threads by data size.
-        let mut per_column: Vec<Option<&mut [ArrowColumnWriter]>> = Vec::new();
         let mut rest = writers.as_mut_slice();
-        for &n in &self.leaves {
+        let mut column_tasks = Vec::with_capacity(self.leaves.len());
+        for (column, &n) in self.leaves.iter().enumerate() {
             let (mine, others) = rest.split_at_mut(n.min(rest.len()));
-            per_column.push(Some(mine));
             rest = others;
+            column_tasks.push((
+                self.cost[column],
+                Task::Encode {
+                    column,
+                    field: &schema.fields()[column],
+                    writers: mine,
+                    batches,
+                },
+            ));
         }
-        let threads = threads.min(per_column.len()).max(1);
-        let mut groups: Vec<Vec<(usize, &mut [ArrowColumnWriter])>> =
-            (0..threads).map(|_| Vec::new()).collect();
-        if threads == 1 {
-            for (c, w) in per_column.iter_mut().enumerate() {
-                if let Some(w) = w.take() {
-                    groups[0].push((c, w));
-                }
-            }
-        } else {
-            let cost = |c: usize| -> usize {
-                batches
-                    .iter()
-                    .map(|b| b.column(c).get_buffer_memory_size())
-                    .sum()
-            };
-            let mut order: Vec<(usize, usize)> =
-                (0..per_column.len()).map(|c| (cost(c), c)).collect();
-            order.sort_by(|a, b| b.cmp(a));
-            let mut load = vec![0usize; threads];
-            for (w, c) in order {
-                let t = (0..threads).min_by_key(|&t| load[t]).unwrap_or(0);
-                load[t] += w;
-                if let Some(writers) = per_column[c].take() {
-                    groups[t].push((c, writers));
-                }
-            }
-        }
-        let encode = |group: Vec<(usize, &mut [ArrowColumnWriter])>| -> Result<(), ConvertError> {
-            for (c, writers) in group {
-                let field = &schema.fields()[c];
-                for batch in batches {
-                    let leaves = compute_leaves(field, batch.column(c)).map_err(internal)?;
-                    if leaves.len() != writers.len() {
-                        return Err(internal("leaf count mismatch"));
-                    }
-                    for (w, leaf) in writers.iter_mut().zip(&leaves) {
-                        w.write(leaf).map_err(internal)?;
-                    }
-                }
-            }
-            Ok(())
-        };
-        if groups.len() == 1 {
-            encode(groups.pop().unwrap_or_default())?;
-        } else {
-            std::thread::scope(|s| {
-                let mut it = groups.into_iter();
-                let first = it.next().unwrap_or_default();
-                let handles: Vec<_> = it.map(|g| s.spawn(|| encode(g))).collect();
-                let mut result = encode(first);
-                for h in handles {
-                    let r = h
-                        .join()
-                        .unwrap_or_else(|_| Err(internal("an encoder panicked")));
-                    result = result.and(r);
-                }
-                result
-            })?;
-        }
-        let size: usize = writers.iter().map(|w| w.get_estimated_total_bytes()).sum();
+        column_tasks.sort_by_key(|(cost, _)| std::cmp::Reverse(*cost));
+        tasks.extend(column_tasks.into_iter().map(|(_, t)| t));
+        Ok(())
+    }
+
+    /// Closes the row group once its encoded size reaches `BlockSizeBytes`.
+    fn maybe_flush(&mut self) -> Result<(), ConvertError> {
+        let size: usize = self
+            .writers
+            .iter()
+            .flatten()
+            .map(|w| w.get_estimated_total_bytes())
+            .sum();
         if size >= self.block_size {
             self.flush_row_group()?;
         }

@@ -810,18 +810,30 @@ fn parquet_serde_options_apply() {
         col.encodings().any(|e| e == Encoding::DELTA_BINARY_PACKED),
         "V2 uses delta encodings"
     );
-    let md = with(ParquetOptions {
-        compression: ParquetCompression::Uncompressed,
-        block_size_bytes: 64 * 1024,
-        ..Default::default()
-    });
+    // Row groups are cut (between chunks of a few MiB of JSON) once BlockSizeBytes is reached.
+    let many: Vec<String> = (0..400_000)
+        .map(|i| format!(r#"{{"id":{i},"name":"n{}"}}"#, i % 1000))
+        .collect();
+    let recs: Vec<&[u8]> = many.iter().map(|r| r.as_bytes()).collect();
+    let cfg = ConversionConfig::new(
+        "db",
+        "t",
+        InputSerde::default(),
+        OutputFormat::Parquet(ParquetOptions {
+            compression: ParquetCompression::Uncompressed,
+            block_size_bytes: 64 * 1024,
+            ..Default::default()
+        }),
+    );
+    let out = convert_with(&recs, &s, &cfg, &ConvertOptions { threads: 1 }).unwrap();
+    let md = parquet_metadata(&out.file);
     assert!(
         md.num_row_groups() > 1,
         "row groups are cut at BlockSizeBytes"
     );
     assert_eq!(md.row_group(0).column(0).compression(), C::UNCOMPRESSED);
     let total: i64 = md.row_groups().iter().map(|rg| rg.num_rows()).sum();
-    assert_eq!(total, 50_000);
+    assert_eq!(total, 400_000);
 }
 
 #[test]
@@ -1075,5 +1087,96 @@ fn configuration_parses_and_validates() {
         let err = ConversionConfig::from_json(&bad).unwrap_err();
         assert!(matches!(err, ConvertError::InvalidConfig(_)));
         assert!(err.to_string().contains(why), "{bad}: {err}");
+    }
+}
+
+/// Keys in shifting orders, omitted, in varying case, with unknown keys between them: every
+/// value lands in its column (serde_json is the oracle).
+#[test]
+fn shifting_key_orders_and_omitted_fields() {
+    let s = schema(&[
+        ("a", "bigint"),
+        ("b", "string"),
+        ("c", "double"),
+        ("d", "struct<x:int,y:string>"),
+        ("e", "boolean"),
+    ]);
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut rnd = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let mut records = Vec::new();
+    for i in 0..3000 {
+        let mut fields: Vec<(String, serde_json::Value)> = vec![
+            ("a".into(), json!(i)),
+            ("b".into(), json!(format!("s{i}"))),
+            ("c".into(), json!(i as f64 / 4.0)),
+            ("d".into(), json!({"y": format!("y{i}"), "x": i % 100})),
+            ("e".into(), json!(i % 2 == 0)),
+            ("zz".into(), json!([1, {"q": null}])),
+        ];
+        // Shuffle, drop some, change case of some.
+        for k in (1..fields.len()).rev() {
+            let j = rnd(k as u64 + 1) as usize;
+            fields.swap(k, j);
+        }
+        fields.retain(|_| rnd(5) != 0);
+        let text = format!(
+            "{{{}}}",
+            fields
+                .iter()
+                .map(|(k, v)| {
+                    let k = if rnd(3) == 0 {
+                        k.to_uppercase()
+                    } else {
+                        k.clone()
+                    };
+                    format!("{}:{}", json!(k), v)
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        records.push(text);
+    }
+    let recs: Vec<&str> = records.iter().map(String::as_str).collect();
+    let b = ok(&recs, &s, &openx());
+    for (row, text) in records.iter().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(text).unwrap();
+        let get = |k: &str| {
+            v.as_object()
+                .unwrap()
+                .iter()
+                .find(|(key, _)| key.eq_ignore_ascii_case(k))
+                .map(|(_, v)| v.clone())
+        };
+        let a = col(&b, "a").as_primitive::<Int64Type>();
+        assert_eq!(
+            a.is_valid(row).then(|| a.value(row)),
+            get("a").and_then(|v| v.as_i64())
+        );
+        let bs = col(&b, "b").as_string::<i32>();
+        assert_eq!(
+            bs.is_valid(row).then(|| bs.value(row).to_owned()),
+            get("b").map(|v| v.as_str().unwrap().to_owned())
+        );
+        let c = col(&b, "c").as_primitive::<Float64Type>();
+        assert_eq!(
+            c.is_valid(row).then(|| c.value(row)),
+            get("c").and_then(|v| v.as_f64())
+        );
+        let d = col(&b, "d").as_struct();
+        let dx = d.column(0).as_primitive::<Int32Type>();
+        assert_eq!(
+            d.is_valid(row).then(|| dx.value(row) as i64),
+            get("d").map(|v| v["x"].as_i64().unwrap())
+        );
+        let e = col(&b, "e").as_boolean();
+        assert_eq!(
+            e.is_valid(row).then(|| e.value(row)),
+            get("e").and_then(|v| v.as_bool())
+        );
     }
 }
