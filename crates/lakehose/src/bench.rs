@@ -24,7 +24,7 @@ pub struct IngestArgs {
     #[arg(long, default_value_t = 8)]
     pub connections: usize,
     /// Cases to run: `json` (~350-byte events), `1k` (1 KiB records), `jq` (json events
-    /// partitioned by a jq query into 100 partitions), `lambda` (json events through an echo
+    /// partitioned by a jq query on `user_id` into 100 partitions), `lambda` (json events through an echo
     /// Lambda function served by this process).
     #[arg(long, value_delimiter = ',', default_value = "json,1k,jq,lambda")]
     pub shapes: Vec<String>,
@@ -46,7 +46,7 @@ fn json_event(i: u64) -> Vec<u8> {
         i % 1000,
         i % 256,
         (i * 7) % 256,
-        i % 100_000,
+        i % 100,
         i.wrapping_mul(2654435761) as u32,
         i % 10_000,
         i % 900,
@@ -271,7 +271,7 @@ fn stream_request(stream: &str, shape: &str) -> serde_json::Value {
             dest["ProcessingConfiguration"] = json!({"Enabled": true, "Processors": [{
                 "Type": "MetadataExtraction",
                 "Parameters": [
-                    {"ParameterName": "MetadataExtractionQuery", "ParameterValue": "{customer: (.user_id % 100)}"},
+                    {"ParameterName": "MetadataExtractionQuery", "ParameterValue": "{customer: .user_id}"},
                     {"ParameterName": "JsonParsingEngine", "ParameterValue": "JQ-1.6"}
                 ]
             }]});

@@ -31,6 +31,70 @@ type D = JustLut<Val>;
 pub(crate) struct JqProgram {
     filter: jaq_core::Filter<D>,
     source: String,
+    /// Set when the program only projects fields (`{k: .a.b, ...}`, the usual Firehose
+    /// `MetadataExtractionQuery`): then partition keys are read without running jq, with the
+    /// same results (`projection_matches_jq` checks that).
+    projection: Option<Projection>,
+}
+
+/// `{name: .path.to.field, ...}`: output key -> field path.
+#[derive(Debug, PartialEq)]
+struct Projection(Vec<(String, Vec<String>)>);
+
+fn is_ident(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Recognises `{a: .x.y, "b": .z, c}` (whitespace allowed; `c` is short for `c: .c`).
+fn parse_projection(code: &str) -> Option<Projection> {
+    let body = code.trim().strip_prefix('{')?.strip_suffix('}')?;
+    let mut entries = Vec::new();
+    for entry in body.split(',') {
+        let entry = entry.trim();
+        let (key, path) = match entry.split_once(':') {
+            Some((k, p)) => (k.trim(), p.trim()),
+            None => (entry, ""),
+        };
+        let key = match key.strip_prefix('"').and_then(|k| k.strip_suffix('"')) {
+            Some(quoted) if !quoted.contains(['"', '\\']) => quoted.to_string(),
+            Some(_) => return None,
+            None if is_ident(key) => key.to_string(),
+            None => return None,
+        };
+        let path: Vec<String> = if path.is_empty() {
+            vec![key.clone()]
+        } else {
+            let rest = path.strip_prefix('.')?;
+            let parts: Vec<&str> = rest.split('.').collect();
+            if !parts.iter().all(|p| is_ident(p)) {
+                return None;
+            }
+            parts.into_iter().map(String::from).collect()
+        };
+        entries.push((key, path));
+    }
+    (!entries.is_empty()).then_some(Projection(entries))
+}
+
+/// A partition key value from JSON, as [`key_value`] makes it from a jq value.
+fn json_key_value(v: &serde_json::Value) -> Result<String, String> {
+    match v {
+        serde_json::Value::String(s) => Ok(s.clone()),
+        serde_json::Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => Ok(i.to_string()),
+            (_, Some(u), _) => Ok(u.to_string()),
+            (_, _, Some(f)) => number_text(&Num::Float(f)),
+            _ => Ok(n.to_string()),
+        },
+        serde_json::Value::Bool(b) => Ok(b.to_string()),
+        serde_json::Value::Null => Err("is null (missing from the record?)".into()),
+        serde_json::Value::Array(_) => Err("is an array".into()),
+        serde_json::Value::Object(_) => Err("is an object".into()),
+    }
 }
 
 /// Native filters replaced by inert versions (name, arity).
@@ -108,6 +172,7 @@ impl JqProgram {
         Ok(JqProgram {
             filter,
             source: code.to_owned(),
+            projection: parse_projection(code),
         })
     }
 
@@ -276,6 +341,9 @@ fn keys_of(
     data: &[u8],
 ) -> Result<BTreeMap<String, String>, (&'static str, String)> {
     let failed = |msg: String| (codes::METADATA_EXTRACTION_FAILED, msg);
+    if let Some(projection) = &query.projection {
+        return project_keys(projection, data);
+    }
     let input = parse_json(data).map_err(|e| failed(format!("Non JSON record provided: {e}")))?;
     let outputs = query.run(input, 1).map_err(|e| {
         failed(format!(
@@ -316,9 +384,111 @@ fn keys_of(
     Ok(keys)
 }
 
+/// [`keys_of`] for a [`Projection`]: one serde_json parse, no jq.
+fn project_keys(
+    projection: &Projection,
+    data: &[u8],
+) -> Result<BTreeMap<String, String>, (&'static str, String)> {
+    let failed = |msg: String| (codes::METADATA_EXTRACTION_FAILED, msg);
+    let input: serde_json::Value = serde_json::from_slice(data)
+        .map_err(|e| failed(format!("Non JSON record provided: {e}")))?;
+    let mut keys = BTreeMap::new();
+    for (name, path) in &projection.0 {
+        let mut v = &input;
+        for (i, field) in path.iter().enumerate() {
+            v = match v {
+                serde_json::Value::Object(map) => {
+                    map.get(field).unwrap_or(&serde_json::Value::Null)
+                }
+                serde_json::Value::Null => &serde_json::Value::Null,
+                _ => {
+                    return Err(failed(format!(
+                        "The MetadataExtractionQuery failed on the record: jq error: cannot index \
+                         {} with \"{field}\"",
+                        if i == 0 {
+                            "the record"
+                        } else {
+                            "a non-object value"
+                        }
+                    )));
+                }
+            };
+        }
+        let value =
+            json_key_value(v).map_err(|e| failed(format!("Partition key {name:?} {e}.")))?;
+        validate_partition_value(&value).map_err(|e| {
+            (
+                codes::INVALID_PARTITION_KEY,
+                format!("Partition key {name:?}: {e}."),
+            )
+        })?;
+        keys.insert(name.clone(), value);
+    }
+    Ok(keys)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn projection_is_recognised_only_for_plain_field_paths() {
+        let p = parse_projection(r#"{ customer_id: .customer_id, "y": .a.b_2, z }"#).unwrap();
+        assert_eq!(
+            p.0,
+            vec![
+                ("customer_id".to_string(), vec!["customer_id".to_string()]),
+                ("y".to_string(), vec!["a".to_string(), "b_2".to_string()]),
+                ("z".to_string(), vec!["z".to_string()]),
+            ]
+        );
+        for not_plain in [
+            "{a: .x | tostring}",
+            "{a: (.x % 10)}",
+            ".x",
+            "{a: .x[0]}",
+            "{}",
+            "{a: .x, b: {c: .d}}",
+        ] {
+            assert_eq!(parse_projection(not_plain), None, "{not_plain}");
+        }
+    }
+
+    #[test]
+    fn projection_matches_jq() {
+        let code = "{c: .customer_id, y: .t.year, ok: .flag}";
+        let fast = JqProgram::compile(code).unwrap();
+        assert!(fast.projection.is_some());
+        let mut slow = JqProgram::compile(code).unwrap();
+        slow.projection = None;
+        let records: [&[u8]; 9] = [
+            br#"{"customer_id":"a1","t":{"year":2026},"flag":true}"#,
+            br#"{"customer_id":7,"t":{"year":2.0e3},"flag":false}"#,
+            br#"{"customer_id":1.5,"t":{"year":-3},"flag":true}"#,
+            br#"{"customer_id":"a","t":{},"flag":true}"#,
+            br#"{"customer_id":"a","t":"x","flag":true}"#,
+            br#"{"customer_id":["x"],"t":{"year":1},"flag":true}"#,
+            br#"{"customer_id":"../x","t":{"year":1},"flag":true}"#,
+            br#"[1,2]"#,
+            b"not json",
+        ];
+        for r in records {
+            let f = keys_of(&fast, r);
+            let s = keys_of(&slow, r);
+            assert_eq!(
+                f.as_ref().ok(),
+                s.as_ref().ok(),
+                "{}",
+                String::from_utf8_lossy(r)
+            );
+            assert_eq!(
+                f.as_ref().err().map(|e| e.0),
+                s.as_ref().err().map(|e| e.0),
+                "{}",
+                String::from_utf8_lossy(r)
+            );
+        }
+    }
 
     fn run_str(code: &str, input: &str) -> Result<Vec<String>, String> {
         let p = JqProgram::compile(code)?;
