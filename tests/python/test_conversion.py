@@ -220,3 +220,29 @@ def test_conversion_config_is_validated(lakehose, firehose):
                 ),
             },
         )
+
+
+def test_orc_output_for_a_flat_table(lakehose, firehose):
+    import pyarrow.orc as orc
+
+    glue = glue_client(lakehose)
+    db, table, stream, bucket = "orcdb", unique_name("o").replace("-", "_"), unique_name("orc"), unique_name("lake")
+    try:
+        glue.create_database(DatabaseInput={"Name": db})
+    except glue.exceptions.AlreadyExistsException:
+        pass
+    cols = [("id", "bigint"), ("name", "string"), ("score", "double"), ("ok", "boolean")]
+    glue.create_table(
+        DatabaseName=db,
+        TableInput={"Name": table, "StorageDescriptor": {"Columns": [{"Name": n, "Type": t} for n, t in cols]}},
+    )
+    conv = conversion(db, table)
+    conv["OutputFormatConfiguration"] = {"Serializer": {"OrcSerDe": {"Compression": "ZLIB"}}}
+    create_stream(firehose, stream, bucket, "orc/", conv)
+    rows = [{"id": i, "name": f"n{i}", "score": i / 2, "ok": i % 2 == 0} for i in range(100)]
+    put(firehose, stream, [json.dumps(r).encode() + b"\n" for r in rows])
+    root = lakehose.bucket_dir(bucket)
+    found = wait_for(lambda: files(root / "orc", ".orc"))
+    assert len(found) == 1, found
+    got = orc.read_table(str(found[0])).to_pylist()
+    assert got == rows
