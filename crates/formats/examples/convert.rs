@@ -8,7 +8,8 @@
 //! ```
 //!
 //! - `SCHEMA.json`: `[["column", "hive type"], ...]`, e.g. `[["ts", "timestamp"],
-//!   ["tags", "array<string>"]]`. `--infer` infers the schema from the file instead.
+//!   ["tags", "array<string>"]]`, mapped to Arrow as the catalog does
+//!   (`lakehose_catalog::hive_to_arrow`). `--infer` infers the schema from the file instead.
 //! - `CONFIG.json`: a `DataFormatConversionConfiguration` (default: OpenX JSON SerDe, Parquet
 //!   with Firehose's defaults).
 //! - `--threads N`: 0 = automatic (default 1).
@@ -22,9 +23,11 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::Instant;
 
+use arrow_schema::{Field, Schema};
+
 use lakehose_formats::convert::{
     ConversionConfig, ConvertOptions, Converter, InputSerde, OutputFormat, ParquetOptions,
-    hive_columns_to_schema, infer_schema, parquet_writer_properties,
+    infer_schema, parquet_writer_properties,
 };
 
 /// The file is read in blocks of this size (grown when a line is longer).
@@ -40,6 +43,19 @@ fn lines(data: &[u8]) -> impl Iterator<Item = &[u8]> {
             start = end + 1;
             (!line.iter().all(u8::is_ascii_whitespace)).then_some(line)
         })
+}
+
+/// The table schema of `(name, hive type)` columns, as the catalog maps it
+/// (`lakehose_catalog::hive_to_arrow`): names lower-cased, every field nullable.
+fn hive_columns_to_schema(cols: &[(String, String)]) -> Result<Schema, String> {
+    cols.iter()
+        .map(|(name, hive)| {
+            let dt = lakehose_catalog::hive_to_arrow(hive)
+                .map_err(|e| format!("column '{name}': {e}"))?;
+            Ok(Field::new(name.to_lowercase(), dt, true))
+        })
+        .collect::<Result<Vec<_>, String>>()
+        .map(Schema::new)
 }
 
 fn usage() -> ! {
@@ -107,7 +123,7 @@ fn main() {
         let text = std::fs::read_to_string(p).unwrap_or_else(|e| fail(format!("{p}: {e}")));
         let cols: Vec<(String, String)> =
             serde_json::from_str(&text).unwrap_or_else(|e| fail(format!("{p}: {e}")));
-        hive_columns_to_schema(&cols).unwrap_or_else(|e| fail(e))
+        hive_columns_to_schema(&cols).unwrap_or_else(|e| fail(format!("{p}: {e}")))
     } else {
         // Inference reads the whole file first (it is not part of the timing).
         let data = std::fs::read(input).unwrap_or_else(|e| fail(format!("{input}: {e}")));
@@ -248,7 +264,7 @@ fn main() {
         "rows_per_s": rows as f64 / seconds,
         "unknown_keys": unknown,
         "schema": schema.fields().iter().map(|f| {
-            serde_json::json!([f.name(), lakehose_formats::convert::arrow_to_hive_type(f.data_type())])
+            serde_json::json!([f.name(), lakehose_catalog::arrow_to_hive(f.data_type())])
         }).collect::<Vec<_>>(),
     });
     println!("{summary}");

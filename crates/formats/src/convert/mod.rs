@@ -55,7 +55,6 @@ pub use config::{
     ParquetOptions, ParquetWriterVersion,
 };
 pub use decode::{MALFORMED_DATA, PARSE_ERROR};
-pub use schema::{arrow_to_hive_type, hive_columns_to_schema, hive_type_to_arrow, map_type};
 
 use decode::RecordDecoder;
 

@@ -10,8 +10,18 @@ use serde_json::json;
 
 use super::*;
 
+/// A table schema as the catalog maps it: `(name, hive type)` columns through
+/// `lakehose_catalog::hive_to_arrow`, names lower-cased, every field nullable.
 fn schema(cols: &[(&str, &str)]) -> SchemaRef {
-    Arc::new(hive_columns_to_schema(cols).unwrap())
+    let fields: Vec<Field> = cols
+        .iter()
+        .map(|(name, hive)| {
+            let dt = lakehose_catalog::hive_to_arrow(hive)
+                .unwrap_or_else(|e| panic!("{name}: {hive}: {e}"));
+            Field::new(name.to_lowercase(), dt, true)
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
 }
 
 fn openx() -> ConversionConfig {
@@ -102,6 +112,30 @@ fn every_hive_type_round_trips() {
         ("st", "struct<a:int,b:array<struct<c:string>>>"),
         ("bin", "binary"),
     ]);
+    // The catalog's Arrow representation, which the decoder (and `ok`'s read-back check) take
+    // as is.
+    let dt = |name: &str| s.field_with_name(name).unwrap().data_type().clone();
+    assert_eq!(dt("ts"), DataType::Timestamp(TimeUnit::Millisecond, None));
+    assert_eq!(dt("dec"), DataType::Decimal128(10, 2));
+    assert_eq!(
+        dt("l"),
+        DataType::List(Arc::new(Field::new("item", DataType::Int64, true)))
+    );
+    let DataType::Map(entries, false) = dt("m") else {
+        panic!("{:?}", dt("m"))
+    };
+    assert_eq!(entries.name(), "entries");
+    assert!(!entries.is_nullable());
+    assert_eq!(
+        entries.data_type(),
+        &DataType::Struct(
+            vec![
+                Field::new("key", DataType::Utf8, false),
+                Field::new("value", DataType::Int32, true),
+            ]
+            .into()
+        )
+    );
     let b = ok(
         &[
             r#"{"s":"héllo \"q\" \u00e9 \ud83d\ude00","i8":-128,"i16":32767,"i32":-2147483648,"i64":9223372036854775807,"f32":1.5,"f64":-2.25e-3,"b":true,"ts":"2024-03-01T10:15:30Z","d":"2024-03-01","dec":12345678.91,"l":[1,2,3],"m":{"x":1,"y":null},"st":{"a":7,"b":[{"c":"deep"},{"c":null}]},"bin":"raw"}"#,
