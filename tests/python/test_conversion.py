@@ -246,3 +246,33 @@ def test_orc_output_for_a_flat_table(lakehose, firehose):
     assert len(found) == 1, found
     got = orc.read_table(str(found[0])).to_pylist()
     assert got == rows
+
+
+def test_a_batch_that_cannot_be_converted_goes_to_the_error_output(lakehose, firehose):
+    # orc-rust cannot write struct columns: the whole batch fails conversion, and every record
+    # lands in format-conversion-failed instead of blocking the stream.
+    glue = glue_client(lakehose)
+    db, table, stream, bucket = "orcdb2", unique_name("n").replace("-", "_"), unique_name("orcn"), unique_name("lake")
+    try:
+        glue.create_database(DatabaseInput={"Name": db})
+    except glue.exceptions.AlreadyExistsException:
+        pass
+    glue.create_table(
+        DatabaseName=db,
+        TableInput={"Name": table, "StorageDescriptor": {"Columns": [
+            {"Name": "id", "Type": "bigint"}, {"Name": "geo", "Type": "struct<lat:double>"}]}},
+    )
+    conv = conversion(db, table)
+    conv["OutputFormatConfiguration"] = {"Serializer": {"OrcSerDe": {}}}
+    create_stream(firehose, stream, bucket, "orc/", conv)
+    records = [json.dumps({"id": i, "geo": {"lat": 1.0}}).encode() + b"\n" for i in range(3)]
+    put(firehose, stream, records)
+    root = lakehose.bucket_dir(bucket)
+    errors = wait_for(lambda: files(root / "errors" / "format-conversion-failed", ""))
+    docs = [json.loads(line) for p in errors for line in p.read_text().splitlines()]
+    assert sorted(base64.b64decode(d["rawData"]) for d in docs) == sorted(records)
+    assert all(d["lastErrorCode"] == "DataFormatConversion.InvalidSchema" for d in docs)
+    assert not files(root / "orc", ".orc")
+    # The stream keeps working: the next batch is handled too.
+    put(firehose, stream, [b'{"id": 9, "geo": null}\n'])
+    assert wait_for(lambda: len([l for p in files(root / "errors" / "format-conversion-failed", "") for l in p.read_text().splitlines()]) == 4)

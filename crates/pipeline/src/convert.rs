@@ -191,20 +191,45 @@ fn set_formats(table: &mut Table, config: &ConversionConfig) {
     });
 }
 
+/// Converts with `table`'s schema. A batch the converter cannot take at all (a schema it
+/// cannot write, a writer failure) is not retried forever: every record of it fails with the
+/// converter's error code and goes to the error output, as Firehose does.
 async fn run_convert(
     records: Vec<bytes::Bytes>,
     table: &Table,
     config: &ConversionConfig,
 ) -> Result<Converted> {
-    let schema = Arc::new(table.arrow_schema().map_err(catalog_error)?);
+    let count = records.len();
+    let all_failed = |code: &str, message: String| Converted {
+        failed: (0..count)
+            .map(|index| lakehose_formats::convert::FailedRecord {
+                index,
+                error_code: code.to_string(),
+                error_message: message.clone(),
+            })
+            .collect(),
+        ..Converted::default()
+    };
+    let schema = match table.arrow_schema() {
+        Ok(schema) => Arc::new(schema),
+        Err(e) => {
+            return Ok(all_failed(
+                "DataFormatConversion.InvalidSchema",
+                format!("The table's schema cannot be used: {}", e.message()),
+            ));
+        }
+    };
     let config = config.clone();
-    tokio::task::spawn_blocking(move || {
+    let result = tokio::task::spawn_blocking(move || {
         let slices: Vec<&[u8]> = records.iter().map(|r| r.as_ref()).collect();
         convert(&slices, &schema, &config)
     })
     .await
-    .map_err(|e| Error::Internal(e.to_string()))?
-    .map_err(|e| Error::Internal(format!("conversion: {e}")))
+    .map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(result.unwrap_or_else(|e| {
+        tracing::warn!(table = %table.name, error = %e, "the batch cannot be converted; its records go to the error output");
+        all_failed(e.error_code(), e.to_string())
+    }))
 }
 
 /// Converts `records` for the stream, evolving the table first when new keys appear.

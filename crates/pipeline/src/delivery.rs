@@ -109,14 +109,34 @@ pub(crate) fn backoff(attempt: u32) -> Duration {
     Duration::from_millis((base as f64 * jitter) as u64)
 }
 
-/// Runs until `shutdown` turns true. Errors end the loop and are logged; the data stays in the
-/// log for the next start.
+/// Runs until `shutdown` turns true. An error restarts the loop (after a backoff) from the
+/// committed position, replaying the pending plan; nothing is skipped.
 pub(crate) async fn run(rt: Arc<StreamRuntime>, mut shutdown: watch::Receiver<bool>) {
     let name = rt.spec().name.clone();
-    match run_inner(&rt, &mut shutdown).await {
-        Ok(()) => tracing::debug!(stream = %name, "delivery stopped"),
-        Err(e) => {
-            tracing::error!(stream = %name, error = %e, "delivery loop failed; data stays in the log")
+    let mut attempt = 0;
+    loop {
+        match run_inner(&rt, &mut shutdown).await {
+            Ok(()) => {
+                tracing::debug!(stream = %name, "delivery stopped");
+                return;
+            }
+            Err(e) => {
+                // The data is in the log and the pending plan in the checkpoint: starting over
+                // replays it. Back off so a persistent fault does not spin.
+                let wait = backoff(attempt);
+                attempt += 1;
+                metrics::counter!("DeliveryToS3.LoopRestarts", "stream" => name.clone())
+                    .increment(1);
+                tracing::error!(stream = %name, error = %e, retry_in_ms = wait.as_millis() as u64,
+                    "delivery failed; restarting from the committed position");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.changed() => {}
+                }
+                if *shutdown.borrow() {
+                    return;
+                }
+            }
         }
     }
 }
