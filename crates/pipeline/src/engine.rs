@@ -458,7 +458,12 @@ impl StreamService for Engine {
         std::fs::create_dir_all(&dir).map_err(ApiError::internal)?;
         let bytes = serde_json::to_vec_pretty(&spec).map_err(ApiError::internal)?;
         let rt = self.start_stream(spec, &dir).map_err(api_error)?;
-        write_atomic(&dir.join("spec.json"), &bytes).map_err(ApiError::internal)?;
+        if let Err(e) = write_atomic(&dir.join("spec.json"), &bytes) {
+            // Not created after all: stop what was started and leave nothing behind.
+            rt.stop().await;
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(ApiError::internal(e));
+        }
         self.insert(rt);
         Ok(())
     }
