@@ -288,13 +288,7 @@ impl Engine {
             loop {
                 tick.tick().await;
                 let Some(engine) = weak.upgrade() else { return };
-                let all: Vec<_> = engine
-                    .streams
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .values()
-                    .cloned()
-                    .collect();
+                let all = engine.all_streams();
                 for rt in all {
                     rt.publish_freshness();
                 }
@@ -400,6 +394,16 @@ impl Engine {
         Ok(rt)
     }
 
+    /// Every running stream.
+    fn all_streams(&self) -> Vec<Arc<StreamRuntime>> {
+        self.streams
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
     /// The running stream `name`.
     pub fn runtime(&self, name: &str) -> Option<Arc<StreamRuntime>> {
         self.streams
@@ -416,13 +420,7 @@ impl Engine {
 
     /// Stops every delivery loop (data stays in the logs) and closes the logs.
     pub async fn shutdown(&self) {
-        let all: Vec<_> = self
-            .streams
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let all = self.all_streams();
         for rt in all {
             rt.stop().await;
         }

@@ -113,6 +113,31 @@ fn partition_seed(seed: u64, keys: &BTreeMap<String, String>) -> u64 {
     h
 }
 
+/// A record that failed dynamic partitioning, as a `processing-failed` error document.
+fn partitioning_failure(
+    seq: u64,
+    arrival_ms: i64,
+    raw_data: Bytes,
+    code: &str,
+    message: String,
+    ending_ms: i64,
+) -> ErrorRecord {
+    let failed = lakehose_process::FailedRecord {
+        source_id: seq,
+        arrival_ms,
+        raw_data,
+        error_output_type: lakehose_process::error_output::PROCESSING_FAILED,
+        error_code: code.into(),
+        error_message: message,
+        attempts_made: 1,
+        lambda_arn: None,
+    };
+    ErrorRecord {
+        error_output_type: failed.error_output_type,
+        document: failed.to_error_document(ending_ms),
+    }
+}
+
 /// The data of the source record `seq` (`records` are in sequence order).
 fn source_data(records: &[LogRecord], seq: u64) -> Option<Bytes> {
     let i = records.binary_search_by_key(&seq, |r| r.seq).ok()?;
@@ -183,21 +208,9 @@ async fn process(
             format!("More than {max_partitions} active partitions in one buffer; raise the limit in lakehose.toml.")
         })) {
             let code = if over_limit { "DynamicPartitioning.ActivePartitionsLimitExceeded" } else { "DynamicPartitioning.InvalidPartitionKey" };
-            let failed = lakehose_process::FailedRecord {
-                source_id: out.source_id,
-                arrival_ms: out.arrival_ms,
-                // The record as it arrived (processors may have appended a delimiter).
-                raw_data: source_data(records, out.source_id).unwrap_or_else(|| out.data.clone()),
-                error_output_type: lakehose_process::error_output::PROCESSING_FAILED,
-                error_code: code.into(),
-                error_message: reason,
-                attempts_made: 1,
-                lambda_arn: None,
-            };
-            errors.push(ErrorRecord {
-                error_output_type: failed.error_output_type,
-                document: failed.to_error_document(ending),
-            });
+            // The record as it arrived (processors may have appended a delimiter).
+            let raw = source_data(records, out.source_id).unwrap_or_else(|| out.data.clone());
+            errors.push(partitioning_failure(out.source_id, out.arrival_ms, raw, code, reason, ending));
             continue;
         }
         groups.entry(keys).or_default().push(LogRecord {
@@ -249,20 +262,14 @@ pub(crate) async fn build(
                     // A record without a key the prefix needs: to the error output.
                     let ending = now_ms();
                     for r in &group.records {
-                        let failed = lakehose_process::FailedRecord {
-                            source_id: r.seq,
-                            arrival_ms: r.arrival_ms,
-                            raw_data: r.data.clone(),
-                            error_output_type: lakehose_process::error_output::PROCESSING_FAILED,
-                            error_code: "DynamicPartitioning.MissingPartitionKey".into(),
-                            error_message: e.to_string(),
-                            attempts_made: 1,
-                            lambda_arn: None,
-                        };
-                        errors.push(ErrorRecord {
-                            error_output_type: failed.error_output_type,
-                            document: failed.to_error_document(ending),
-                        });
+                        errors.push(partitioning_failure(
+                            r.seq,
+                            r.arrival_ms,
+                            r.data.clone(),
+                            "DynamicPartitioning.MissingPartitionKey",
+                            e.to_string(),
+                            ending,
+                        ));
                     }
                     continue;
                 }
