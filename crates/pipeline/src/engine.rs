@@ -548,7 +548,8 @@ impl StreamService for Engine {
                 .await
                 .map_err(|e| api_error(e.into()))?;
             drop(reservation);
-            let incarnation = rt.spec().created_ms;
+            // Read one field under the lock rather than cloning the whole spec per request.
+            let incarnation = rt.spec.read().unwrap_or_else(|e| e.into_inner()).created_ms;
             outcomes.extend(range.map(|seq| RecordOutcome::Accepted(record_id(incarnation, seq))));
             rt.stats
                 .incoming_records
