@@ -1,0 +1,1 @@
+//! The AmazonAthena JSON API.

@@ -1,0 +1,1 @@
+//! Athena DDL over the catalog.
