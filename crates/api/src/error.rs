@@ -40,6 +40,11 @@ pub enum ErrorKind {
     AlreadyExists,
     /// Glue: a parameter is invalid.
     InvalidInput,
+    /// Athena: the request is invalid (missing or out-of-range parameter, unknown query
+    /// execution, results not available yet).
+    InvalidRequest,
+    /// Athena: too many queries are queued or running; the client should back off.
+    TooManyRequests,
 }
 
 impl ErrorKind {
@@ -60,6 +65,8 @@ impl ErrorKind {
             ErrorKind::EntityNotFound => "EntityNotFoundException",
             ErrorKind::AlreadyExists => "AlreadyExistsException",
             ErrorKind::InvalidInput => "InvalidInputException",
+            ErrorKind::InvalidRequest => "InvalidRequestException",
+            ErrorKind::TooManyRequests => "TooManyRequestsException",
         }
     }
 
@@ -76,7 +83,10 @@ impl ErrorKind {
     pub fn retryable(self) -> bool {
         matches!(
             self,
-            ErrorKind::ServiceUnavailable | ErrorKind::Internal | ErrorKind::ConcurrentModification
+            ErrorKind::ServiceUnavailable
+                | ErrorKind::Internal
+                | ErrorKind::ConcurrentModification
+                | ErrorKind::TooManyRequests
         )
     }
 }

@@ -107,6 +107,35 @@ impl FirehoseClient {
         })
     }
 
+    /// POSTs `body` to `path` on the endpoint (the non-AWS routes such as `/v1/query`):
+    /// the status, the headers and the whole body.
+    pub async fn post(
+        &self,
+        path: &str,
+        body: Bytes,
+    ) -> Result<(u16, hyper::HeaderMap, Bytes), CallError> {
+        let base = self.endpoint.to_string();
+        let uri = format!("{}{path}", base.trim_end_matches('/'));
+        let request = hyper::Request::post(uri)
+            .header("content-type", "application/json")
+            .body(Full::new(body))
+            .map_err(|e| CallError::Transport(e.to_string()))?;
+        let response = self
+            .http
+            .request(request)
+            .await
+            .map_err(|e| CallError::Transport(e.to_string()))?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| CallError::Transport(e.to_string()))?
+            .to_bytes();
+        Ok((status, headers, bytes))
+    }
+
     /// Calls `op` with a JSON body.
     pub async fn call(&self, op: &str, body: &Value) -> Result<Value, CallError> {
         let bytes = serde_json::to_vec(body).map_err(|e| CallError::Transport(e.to_string()))?;

@@ -1,12 +1,15 @@
 //! `lakehose`: a self-hosted, Firehose-compatible streaming ingest service.
 //!
-//! Commands: `serve` (the service), `put` (send newline-delimited records), `streams` (control
-//! plane), `bench` (benchmarks). See README.md for the quick start.
+//! Commands: `serve` (the service), `put` (send newline-delimited records), `query` (SQL),
+//! `streams` (control plane), `bench` (benchmarks). See README.md for the quick start.
 
 mod bench;
+mod bench_query;
 mod client;
 mod config;
+mod lake;
 mod put;
+mod query;
 mod serve;
 mod streams;
 
@@ -57,6 +60,18 @@ enum Command {
         #[command(flatten)]
         args: put::PutArgs,
     },
+    /// Run SQL over the catalog's tables (a server's, or a data dir's).
+    Query {
+        /// The Lakehose endpoint.
+        #[arg(
+            long,
+            env = "LAKEHOSE_ENDPOINT",
+            default_value = "http://127.0.0.1:4573"
+        )]
+        endpoint: String,
+        #[command(flatten)]
+        args: query::QueryArgs,
+    },
     /// Manage delivery streams.
     Streams {
         /// The Lakehose (or Firehose) endpoint.
@@ -80,6 +95,8 @@ enum Command {
 enum BenchCommand {
     /// Durable ingest throughput, ack latency, delivery rate and RSS.
     Ingest(bench::IngestArgs),
+    /// Query speed against DuckDB on the same Parquet files, and freshness latency.
+    Query(bench_query::QueryBenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -113,12 +130,16 @@ fn main() -> anyhow::Result<()> {
             Command::Put { endpoint, args } => {
                 put::run(client::FirehoseClient::new(&endpoint)?, args).await
             }
+            Command::Query { endpoint, args } => query::run(&endpoint, args).await,
             Command::Streams { endpoint, command } => {
                 streams::run(client::FirehoseClient::new(&endpoint)?, command).await
             }
             Command::Bench {
                 command: BenchCommand::Ingest(args),
             } => bench::ingest(args).await,
+            Command::Bench {
+                command: BenchCommand::Query(args),
+            } => bench_query::run(args).await,
         }
     })
 }

@@ -13,7 +13,11 @@ use lakehose_pipeline::Engine;
 use lakehose_sinks::Buckets;
 use metrics_exporter_prometheus::PrometheusBuilder;
 
+use lakehose_query::athena::AthenaApi;
+use lakehose_query::{BucketStores, QueryEngine};
+
 use crate::config::Config;
+use crate::lake::{LakeBuckets, PipelineFresh};
 
 /// Runs the server until a shutdown signal.
 pub async fn run(config: Config) -> anyhow::Result<()> {
@@ -30,12 +34,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .context("opening the data dir")?;
 
+    let stores: Arc<dyn BucketStores> = Arc::new(LakeBuckets(engine.buckets().clone()));
+    let query_engine = QueryEngine::new(catalog.clone(), stores.clone())
+        .with_fresh(Arc::new(PipelineFresh(engine.clone())));
     let state = ApiState {
         service: engine.clone(),
         default_region: config.region.clone(),
-        services: vec![Arc::new(GlueApi::new(catalog.clone()))],
+        services: vec![
+            Arc::new(GlueApi::new(catalog.clone())),
+            Arc::new(AthenaApi::new(query_engine.clone(), stores)),
+        ],
     };
     let app = lakehose_api::router(state)
+        .merge(lakehose_query::http::router(query_engine))
         .route(
             "/metrics",
             get(move || std::future::ready(metrics.render())),

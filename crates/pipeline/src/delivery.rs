@@ -221,7 +221,7 @@ async fn run_inner(rt: &Arc<StreamRuntime>, shutdown: &mut watch::Receiver<bool>
     }
 }
 
-fn plan_for(rt: &StreamRuntime, records: &[LogRecord]) -> Plan {
+pub(crate) fn plan_for(rt: &StreamRuntime, records: &[LogRecord]) -> Plan {
     let spec = rt.spec();
     let start = records.first().map_or(0, |r| r.seq);
     let end = records.last().map_or(0, |r| r.seq + 1);
@@ -273,11 +273,11 @@ async fn deliver(
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<bool> {
     let flush = crate::flush::build(rt, plan, records).await?;
+    rt.begin_delivery(&flush);
     if !crate::flush::write(rt, plan, &flush, shutdown).await? {
         return Ok(false);
     }
-    rt.log
-        .checkpoint(plan.end.max(rt.log.last_checkpoint().committed), &[])?;
+    rt.commit_delivery(plan.end)?;
     Ok(true)
 }
 

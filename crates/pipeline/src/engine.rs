@@ -110,6 +110,10 @@ pub struct StreamRuntime {
     oldest_undelivered_ms: AtomicI64,
     shutdown: watch::Sender<bool>,
     task: std::sync::Mutex<Option<JoinHandle<()>>>,
+    /// `s3://bucket/key` of the data objects of the flush being written, empty once it is
+    /// committed. Commits happen under this lock, so a query's snapshot of undelivered records
+    /// ([`crate::fresh`]) sees either the flush's records and these keys, or neither.
+    delivering: std::sync::Mutex<Vec<String>>,
 }
 
 impl StreamRuntime {
@@ -199,6 +203,36 @@ impl StreamRuntime {
         } else {
             (now_ms() - oldest) as f64 / 1000.0
         }
+    }
+
+    /// Announces the data objects of `flush` before any is written (see `delivering`).
+    pub(crate) fn begin_delivery(&self, flush: &crate::flush::Flush) {
+        let bucket = self.spec().bucket().to_string();
+        let urls = flush
+            .outputs
+            .iter()
+            .filter(|o| o.kind == crate::flush::OutputKind::Data)
+            .map(|o| format!("s3://{bucket}/{}", o.key))
+            .collect();
+        *self.delivering.lock().unwrap_or_else(|e| e.into_inner()) = urls;
+    }
+
+    /// Commits the log up to `end` (a delivered flush) and forgets its objects, atomically
+    /// with respect to [`StreamRuntime::delivery_snapshot`].
+    pub(crate) fn commit_delivery(&self, end: u64) -> Result<()> {
+        let mut delivering = self.delivering.lock().unwrap_or_else(|e| e.into_inner());
+        self.log
+            .checkpoint(end.max(self.log.last_checkpoint().committed), &[])?;
+        delivering.clear();
+        Ok(())
+    }
+
+    /// A reader at the committed position and the objects already written for records at or
+    /// after it, taken together.
+    pub(crate) fn delivery_snapshot(&self) -> Result<(lakehose_log::LogReader, Vec<String>)> {
+        let delivering = self.delivering.lock().unwrap_or_else(|e| e.into_inner());
+        let reader = self.log.reader(self.log.last_checkpoint().committed)?;
+        Ok((reader, delivering.clone()))
     }
 
     async fn stop(&self) {
@@ -386,6 +420,7 @@ impl Engine {
             oldest_undelivered_ms: AtomicI64::new(0),
             shutdown,
             task: std::sync::Mutex::new(None),
+            delivering: std::sync::Mutex::default(),
         });
         if startable {
             let task = tokio::spawn(crate::delivery::run(rt.clone(), shutdown_rx));
@@ -395,7 +430,7 @@ impl Engine {
     }
 
     /// Every running stream.
-    fn all_streams(&self) -> Vec<Arc<StreamRuntime>> {
+    pub(crate) fn all_streams(&self) -> Vec<Arc<StreamRuntime>> {
         self.streams
             .read()
             .unwrap_or_else(|e| e.into_inner())

@@ -95,10 +95,37 @@ async fn compress(codec: Codec, parts: Vec<Bytes>, key: &str) -> Result<Vec<Byte
 }
 
 /// Records after processing, grouped by destination partition.
-struct Group {
+pub(crate) struct Group {
     /// `partitionKeyFromQuery` and `partitionKeyFromLambda` values (merged) of this group.
-    keys: BTreeMap<String, String>,
-    records: Vec<LogRecord>,
+    pub keys: BTreeMap<String, String>,
+    pub records: Vec<LogRecord>,
+}
+
+/// The data object key of `group` in a flush whose oldest record arrived at `oldest_ms`:
+/// the plan's own key without dynamic partitioning, else the prefix evaluated with the
+/// group's partition keys (an error when the prefix needs a key the group lacks).
+pub(crate) fn group_key(
+    rt: &StreamRuntime,
+    plan_key: &str,
+    seed: u64,
+    oldest_ms: i64,
+    group: &Group,
+) -> std::result::Result<String, lakehose_sinks::keys::KeyError> {
+    let spec = rt.spec();
+    if group.keys.is_empty() && !spec.dynamic_partitioning() {
+        return Ok(plan_key.to_string());
+    }
+    let (prefix, _) = spec.prefixes();
+    let ctx = KeyContext {
+        stream_name: &spec.name,
+        stream_version: spec.version,
+        oldest_arrival_ms: oldest_ms,
+        time_zone: rt.time_zone(),
+        seed: partition_seed(seed, &group.keys),
+        error_output_type: None,
+        partition_keys: &group.keys,
+    };
+    object_key(&prefix, &ctx, &rt.data_extension())
 }
 
 /// FNV-1a of the partition values, to seed each partition's key differently but stably.
@@ -145,11 +172,13 @@ fn source_data(records: &[LogRecord], seq: u64) -> Option<Bytes> {
 }
 
 /// Runs the stream's processors over `records`: outputs grouped by partition, failures as
-/// error records. Dropped records simply leave the batch (counted in metrics).
-async fn process(
+/// error records. Dropped records simply leave the batch (counted in metrics when `count`;
+/// a query's look at undelivered records counts nothing).
+pub(crate) async fn process(
     rt: &StreamRuntime,
     records: &[LogRecord],
     errors: &mut Vec<ErrorRecord>,
+    count: bool,
 ) -> Result<Vec<Group>> {
     let chain = rt.chain();
     let dynamic = rt.spec().dynamic_partitioning();
@@ -168,13 +197,15 @@ async fn process(
         })
         .collect();
     let processed = chain.process(&input).await;
-    let stream = rt.spec().name;
-    metrics::counter!("SucceedProcessing.Records", "stream" => stream.clone())
-        .increment(processed.records.len() as u64);
-    metrics::counter!("DroppedProcessing.Records", "stream" => stream.clone())
-        .increment(processed.dropped.len() as u64);
-    metrics::counter!("FailedProcessing.Records", "stream" => stream.clone())
-        .increment(processed.failed.len() as u64);
+    if count {
+        let stream = rt.spec().name;
+        metrics::counter!("SucceedProcessing.Records", "stream" => stream.clone())
+            .increment(processed.records.len() as u64);
+        metrics::counter!("DroppedProcessing.Records", "stream" => stream.clone())
+            .increment(processed.dropped.len() as u64);
+        metrics::counter!("FailedProcessing.Records", "stream" => stream.clone())
+            .increment(processed.failed.len() as u64);
+    }
     let ending = now_ms();
     for failed in &processed.failed {
         errors.push(ErrorRecord {
@@ -235,28 +266,16 @@ pub(crate) async fn build(
     let spec = rt.spec();
     let mut flush = Flush::default();
     let mut errors = Vec::new();
-    let groups = process(rt, records, &mut errors).await?;
+    let groups = process(rt, records, &mut errors, true).await?;
     let conversion = rt.conversion();
-    let (prefix, _) = spec.prefixes();
     let prefix_text = spec.destination.prefix.clone().unwrap_or_default();
     let mut data = Vec::new();
     for group in groups {
         if group.records.is_empty() {
             continue;
         }
-        let key = if group.keys.is_empty() && !spec.dynamic_partitioning() {
-            plan.key.clone()
-        } else {
-            let ctx = KeyContext {
-                stream_name: &spec.name,
-                stream_version: spec.version,
-                oldest_arrival_ms: plan.oldest_ms,
-                time_zone: rt.time_zone(),
-                seed: partition_seed(plan.seed, &group.keys),
-                error_output_type: None,
-                partition_keys: &group.keys,
-            };
-            match object_key(&prefix, &ctx, &rt.data_extension()) {
+        let key = {
+            match group_key(rt, &plan.key, plan.seed, plan.oldest_ms, &group) {
                 Ok(key) => key,
                 Err(e) => {
                     // A record without a key the prefix needs: to the error output.

@@ -4,14 +4,17 @@
 //!   admission ([`admit`]), durable append to each stream's write-ahead log, persistence of specs.
 //! - [`delivery`]: per stream, the loop that reads durable records, buffers them by
 //!   `BufferingHints`, writes objects through a sink with retries, and commits the log position.
+//! - [`fresh`]: the undelivered records of a table's streams as Arrow rows, for queries.
 
 pub mod admit;
 pub(crate) mod convert;
 pub(crate) mod delivery;
 pub mod engine;
 pub(crate) mod flush;
+pub mod fresh;
 
 pub use engine::{Engine, EngineConfig, StreamRuntime, parse_record_id, record_id};
+pub use fresh::FreshRows;
 
 /// Why the pipeline failed (internal to the server: the API maps these to AWS errors).
 #[non_exhaustive]

@@ -10,17 +10,30 @@
 //! - [`ddl`] — Athena DDL over the catalog (`CREATE EXTERNAL TABLE`, `MSCK REPAIR TABLE`,
 //!   `ALTER TABLE ... ADD PARTITION`, `DROP TABLE`) and `SHOW DATABASES` / `SHOW TABLES`.
 //! - [`athena`] — the `AmazonAthena.<Op>` JSON API on the shared endpoint.
+//! - [`http`] — `POST /v1/query` (JSON or Arrow IPC) and cancellation, for the console and CLI.
 //!
 //! Invariants: a statement sees one snapshot of each table it reads (the catalog's current
 //! version, its partitions, its files and the fresh records, taken together when the table is
 //! scanned); errors a user can fix are [`QueryError::User`] with the position in the SQL when
 //! one is known, never a stack trace.
 
+mod adapt;
 pub mod athena;
+pub mod catalog;
+mod command;
 pub mod ddl;
 pub mod engine;
+mod errors;
+mod format;
 pub mod fresh;
+pub mod http;
+mod lexer;
+mod orc;
+mod stores;
+mod table;
+mod text;
 
+pub use catalog::CATALOG_NAME;
 pub use engine::{QueryEngine, QueryOptions, QueryOutput, QueryStats};
 pub use fresh::{FreshBatch, FreshSnapshot, FreshSource};
 

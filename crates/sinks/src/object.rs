@@ -122,6 +122,13 @@ fn sync_path(
     Ok(())
 }
 
+impl StoreSink {
+    /// The object store under the sink (keys are object keys), for readers such as queries.
+    pub fn store(&self) -> Arc<dyn ObjectStore> {
+        self.store.clone()
+    }
+}
+
 #[async_trait]
 impl ObjectSink for StoreSink {
     async fn put(&self, key: &str, parts: Vec<Bytes>) -> SinkResult<()> {

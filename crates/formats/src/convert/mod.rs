@@ -159,6 +159,29 @@ pub fn convert_with(
     converter.finish()
 }
 
+/// Decodes JSON records into Arrow rows of `schema` with `config`'s input SerDe, without
+/// writing a file: what a query sees of records that are not delivered yet. Rows and failures
+/// are exactly those [`convert`] would give for the same records.
+pub fn decode(
+    records: &[&[u8]],
+    schema: &SchemaRef,
+    config: &ConversionConfig,
+) -> Result<(Vec<RecordBatch>, Vec<FailedRecord>), ConvertError> {
+    const ROWS_PER_BATCH: usize = 8192;
+    let mut decoder = RecordDecoder::new(schema, config, ROWS_PER_BATCH)?;
+    let mut batches = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        decoder.decode(r, i);
+        if decoder.rows() >= ROWS_PER_BATCH {
+            batches.push(decoder.finish()?);
+        }
+    }
+    if decoder.rows() > 0 {
+        batches.push(decoder.finish()?);
+    }
+    Ok((batches, std::mem::take(&mut decoder.failed)))
+}
+
 /// The schema of a batch of JSON records, for a table Lakehose creates itself: names
 /// lower-cased, every field nullable, fields in order of first appearance; integers -> Int64,
 /// other numbers (or integers mixed with them) -> Float64, booleans, strings holding an
