@@ -33,21 +33,22 @@ impl std::fmt::Debug for PipelineFresh {
 #[async_trait]
 impl FreshSource for PipelineFresh {
     async fn snapshot(&self, database: &str, table: &str) -> Result<FreshSnapshot, String> {
-        let rows = self
+        let mut rows = self
             .0
             .fresh_rows(database, table)
             .await
             .map_err(|e| e.to_string())?;
+        let batches = std::mem::take(&mut rows.batches)
+            .into_iter()
+            .map(|(partition_values, batch)| FreshBatch {
+                partition_values,
+                batch,
+            })
+            .collect();
         Ok(FreshSnapshot {
-            batches: rows
-                .batches
-                .into_iter()
-                .map(|(partition_values, batch)| FreshBatch {
-                    partition_values,
-                    batch,
-                })
-                .collect(),
-            exclude: rows.exclude,
+            batches,
+            exclude: Default::default(),
+            exclude_fn: Some(Arc::new(move |url: &str| rows.excludes(url))),
         })
     }
 }

@@ -273,7 +273,7 @@ async fn deliver(
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<bool> {
     let flush = crate::flush::build(rt, plan, records).await?;
-    rt.begin_delivery(&flush);
+    rt.begin_delivery(plan.start, &flush);
     if !crate::flush::write(rt, plan, &flush, shutdown).await? {
         return Ok(false);
     }

@@ -64,6 +64,10 @@ impl Default for EngineConfig {
     }
 }
 
+/// Flushes remembered for queries' exclusions (see `StreamRuntime::announced`): a query would
+/// have to list a table while more flushes than this happen in one stream to miss one.
+const ANNOUNCED_FLUSHES: usize = 1024;
+
 /// Counters of one stream, for tests, the CLI and the console.
 #[derive(Debug, Default)]
 pub struct StreamStats {
@@ -110,10 +114,13 @@ pub struct StreamRuntime {
     oldest_undelivered_ms: AtomicI64,
     shutdown: watch::Sender<bool>,
     task: std::sync::Mutex<Option<JoinHandle<()>>>,
-    /// `s3://bucket/key` of the data objects of the flush being written, empty once it is
-    /// committed. Commits happen under this lock, so a query's snapshot of undelivered records
-    /// ([`crate::fresh`]) sees either the flush's records and these keys, or neither.
-    delivering: std::sync::Mutex<Vec<String>>,
+    /// Recent flushes, announced before their first object is written: (first sequence
+    /// number, `s3://bucket/key` of each data object), newest last, at most
+    /// [`ANNOUNCED_FLUSHES`]. A query holding the records from sequence `c` on
+    /// ([`crate::fresh`]) skips the objects of every announced flush starting at or after `c`
+    /// — including flushes announced after it took its records. Commits take this lock too, so
+    /// a snapshot's reader opens before the segments under it can be reclaimed.
+    announced: std::sync::Mutex<std::collections::VecDeque<(u64, Vec<String>)>>,
 }
 
 impl StreamRuntime {
@@ -205,8 +212,9 @@ impl StreamRuntime {
         }
     }
 
-    /// Announces the data objects of `flush` before any is written (see `delivering`).
-    pub(crate) fn begin_delivery(&self, flush: &crate::flush::Flush) {
+    /// Announces the data objects of `flush`, whose records start at `start`, before any is
+    /// written (see `announced`).
+    pub(crate) fn begin_delivery(&self, start: u64, flush: &crate::flush::Flush) {
         let bucket = self.spec().bucket().to_string();
         let urls = flush
             .outputs
@@ -214,25 +222,35 @@ impl StreamRuntime {
             .filter(|o| o.kind == crate::flush::OutputKind::Data)
             .map(|o| format!("s3://{bucket}/{}", o.key))
             .collect();
-        *self.delivering.lock().unwrap_or_else(|e| e.into_inner()) = urls;
+        let mut announced = self.announced.lock().unwrap_or_else(|e| e.into_inner());
+        if announced.len() >= ANNOUNCED_FLUSHES {
+            announced.pop_front();
+        }
+        announced.push_back((start, urls));
     }
 
-    /// Commits the log up to `end` (a delivered flush) and forgets its objects, atomically
-    /// with respect to [`StreamRuntime::delivery_snapshot`].
+    /// Commits the log up to `end` (a delivered flush).
     pub(crate) fn commit_delivery(&self, end: u64) -> Result<()> {
-        let mut delivering = self.delivering.lock().unwrap_or_else(|e| e.into_inner());
+        let _announced = self.announced.lock().unwrap_or_else(|e| e.into_inner());
         self.log
             .checkpoint(end.max(self.log.last_checkpoint().committed), &[])?;
-        delivering.clear();
         Ok(())
     }
 
-    /// A reader at the committed position and the objects already written for records at or
-    /// after it, taken together.
-    pub(crate) fn delivery_snapshot(&self) -> Result<(lakehose_log::LogReader, Vec<String>)> {
-        let delivering = self.delivering.lock().unwrap_or_else(|e| e.into_inner());
-        let reader = self.log.reader(self.log.last_checkpoint().committed)?;
-        Ok((reader, delivering.clone()))
+    /// A reader at the committed position, and that position.
+    pub(crate) fn delivery_snapshot(&self) -> Result<(lakehose_log::LogReader, u64)> {
+        let _announced = self.announced.lock().unwrap_or_else(|e| e.into_inner());
+        let committed = self.log.last_checkpoint().committed;
+        Ok((self.log.reader(committed)?, committed))
+    }
+
+    /// Whether `url` is a data object of a flush announced with records from `from` on.
+    pub(crate) fn announced_since(&self, from: u64, url: &str) -> bool {
+        self.announced
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|(start, urls)| *start >= from && urls.iter().any(|u| u == url))
     }
 
     async fn stop(&self) {
@@ -420,7 +438,7 @@ impl Engine {
             oldest_undelivered_ms: AtomicI64::new(0),
             shutdown,
             task: std::sync::Mutex::new(None),
-            delivering: std::sync::Mutex::default(),
+            announced: std::sync::Mutex::default(),
         });
         if startable {
             let task = tokio::spawn(crate::delivery::run(rt.clone(), shutdown_rx));

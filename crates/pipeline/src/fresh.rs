@@ -6,17 +6,17 @@
 //! the way their flush will write them (same processors, same partition keys, same table
 //! schema; records that would fail go nowhere here, as they go to the error output there).
 //!
-//! Invariant (no double counting): the reader position and the keys of the objects of a flush
-//! being written are taken under the lock commits take ([`StreamRuntime::delivery_snapshot`]),
-//! so the rows returned are exactly those not in any object except the ones in
-//! [`FreshRows::exclude`], which the query then skips.
+//! Invariant (no double counting): the rows returned are those from the committed position `c`
+//! on. Every object holding any of them belongs to a flush starting at or after `c`, and such a
+//! flush is announced before its first object is written; [`FreshRows::excludes`] answers from
+//! the announcements at the time it is asked, so a query that lists files *after* taking the
+//! rows skips exactly those objects — also the ones written between the two steps.
 //!
 //! Approximations (documented in README.md): every undelivered record's `!{timestamp:...}`
 //! partition is evaluated with the oldest undelivered record's arrival time (a flush cut later
 //! may land a few records of an hour boundary in the next hour's folder); Lambda processors are
 //! invoked for the look (the function sees these records again when they are delivered).
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
@@ -27,12 +27,32 @@ use crate::engine::{Engine, StreamRuntime};
 use crate::{Error, Result};
 
 /// Undelivered rows of one table.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct FreshRows {
     /// (partition values in the table's key order, rows with the table's data columns).
     pub batches: Vec<(Vec<String>, RecordBatch)>,
-    /// `s3://bucket/key` of objects already written for rows in `batches`.
-    pub exclude: HashSet<String>,
+    /// For each stream read, the committed position the rows start at.
+    from: Vec<(Arc<StreamRuntime>, u64)>,
+}
+
+impl std::fmt::Debug for FreshRows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FreshRows")
+            .field("batches", &self.batches.len())
+            .field("streams", &self.from.len())
+            .finish()
+    }
+}
+
+impl FreshRows {
+    /// Whether the object `url` (`s3://bucket/key`) holds rows that are in `batches`: it
+    /// belongs to a flush announced, by now, with records at or after the position these rows
+    /// start at. Ask after the object was seen (listed).
+    pub fn excludes(&self, url: &str) -> bool {
+        self.from
+            .iter()
+            .any(|(rt, from)| rt.announced_since(*from, url))
+    }
 }
 
 impl Engine {
@@ -50,7 +70,7 @@ impl Engine {
             }
             let rows = stream_rows(&rt).await?;
             out.batches.extend(rows.batches);
-            out.exclude.extend(rows.exclude);
+            out.from.extend(rows.from);
         }
         Ok(out)
     }
@@ -58,10 +78,10 @@ impl Engine {
 
 /// Reads the records at or after the committed position, retrying when a commit reclaims a
 /// segment under the reader.
-async fn undelivered(rt: &Arc<StreamRuntime>) -> Result<(Vec<LogRecord>, Vec<String>)> {
+async fn undelivered(rt: &Arc<StreamRuntime>) -> Result<(Vec<LogRecord>, u64)> {
     let mut attempt = 0;
     loop {
-        let (mut reader, delivering) = rt.delivery_snapshot()?;
+        let (mut reader, committed) = rt.delivery_snapshot()?;
         let read = tokio::task::spawn_blocking(move || {
             let mut records = Vec::new();
             while let Some(r) = reader.next()? {
@@ -72,7 +92,7 @@ async fn undelivered(rt: &Arc<StreamRuntime>) -> Result<(Vec<LogRecord>, Vec<Str
         .await
         .map_err(|e| Error::Internal(e.to_string()))?;
         match read {
-            Ok(records) => return Ok((records, delivering)),
+            Ok(records) => return Ok((records, committed)),
             Err(e) if attempt < 3 => {
                 tracing::debug!(error = %e, "undelivered records moved while read; retrying");
                 attempt += 1;
@@ -86,10 +106,10 @@ async fn stream_rows(rt: &Arc<StreamRuntime>) -> Result<FreshRows> {
     let Some(config) = rt.conversion() else {
         return Ok(FreshRows::default());
     };
-    let (records, delivering) = undelivered(rt).await?;
+    let (records, committed) = undelivered(rt).await?;
     let mut out = FreshRows {
         batches: Vec::new(),
-        exclude: delivering.into_iter().collect(),
+        from: vec![(rt.clone(), committed)],
     };
     if records.is_empty() {
         return Ok(out);

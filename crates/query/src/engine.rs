@@ -19,12 +19,14 @@ use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::datasource::physical_plan::FileScanConfig;
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::{SQLOptions, SessionState};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::logical_expr::{Expr, LogicalPlan, Operator};
 use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::prelude::SessionConfig;
 use futures::StreamExt;
@@ -189,7 +191,7 @@ impl QueryEngine {
         {
             let opts = config.options_mut();
             opts.execution.parquet.enable_page_index = true;
-            opts.execution.parquet.pushdown_filters = true;
+            opts.execution.parquet.pushdown_filters = false;
             opts.execution.parquet.schema_force_view_types = false;
             opts.sql_parser.collect_spans = true;
             opts.sql_parser.map_string_types_to_utf8view = false;
@@ -257,6 +259,18 @@ impl QueryEngine {
                 "Not supported: this statement"
             };
             return Err(QueryError::user(message));
+        }
+        // Late materialisation (decode the other columns only for rows that pass the filter)
+        // pays off for point lookups and hurts moderately selective range filters, so it is
+        // enabled per statement, when a filter compares a column with a constant for equality.
+        let mut state = state;
+        if has_equality_filter(&logical) {
+            state
+                .config_mut()
+                .options_mut()
+                .execution
+                .parquet
+                .pushdown_filters = true;
         }
         let plan = match state.create_physical_plan(&logical).await {
             Ok(p) => p,
@@ -346,6 +360,44 @@ impl QueryEngine {
         };
         QueryError::User { message, position }
     }
+}
+
+/// Whether a `WHERE` of `plan` has a conjunct `column = constant` or `column IN (constants)`.
+fn has_equality_filter(plan: &LogicalPlan) -> bool {
+    fn is_column(e: &Expr) -> bool {
+        match e {
+            Expr::Column(_) => true,
+            Expr::Cast(c) => is_column(&c.expr),
+            Expr::TryCast(c) => is_column(&c.expr),
+            _ => false,
+        }
+    }
+    fn equality(e: &Expr) -> bool {
+        match e {
+            Expr::BinaryExpr(b) if b.op == Operator::And => equality(&b.left) || equality(&b.right),
+            Expr::BinaryExpr(b) if b.op == Operator::Eq => {
+                (is_column(&b.left) && matches!(*b.right, Expr::Literal(..)))
+                    || (is_column(&b.right) && matches!(*b.left, Expr::Literal(..)))
+            }
+            Expr::InList(l) => {
+                !l.negated
+                    && is_column(&l.expr)
+                    && l.list.iter().all(|v| matches!(v, Expr::Literal(..)))
+            }
+            _ => false,
+        }
+    }
+    let mut found = false;
+    let _ = plan.apply(|node| {
+        if let LogicalPlan::Filter(f) = node
+            && equality(&f.predicate)
+        {
+            found = true;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
 }
 
 /// Bytes read by a plan that ran: the `bytes_scanned` metrics (Parquet) plus the sizes of the

@@ -312,8 +312,7 @@ impl GlueTable {
                     if is_data_object(&loc.prefix, meta.location.as_ref(), meta.size)
                         && !snapshot
                             .fresh
-                            .exclude
-                            .contains(&loc.object_url(meta.location.as_ref()))
+                            .excludes(&loc.object_url(meta.location.as_ref()))
                     {
                         objects.push(meta);
                     }
@@ -323,6 +322,7 @@ impl GlueTable {
             }
         }
         objects.sort_by(|a, b| a.location.cmp(&b.location));
+
         let objects = Arc::new(objects);
         if let Ok(mut l) = snapshot.listings.lock() {
             l.insert(unit.location.clone(), Arc::clone(&objects));

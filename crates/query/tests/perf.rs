@@ -21,6 +21,9 @@ const QUERIES: &[&str] = &[
     "SELECT count(*) FROM events WHERE dt = '2024-01-05' AND event = 'buy'",
     "SELECT * FROM events WHERE id = 123456",
     "SELECT user_id, sum(amount) AS s FROM events WHERE amount > 90 GROUP BY user_id ORDER BY s DESC, user_id LIMIT 5",
+    "SELECT count(*) FROM events WHERE url LIKE '%page/123?%'",
+    "SELECT user_id, count(*) FROM events WHERE event = 'buy' GROUP BY user_id ORDER BY 2 DESC, 1 LIMIT 5",
+    "SELECT count(*), sum(amount), max(url) FROM events WHERE amount > 99.5",
 ];
 
 #[tokio::test(flavor = "multi_thread")]
