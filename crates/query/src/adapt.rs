@@ -51,7 +51,11 @@ pub(crate) fn with_view_types(schema: &Schema) -> Schema {
 /// results are returned with.
 pub(crate) fn without_view_types(dt: &DataType) -> DataType {
     let field = |f: &FieldRef| -> FieldRef {
-        Arc::new(f.as_ref().clone().with_data_type(without_view_types(f.data_type())))
+        Arc::new(
+            f.as_ref()
+                .clone()
+                .with_data_type(without_view_types(f.data_type())),
+        )
     };
     match dt {
         DataType::Utf8View => DataType::Utf8,
@@ -100,7 +104,11 @@ pub(crate) fn result_schema(schema: &SchemaRef) -> SchemaRef {
     let fields: Vec<Field> = schema
         .fields()
         .iter()
-        .map(|f| f.as_ref().clone().with_data_type(without_view_types(f.data_type())))
+        .map(|f| {
+            f.as_ref()
+                .clone()
+                .with_data_type(without_view_types(f.data_type()))
+        })
         .collect();
     Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }

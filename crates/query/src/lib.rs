@@ -1,14 +1,19 @@
 //! SQL over the lake: Athena's job, on DataFusion.
 //!
-//! - [`engine`] — [`QueryEngine`]: one DataFusion `SessionContext` per statement, with the Glue
-//!   catalog ([`lakehose_catalog::CatalogStore`]) as its schema provider. Tables are the
-//!   catalog's `database.table` (default database `default`); partitions come from the catalog
-//!   (as Athena's do) and are pruned by the query's filters on partition columns; Parquet, ORC,
-//!   newline-delimited JSON and CSV tables are read from the buckets ([`BucketStores`]).
+//! - [`engine`] — [`QueryEngine`]: one DataFusion session per statement (cloned from a
+//!   template built once per engine), whose only catalog, `awsdatacatalog`
+//!   ([`CATALOG_NAME`]), is the Glue catalog ([`lakehose_catalog::CatalogStore`]): its schemas
+//!   are the databases, looked up when a statement names them. `db.t`,
+//!   `awsdatacatalog.db.t` and bare `t` (in [`QueryOptions::database`]) resolve. Partitions
+//!   come from the catalog (as Athena's do) and are pruned by the query's filters on partition
+//!   columns; Parquet, ORC, newline-delimited JSON and delimited-text tables are read from the
+//!   buckets ([`BucketStores`], resolved lazily for `s3://BUCKET` URLs).
 //! - [`fresh`] — records acknowledged but not yet delivered ([`FreshSource`]), unioned with the
 //!   delivered files without double counting.
-//! - [`ddl`] — Athena DDL over the catalog (`CREATE EXTERNAL TABLE`, `MSCK REPAIR TABLE`,
-//!   `ALTER TABLE ... ADD PARTITION`, `DROP TABLE`) and `SHOW DATABASES` / `SHOW TABLES`.
+//! - [`ddl`] — Athena DDL over the catalog (`CREATE/DROP DATABASE`, `CREATE EXTERNAL TABLE`,
+//!   `DROP TABLE`, `MSCK REPAIR TABLE`, `ALTER TABLE ... ADD/DROP PARTITION`,
+//!   `ADD COLUMNS`, `SET TBLPROPERTIES`, `SET LOCATION`); `SHOW DATABASES|SCHEMAS|TABLES|
+//!   PARTITIONS|COLUMNS|TBLPROPERTIES` and `DESCRIBE` are answered from the catalog too.
 //! - [`athena`] — the `AmazonAthena.<Op>` JSON API on the shared endpoint.
 //! - [`http`] — `POST /v1/query` (JSON or Arrow IPC) and cancellation, for the console and CLI.
 //!
@@ -19,7 +24,7 @@
 
 mod adapt;
 pub mod athena;
-pub mod catalog;
+mod catalog;
 mod command;
 pub mod ddl;
 pub mod engine;

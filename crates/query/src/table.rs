@@ -9,7 +9,8 @@
 //!    partition keys, evaluated on a batch of the partition values cast to the keys' types;
 //! 3. lists each remaining location recursively (concurrently, at most [`LIST_CONCURRENCY`]
 //!    at a time), skipping objects whose name under the location has a part starting with `_`
-//!    or `.`, empty objects, folder markers and the objects the fresh snapshot excludes;
+//!    or `.`, empty objects, folder markers and the objects the fresh snapshot excludes
+//!    ([`FreshSnapshot::excludes`], asked after the object was listed);
 //! 4. plans one file scan per (bucket, format, compression) with the partition values of
 //!    every file, unioned with the fresh rows aligned to the table's schema.
 //!
@@ -49,6 +50,7 @@ use futures::stream::FuturesOrdered;
 use lakehose_catalog::{CatalogStore, Partition, Table};
 use object_store::ObjectMeta;
 
+use crate::QueryError;
 use crate::adapt::{SAFE_CAST, align, with_view_types};
 use crate::catalog::StatementContext;
 use crate::errors::user_df;
@@ -141,10 +143,10 @@ impl GlueTable {
                         .snapshot(&self.database, &self.table.name)
                         .await
                         .map_err(|e| {
-                            DataFusionError::Execution(format!(
+                            DataFusionError::External(Box::new(QueryError::Internal(format!(
                                 "reading the undelivered records of {}.{} failed: {e}",
                                 self.database, self.table.name
-                            ))
+                            ))))
                         })?,
                     None => FreshSnapshot::default(),
                 };
@@ -217,9 +219,7 @@ impl GlueTable {
         if filters.is_empty() || values.is_empty() || self.partition_fields.is_empty() {
             return Ok(vec![true; values.len()]);
         }
-        let schema = Arc::new(Schema::new(
-            self.partition_fields.to_vec(),
-        ));
+        let schema = Arc::new(Schema::new(self.partition_fields.to_vec()));
         let columns = self
             .partition_fields
             .iter()
@@ -338,14 +338,16 @@ impl GlueTable {
                 continue;
             }
             if fb.partition_values.len() != self.partition_fields.len() {
-                return Err(DataFusionError::Execution(format!(
-                    "undelivered records of {}.{} have {} partition values, the table has {} \
+                return Err(DataFusionError::External(Box::new(QueryError::Internal(
+                    format!(
+                        "undelivered records of {}.{} have {} partition values, the table has {} \
                      partition keys",
-                    self.database,
-                    self.table.name,
-                    fb.partition_values.len(),
-                    self.partition_fields.len()
-                )));
+                        self.database,
+                        self.table.name,
+                        fb.partition_values.len(),
+                        self.partition_fields.len()
+                    ),
+                ))));
             }
             let data = align(&fb.batch, &self.data_schema)?;
             let rows = data.num_rows();

@@ -4,6 +4,7 @@
 
 mod common;
 
+use lakehose_catalog::CatalogStore;
 use lakehose_query::{Position, QueryEngine, QueryError, QueryOptions};
 
 fn lake_db() -> QueryOptions {
@@ -262,4 +263,55 @@ async fn excluded_files_are_skipped_only_with_fresh_rows() {
     assert!(!text.contains("b.parquet"), "{text}");
     assert!(text.contains("a.parquet"), "{text}");
     let _ = common::EXCLUDED;
+}
+
+#[tokio::test]
+async fn objects_written_after_the_snapshot_are_excluded_too() {
+    let lake = common::lake().await;
+    // The flush of the undelivered dt=2024-01-03 row lands (object and partition).
+    common::write_parquet(
+        &lake
+            .bucket_dir("lake")
+            .join("stream_events/dt=2024-01-03/c.parquet"),
+        &common::batch(&[
+            ("id", common::ints64(&[6])),
+            ("name", common::strings(&[None])),
+        ]),
+    );
+    let table = lake
+        .catalog
+        .get_table("lake", "stream_events")
+        .await
+        .unwrap();
+    lake.catalog
+        .create_partitions(
+            "lake",
+            "stream_events",
+            vec![table.partition_for(
+                vec!["2024-01-03".into()],
+                "s3://lake/stream_events/dt=2024-01-03/",
+            )],
+        )
+        .await
+        .unwrap();
+    for include_fresh in [true, false] {
+        let out = lake
+            .engine
+            .execute(
+                "SELECT count(*), sum(id) FROM stream_events",
+                &QueryOptions {
+                    include_fresh,
+                    ..lake_db()
+                },
+            )
+            .await
+            .unwrap();
+        // With fresh rows: id 6 from the snapshot, c.parquet skipped; without: from c.parquet.
+        assert_eq!(
+            common::render(&out),
+            vec!["6 | 21"],
+            "include_fresh={include_fresh}"
+        );
+    }
+    let _ = common::DELIVERED_LATER;
 }

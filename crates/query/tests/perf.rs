@@ -36,7 +36,10 @@ async fn perf() {
     let root = std::path::PathBuf::from(root);
     let dir = tempfile::tempdir().unwrap();
     let catalog = Arc::new(FileCatalog::open(&dir.path().join("catalog")).unwrap());
-    catalog.create_database(Database::new("perf")).await.unwrap();
+    catalog
+        .create_database(Database::new("perf"))
+        .await
+        .unwrap();
     let mut table = Table::new(
         "events",
         vec![

@@ -48,6 +48,9 @@ pub struct TestFresh;
 
 pub const EXCLUDED: &str = "s3://lake/stream_events/dt=2024-01-02/b.parquet";
 
+/// The object the snapshot's `exclude_fn` excludes (not written by the fixture).
+pub const DELIVERED_LATER: &str = "s3://lake/stream_events/dt=2024-01-03/c.parquet";
+
 #[async_trait]
 impl FreshSource for TestFresh {
     async fn snapshot(&self, database: &str, table: &str) -> Result<FreshSnapshot, String> {
@@ -71,6 +74,8 @@ impl FreshSource for TestFresh {
                 },
             ],
             exclude: HashSet::from([EXCLUDED.to_string()]),
+            // The flush of the dt=2024-01-03 rows writes `c.parquet` (maybe after the snapshot).
+            exclude_fn: Some(Arc::new(|url: &str| url == DELIVERED_LATER)),
         })
     }
 }
