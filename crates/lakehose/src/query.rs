@@ -69,7 +69,7 @@ pub struct QueryArgs {
 
 /// Where statements run.
 enum Backend {
-    Server(FirehoseClient),
+    Server(Box<FirehoseClient>),
     Direct(QueryEngine),
 }
 
@@ -85,7 +85,7 @@ struct Answer {
 pub async fn run(endpoint: &str, args: QueryArgs) -> anyhow::Result<()> {
     let backend = match &args.data_dir {
         Some(dir) => Backend::Direct(direct_engine(dir, args.config.as_deref())?),
-        None => Backend::Server(FirehoseClient::new(endpoint)?),
+        None => Backend::Server(Box::new(FirehoseClient::new(endpoint)?)),
     };
     let text = match (&args.sql, &args.file) {
         (Some(sql), _) => Some(sql.clone()),
@@ -107,9 +107,9 @@ pub async fn run(endpoint: &str, args: QueryArgs) -> anyhow::Result<()> {
             }
             let mut out = Output::open(&args)?;
             for sql in statements {
-                let answer = execute(&backend, &sql, &args).await.map_err(|e| {
-                    anyhow::anyhow!("{}", e.display_with_position())
-                })?;
+                let answer = execute(&backend, &sql, &args)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{}", e.display_with_position()))?;
                 out.write(&answer)?;
                 summary(&answer);
             }
@@ -119,7 +119,10 @@ pub async fn run(endpoint: &str, args: QueryArgs) -> anyhow::Result<()> {
     }
 }
 
-fn direct_engine(dir: &std::path::Path, config: Option<&std::path::Path>) -> anyhow::Result<QueryEngine> {
+fn direct_engine(
+    dir: &std::path::Path,
+    config: Option<&std::path::Path>,
+) -> anyhow::Result<QueryEngine> {
     let cfg = crate::config::Config::load(config)?;
     let catalog = lakehose_catalog::FileCatalog::open_in_data_dir(dir)
         .with_context(|| format!("opening the catalog in {}", dir.display()))?;
@@ -167,7 +170,11 @@ fn spinner() -> Option<indicatif::ProgressBar> {
     Some(bar)
 }
 
-async fn remote(client: &FirehoseClient, sql: &str, args: &QueryArgs) -> Result<Answer, QueryError> {
+async fn remote(
+    client: &FirehoseClient,
+    sql: &str,
+    args: &QueryArgs,
+) -> Result<Answer, QueryError> {
     let body = json!({
         "sql": sql,
         "database": args.database,
@@ -188,13 +195,18 @@ async fn remote(client: &FirehoseClient, sql: &str, args: &QueryArgs) -> Result<
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
-    let reader = datafusion::arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
-        .map_err(|e| QueryError::Internal(format!("reading the answer: {e}")))?;
+    let reader =
+        datafusion::arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
+            .map_err(|e| QueryError::Internal(format!("reading the answer: {e}")))?;
     let schema = reader.schema();
     let batches = reader
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| QueryError::Internal(format!("reading the answer: {e}")))?;
-    let number = |name: &str| header(name).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let number = |name: &str| {
+        header(name)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     Ok(Answer {
         schema,
         truncated: header("x-lakehose-truncated").as_deref() == Some("true"),
@@ -213,7 +225,12 @@ fn remote_error(status: u16, body: &[u8]) -> QueryError {
     let message = e["message"]
         .as_str()
         .map(str::to_string)
-        .unwrap_or_else(|| format!("the server answered {status}: {}", String::from_utf8_lossy(body)));
+        .unwrap_or_else(|| {
+            format!(
+                "the server answered {status}: {}",
+                String::from_utf8_lossy(body)
+            )
+        });
     match e["type"].as_str() {
         Some("USER_ERROR") => QueryError::User {
             message,
@@ -245,7 +262,8 @@ impl Output {
         }
         let sink: Box<dyn Write> = match &args.output {
             Some(path) => Box::new(std::io::BufWriter::new(
-                std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+                std::fs::File::create(path)
+                    .with_context(|| format!("creating {}", path.display()))?,
             )),
             None => Box::new(std::io::BufWriter::new(std::io::stdout())),
         };
@@ -280,8 +298,12 @@ impl Output {
             Format::Table => {
                 let text = datafusion::arrow::util::pretty::pretty_format_batches(batches)?;
                 if batches.iter().all(|b| b.num_rows() == 0) {
-                    let names: Vec<&str> =
-                        answer.schema.fields().iter().map(|f| f.name().as_str()).collect();
+                    let names: Vec<&str> = answer
+                        .schema
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().as_str())
+                        .collect();
                     writeln!(self.sink, "{}\n(no rows)", names.join(" | "))?;
                 } else {
                     writeln!(self.sink, "{text}")?;
@@ -291,7 +313,9 @@ impl Output {
                 }
             }
             Format::Csv => {
-                let mut w = csv::WriterBuilder::new().with_header(true).build(&mut self.sink);
+                let mut w = csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(&mut self.sink);
                 for b in batches {
                     w.write(b)?;
                 }
