@@ -114,8 +114,11 @@ fn region_of(headers: &HeaderMap) -> Option<&str> {
     .then_some(region)
 }
 
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
-    let body = if body.is_empty() {
+/// Parses an AWS JSON 1.1 request body (an empty or blank body is `{}`); malformed JSON or
+/// unknown members answer `SerializationException`, as AWS does. Shared by every service on
+/// the endpoint.
+pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
         b"{}".as_slice()
     } else {
         body

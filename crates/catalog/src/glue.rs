@@ -72,19 +72,7 @@ impl GlueApi {
 
 type ApiResult<T> = lakehose_api::Result<T>;
 
-fn parse<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
-    let body = if body.iter().all(u8::is_ascii_whitespace) {
-        b"{}".as_slice()
-    } else {
-        body
-    };
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::new(
-            ErrorKind::Serialization,
-            format!("Could not parse request body: {e}"),
-        )
-    })
-}
+use lakehose_api::handler::parse;
 
 fn required<T>(value: Option<T>, path: &str) -> ApiResult<T> {
     value.ok_or_else(|| {

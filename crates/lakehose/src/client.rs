@@ -77,18 +77,7 @@ impl FirehoseClient {
             .header("content-type", "application/x-amz-json-1.1")
             .body(Full::new(body))
             .map_err(|e| CallError::Transport(e.to_string()))?;
-        let response = self
-            .http
-            .request(request)
-            .await
-            .map_err(|e| CallError::Transport(e.to_string()))?;
-        let status = response.status().as_u16();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| CallError::Transport(e.to_string()))?
-            .to_bytes();
+        let (status, _, bytes) = self.send(request).await?;
         let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         if status == 200 {
             return Ok(value);
@@ -120,6 +109,14 @@ impl FirehoseClient {
             .header("content-type", "application/json")
             .body(Full::new(body))
             .map_err(|e| CallError::Transport(e.to_string()))?;
+        self.send(request).await
+    }
+
+    /// Sends `request` and reads the whole answer.
+    async fn send(
+        &self,
+        request: hyper::Request<Full<Bytes>>,
+    ) -> Result<(u16, hyper::HeaderMap, Bytes), CallError> {
         let response = self
             .http
             .request(request)

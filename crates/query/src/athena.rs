@@ -93,7 +93,6 @@ use lakehose_api::{ApiError, ErrorKind, JsonService};
 use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio::task::AbortHandle;
@@ -422,19 +421,7 @@ struct WorkGroupReq {
     work_group: Option<String>,
 }
 
-fn parse<T: DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
-    let body = if body.iter().all(u8::is_ascii_whitespace) {
-        b"{}".as_slice()
-    } else {
-        body
-    };
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::new(
-            ErrorKind::Serialization,
-            format!("Could not parse request body: {e}"),
-        )
-    })
-}
+use lakehose_api::handler::parse;
 
 fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorKind::InvalidRequest, message)
