@@ -58,6 +58,8 @@ def main():
     root = spec["root"].rstrip("/")
     con = duckdb.connect(":memory:")
     con.execute(f"SET threads = {int(spec['threads'])}")
+    # The progress bar writes to stdout, which carries the answer.
+    con.execute("SET enable_progress_bar = false")
     events = quote(f"{root}/buckets/bench/events/*/*.parquet")
     countries = quote(f"{root}/buckets/bench/countries/*.parquet")
     con.execute(

@@ -947,11 +947,12 @@ async fn run_duckdb(
             out.status
         );
     }
-    let report: DuckDbReport = serde_json::from_slice(&out.stdout).with_context(|| {
-        format!(
-            "parsing the DuckDB runner's output: {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
+    // The answer is the last line (anything printed before it is ignored).
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.trim_end().rsplit('\n').next().unwrap_or_default();
+    let report: DuckDbReport = serde_json::from_str(last).with_context(|| {
+        let tail: String = last.chars().take(300).collect();
+        format!("parsing the DuckDB runner's output: {tail}")
     })?;
     if report.queries.len() != queries.len() {
         bail!(

@@ -29,7 +29,8 @@ use arrow_schema::{DataType, FieldRef, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{Column, DFSchema, ScalarValue};
+use datafusion::common::stats::Precision;
+use datafusion::common::{Column, DFSchema, ScalarValue, Statistics};
 use datafusion::datasource::file_format::FileFormat as DfFileFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::PartitionedFile;
@@ -382,6 +383,13 @@ impl GlueTable {
             FileFormat::Orc => Arc::new(OrcSource::new(table_schema)),
             FileFormat::Text(options) => Arc::new(TextSource::new(table_schema, options.clone())),
         };
+        // Object sizes are the only statistics known without reading footers; as an inexact
+        // byte size they still let the optimizer pick the smaller side of a join as its build
+        // side (a dimension table joined with a large fact table), as DataFusion's own
+        // listing tables do.
+        let bytes: u64 = files.iter().map(|f| f.object_meta.size).sum();
+        let mut statistics = Statistics::new_unknown(&self.schema);
+        statistics.total_byte_size = Precision::Inexact(bytes as usize);
         let groups = spread(files, state.config().target_partitions());
         let mut builder = FileScanConfigBuilder::new(
             Location {
@@ -392,6 +400,7 @@ impl GlueTable {
             source,
         )
         .with_file_groups(groups)
+        .with_statistics(statistics)
         .with_projection_indices(projection.cloned())?
         .with_limit(limit);
         if let Some(c) = key.compression {
