@@ -178,8 +178,12 @@ class LakehoseServer:
     # --- clients and delivered objects ------------------------------------------------------
 
     def client(self):
+        return self.aws("firehose")
+
+    def aws(self, service: str):
+        """A boto3 client of `service` (firehose, glue, athena) for this server."""
         return boto3.client(
-            "firehose",
+            service,
             endpoint_url=self.endpoint,
             region_name=REGION,
             aws_access_key_id="test",

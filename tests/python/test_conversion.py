@@ -8,26 +8,17 @@ import io
 import json
 import time
 
-import boto3
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
-from botocore.config import Config
 
-from conftest import REGION, unique_name
+from conftest import unique_name
 
 ROLE = "arn:aws:iam::123456789012:role/firehose"
 
 
 def glue_client(server):
-    return boto3.client(
-        "glue",
-        endpoint_url=server.endpoint,
-        region_name=REGION,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=Config(retries={"max_attempts": 1, "mode": "standard"}),
-    )
+    return server.aws("glue")
 
 
 def conversion(db, table, serde=None, parquet=None):

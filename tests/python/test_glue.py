@@ -10,11 +10,9 @@ import shutil
 import subprocess
 import sys
 
-import boto3
 import pytest
-from botocore.config import Config
 
-from conftest import REGION, LakehoseServer, unique_name
+from conftest import LakehoseServer, unique_name
 
 # One column of every Hive type the catalog maps to Arrow, nested types included.
 ALL_TYPES = [
@@ -40,14 +38,7 @@ PARTITION_KEYS = [{"Name": "year", "Type": "int"}, {"Name": "month", "Type": "st
 
 
 def glue_client(server: LakehoseServer):
-    return boto3.client(
-        "glue",
-        endpoint_url=server.endpoint,
-        region_name=REGION,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=5, read_timeout=60),
-    )
+    return server.aws("glue")
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,9 @@ import time
 import urllib.error
 import urllib.request
 
-import boto3
 import pytest
-from botocore.config import Config
 
-from conftest import REGION, lakehose_bin, unique_name
+from conftest import lakehose_bin, unique_name
 from test_conversion import ROLE, glue_client, put, wait_for
 
 
@@ -270,14 +268,7 @@ def test_query_errors_have_positions_and_cancellation_works(lakehose):
 
 
 def athena_client(server):
-    return boto3.client(
-        "athena",
-        endpoint_url=server.endpoint,
-        region_name=REGION,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=Config(retries={"max_attempts": 1, "mode": "standard"}),
-    )
+    return server.aws("athena")
 
 
 def run_athena(athena, sql, db, output):

@@ -1584,42 +1584,36 @@ fn formatted_values(array: &dyn Array) -> Vec<Option<String>> {
         .collect()
 }
 
-/// Java's `Double.toString`, as Athena (Trino) renders a `double`: plain notation with at
-/// least one fractional digit for 1e-3 <= |v| < 1e7, else `d.dddE[-]n`; the shortest digits
-/// that round-trip.
-fn java_double(v: f64) -> String {
-    if v.is_nan() {
+/// Java's `Double.toString` / `Float.toString`, as Athena (Trino) renders a `double` or a
+/// `real`: plain notation with at least one fractional digit for 1e-3 <= |v| < 1e7, else
+/// `d.dddE[-]n`; the shortest digits that round-trip in `v`'s own type.
+fn java_real<T>(v: T) -> String
+where
+    T: Copy + std::fmt::Display + std::fmt::LowerExp + Into<f64>,
+{
+    let x: f64 = v.into();
+    if x.is_nan() {
         return "NaN".into();
     }
-    if v.is_infinite() {
-        return if v > 0.0 { "Infinity" } else { "-Infinity" }.into();
+    if x.is_infinite() {
+        return if x > 0.0 { "Infinity" } else { "-Infinity" }.into();
     }
-    if v == 0.0 {
-        return if v.is_sign_negative() { "-0.0" } else { "0.0" }.into();
+    if x == 0.0 {
+        return if x.is_sign_negative() { "-0.0" } else { "0.0" }.into();
     }
-    if (1e-3..1e7).contains(&v.abs()) {
+    if (1e-3..1e7).contains(&x.abs()) {
         plain_with_fraction(format!("{v}"))
     } else {
         java_scientific(&format!("{v:e}"))
     }
 }
 
-/// Java's `Float.toString` (same rules as [`java_double`], with `f32`'s shortest digits).
+fn java_double(v: f64) -> String {
+    java_real(v)
+}
+
 fn java_float(v: f32) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 { "Infinity" } else { "-Infinity" }.into();
-    }
-    if v == 0.0 {
-        return if v.is_sign_negative() { "-0.0" } else { "0.0" }.into();
-    }
-    if (1e-3..1e7).contains(&v.abs()) {
-        plain_with_fraction(format!("{v}"))
-    } else {
-        java_scientific(&format!("{v:e}"))
-    }
+    java_real(v)
 }
 
 fn plain_with_fraction(mut s: String) -> String {
