@@ -21,6 +21,14 @@ def glue_client(server):
     return server.aws("glue")
 
 
+def ensure_database(glue, db):
+    """Creates database `db` unless it exists (tests share one server)."""
+    try:
+        glue.create_database(DatabaseInput={"Name": db})
+    except glue.exceptions.AlreadyExistsException:
+        pass
+
+
 def conversion(db, table, serde=None, parquet=None):
     return {
         "SchemaConfiguration": {"DatabaseName": db, "TableName": table, "RoleARN": ROLE},
@@ -84,10 +92,7 @@ COLUMNS = [
 def test_parquet_with_every_type_bad_records_and_partitions(lakehose, firehose):
     glue = glue_client(lakehose)
     db, table, stream, bucket = "analytics", unique_name("events").replace("-", "_"), unique_name("conv"), unique_name("lake")
-    try:
-        glue.create_database(DatabaseInput={"Name": db})
-    except glue.exceptions.AlreadyExistsException:
-        pass
+    ensure_database(glue, db)
     glue.create_table(
         DatabaseName=db,
         TableInput={
@@ -218,10 +223,7 @@ def test_orc_output_for_a_flat_table(lakehose, firehose):
 
     glue = glue_client(lakehose)
     db, table, stream, bucket = "orcdb", unique_name("o").replace("-", "_"), unique_name("orc"), unique_name("lake")
-    try:
-        glue.create_database(DatabaseInput={"Name": db})
-    except glue.exceptions.AlreadyExistsException:
-        pass
+    ensure_database(glue, db)
     cols = [("id", "bigint"), ("name", "string"), ("score", "double"), ("ok", "boolean")]
     glue.create_table(
         DatabaseName=db,
@@ -244,10 +246,7 @@ def test_a_batch_that_cannot_be_converted_goes_to_the_error_output(lakehose, fir
     # lands in format-conversion-failed instead of blocking the stream.
     glue = glue_client(lakehose)
     db, table, stream, bucket = "orcdb2", unique_name("n").replace("-", "_"), unique_name("orcn"), unique_name("lake")
-    try:
-        glue.create_database(DatabaseInput={"Name": db})
-    except glue.exceptions.AlreadyExistsException:
-        pass
+    ensure_database(glue, db)
     glue.create_table(
         DatabaseName=db,
         TableInput={"Name": table, "StorageDescriptor": {"Columns": [

@@ -14,29 +14,30 @@ import urllib.request
 import pytest
 
 from conftest import lakehose_bin, unique_name
-from test_conversion import ROLE, glue_client, put, wait_for
+from test_conversion import ROLE, ensure_database, glue_client, put, wait_for
 
 
-def query(server, sql, **options):
-    """POST /v1/query; returns the decoded JSON answer (raises on an error status)."""
+def _post_query(server, sql, **options):
     body = json.dumps({"sql": sql, **options}).encode()
     request = urllib.request.Request(
         server.endpoint + "/v1/query", data=body, headers={"content-type": "application/json"}
     )
+    return urllib.request.urlopen(request, timeout=60)
+
+
+def query(server, sql, **options):
+    """POST /v1/query; returns the decoded JSON answer (an error status fails the test)."""
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:
+        with _post_query(server, sql, **options) as response:
             return json.loads(response.read())
     except urllib.error.HTTPError as e:
         raise AssertionError(f"{sql!r} failed with {e.code}: {e.read().decode()}") from None
 
 
 def query_error(server, sql, **options):
-    body = json.dumps({"sql": sql, **options}).encode()
-    request = urllib.request.Request(
-        server.endpoint + "/v1/query", data=body, headers={"content-type": "application/json"}
-    )
+    """POST /v1/query that must fail: (status, the `error` object)."""
     with pytest.raises(urllib.error.HTTPError) as info:
-        urllib.request.urlopen(request, timeout=60)
+        _post_query(server, sql, **options)
     return info.value.code, json.loads(info.value.read())["error"]
 
 
@@ -47,10 +48,7 @@ def count(server, table, db, **options):
 
 def make_table(server, db, table, bucket, prefix, partition_keys=()):
     glue = glue_client(server)
-    try:
-        glue.create_database(DatabaseInput={"Name": db})
-    except glue.exceptions.AlreadyExistsException:
-        pass
+    ensure_database(glue, db)
     glue.create_table(
         DatabaseName=db,
         TableInput={
