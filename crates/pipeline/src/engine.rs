@@ -292,6 +292,38 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Says what opening a stream's log found: a log line and the `LogRecovery.*` gauges (so a
+/// restart that had to truncate or skip anything is visible in `/metrics`, not only in logs).
+fn report_recovery(stream: &str, r: &lakehose_log::Recovery, took: std::time::Duration) {
+    let undelivered = r.next_seq.saturating_sub(r.committed);
+    let damaged = r.torn_tail_bytes > 0 || r.corrupt_records > 0 || r.corrupt_segments > 0;
+    let level_msg = "stream log recovered";
+    if damaged {
+        tracing::warn!(stream, records = r.records, bytes = r.bytes, segments = r.segments,
+            undelivered, torn_tail_bytes = r.torn_tail_bytes, corrupt_records = r.corrupt_records,
+            corrupt_segments = r.corrupt_segments, reclaimed_segments = r.reclaimed_segments,
+            committed = r.committed, next_seq = r.next_seq, took_ms = took.as_millis() as u64,
+            "{level_msg}; damaged data was truncated or skipped");
+    } else {
+        tracing::info!(stream, records = r.records, bytes = r.bytes, segments = r.segments,
+            undelivered, reclaimed_segments = r.reclaimed_segments, committed = r.committed,
+            next_seq = r.next_seq, took_ms = took.as_millis() as u64, "{level_msg}");
+    }
+    let s = stream.to_string();
+    metrics::gauge!("LogRecovery.Records", "stream" => s.clone()).set(r.records as f64);
+    metrics::gauge!("LogRecovery.Bytes", "stream" => s.clone()).set(r.bytes as f64);
+    metrics::gauge!("LogRecovery.UndeliveredRecords", "stream" => s.clone()).set(undelivered as f64);
+    metrics::gauge!("LogRecovery.TornTailBytes", "stream" => s.clone())
+        .set(r.torn_tail_bytes as f64);
+    metrics::gauge!("LogRecovery.CorruptRecords", "stream" => s.clone())
+        .set(r.corrupt_records as f64);
+    metrics::gauge!("LogRecovery.CorruptSegments", "stream" => s.clone())
+        .set(r.corrupt_segments as f64);
+    metrics::gauge!("LogRecovery.ReclaimedSegments", "stream" => s.clone())
+        .set(r.reclaimed_segments as f64);
+    metrics::gauge!("LogRecovery.Milliseconds", "stream" => s).set(took.as_secs_f64() * 1e3);
+}
+
 fn api_error(e: Error) -> ApiError {
     match e {
         Error::Log(lakehose_log::Error::Poisoned(reason)) => ApiError::unavailable(format!(
@@ -399,18 +431,9 @@ impl Engine {
 
     fn start_stream(&self, spec: StreamSpec, dir: &Path) -> Result<Arc<StreamRuntime>> {
         let derived = self.derive(&spec);
+        let opened = std::time::Instant::now();
         let (log, recovery) = Log::open(&dir.join("log"), self.config.log.clone())?;
-        tracing::info!(
-            stream = %spec.name,
-            records = recovery.records,
-            bytes = recovery.bytes,
-            segments = recovery.segments,
-            torn_tail_bytes = recovery.torn_tail_bytes,
-            corrupt_records = recovery.corrupt_records,
-            committed = recovery.committed,
-            next_seq = recovery.next_seq,
-            "stream log recovered"
-        );
+        report_recovery(&spec.name, &recovery, opened.elapsed());
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (derived, startable) = match derived {
             Ok(d) => (d, true),
