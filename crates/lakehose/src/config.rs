@@ -47,6 +47,10 @@ pub struct Limits {
     /// Per stream: MiB of undelivered log on disk before records are refused.
     #[serde(default = "default_disk_mib")]
     pub max_disk_mib: u64,
+    /// MiB the data dir's filesystem keeps free: below it records are refused with
+    /// `ServiceUnavailableException` until space is freed (0 turns the check off).
+    #[serde(default = "default_min_free_disk_mib")]
+    pub min_free_disk_mib: u64,
     /// Hours undelivered records are kept while the destination fails.
     #[serde(default = "default_retention_hours")]
     pub retention_hours: f64,
@@ -64,6 +68,7 @@ impl Default for Limits {
             max_streams: default_max_streams(),
             max_inflight_mib: default_inflight_mib(),
             max_disk_mib: default_disk_mib(),
+            min_free_disk_mib: default_min_free_disk_mib(),
             retention_hours: default_retention_hours(),
             segment_mib: default_segment_mib(),
             max_active_partitions: default_max_active_partitions(),
@@ -88,6 +93,9 @@ fn default_inflight_mib() -> u64 {
 }
 fn default_disk_mib() -> u64 {
     16 * 1024
+}
+fn default_min_free_disk_mib() -> u64 {
+    64
 }
 fn default_retention_hours() -> f64 {
     24.0
@@ -135,6 +143,7 @@ impl Config {
             max_inflight_bytes: self.limits.max_inflight_mib * mib,
             max_disk_bytes: self.limits.max_disk_mib * mib,
             retention_ms: (self.limits.retention_hours * 3600.0 * 1000.0) as i64,
+            min_free_disk_bytes: self.limits.min_free_disk_mib * 1024 * 1024,
             log: lakehose_log::LogConfig {
                 segment_bytes: self.limits.segment_mib * mib,
                 ..Default::default()

@@ -3,8 +3,9 @@
 //! `ServiceUnavailableException` ("Slow down.") instead of queueing: memory and disk stay bounded
 //! and clients back off, as Firehose's own throttling makes them do.
 
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// A byte budget shared by concurrent requests. Reservations are released on drop.
 #[derive(Debug)]
@@ -97,5 +98,52 @@ mod tests {
             n3, 1,
             "an oversized record is admitted alone into an idle budget"
         );
+    }
+}
+
+/// The free space of the filesystem holding the data dir, checked on every put (one `statvfs`,
+/// about a microsecond). Records are refused while it is below the reserve, so a full disk
+/// answers `ServiceUnavailableException` at once instead of failing the log's write (which
+/// would fail the whole group commit), and admission resumes as soon as space is freed.
+#[derive(Debug)]
+pub(crate) struct DiskSpace {
+    path: PathBuf,
+    reserve: u64,
+    warned: AtomicBool,
+}
+
+impl DiskSpace {
+    pub(crate) fn new(path: PathBuf, reserve: u64) -> Self {
+        Self {
+            path,
+            reserve,
+            warned: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether fewer than the reserved bytes are free. An unreadable figure counts as
+    /// enough space (the log's own write errors still protect the data).
+    pub(crate) fn is_low(&self) -> bool {
+        if self.reserve == 0 {
+            return false;
+        }
+        match rustix::fs::statvfs(&self.path) {
+            Ok(st) => {
+                let low = st.f_bavail.saturating_mul(st.f_frsize) < self.reserve;
+                if low != self.warned.swap(low, Ordering::Relaxed) {
+                    if low {
+                        tracing::warn!(path = %self.path.display(), reserve = self.reserve,
+                            "the data dir's disk is full: refusing records until space is freed");
+                    } else {
+                        tracing::info!(path = %self.path.display(), "disk space freed: accepting records again");
+                    }
+                }
+                low
+            }
+            Err(e) => {
+                tracing::debug!(path = %self.path.display(), error = %e, "statvfs failed");
+                false
+            }
+        }
     }
 }

@@ -27,7 +27,7 @@ use lakehose_sinks::{Buckets, SinkResult, StoreSink};
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
-use crate::admit::ByteBudget;
+use crate::admit::{ByteBudget, DiskSpace};
 use crate::{Error, Result, now_ms};
 
 /// Limits and knobs of the engine.
@@ -41,6 +41,9 @@ pub struct EngineConfig {
     pub max_disk_bytes: u64,
     /// How long undelivered records are kept while the destination fails (AWS: 24 h).
     pub retention_ms: i64,
+    /// Free bytes the data dir's filesystem keeps: below it, records are refused with
+    /// `ServiceUnavailableException` (and delivery, which frees log space, goes on).
+    pub min_free_disk_bytes: u64,
     /// Write-ahead log settings.
     pub log: LogConfig,
     /// Where Lambda processors' functions are reached (`[lambdas]` in lakehose.toml).
@@ -57,6 +60,7 @@ impl Default for EngineConfig {
             max_inflight_bytes: 256 * 1024 * 1024,
             max_disk_bytes: 16 * 1024 * 1024 * 1024,
             retention_ms: 24 * 3600 * 1000,
+            min_free_disk_bytes: 64 * 1024 * 1024,
             log: LogConfig::default(),
             lambdas: LambdaEndpoints::default(),
             max_active_partitions: 500,
@@ -269,6 +273,8 @@ pub struct Engine {
     catalog: Arc<dyn CatalogStore>,
     buckets: Arc<Buckets>,
     config: EngineConfig,
+    /// Free space on the data dir's filesystem: records are refused below the reserve.
+    disk: DiskSpace,
     streams: RwLock<BTreeMap<String, Arc<StreamRuntime>>>,
     /// Serialises control-plane changes (create, delete, modify).
     control: Mutex<()>,
@@ -350,6 +356,7 @@ impl Engine {
             root: root.clone(),
             catalog,
             buckets: Arc::new(buckets),
+            disk: DiskSpace::new(root.clone(), config.min_free_disk_bytes),
             config,
             streams: RwLock::default(),
             control: Mutex::new(()),
@@ -606,10 +613,16 @@ impl StreamService for Engine {
         }
         let total = records.len();
         let sizes: Vec<usize> = records.iter().map(Bytes::len).collect();
-        let (admitted, reservation) = if rt.log.disk_bytes() > self.config.max_disk_bytes {
-            (0, rt.inflight.reserve_prefix(&[]).1)
+        let refuse_all = if rt.log.disk_bytes() > self.config.max_disk_bytes {
+            Some("Slow down: the stream holds its maximum of undelivered data.")
+        } else if self.disk.is_low() {
+            Some("Slow down: the data dir's disk is full.")
         } else {
-            rt.inflight.reserve_prefix(&sizes)
+            None
+        };
+        let (admitted, reservation) = match refuse_all {
+            Some(_) => (0, rt.inflight.reserve_prefix(&[]).1),
+            None => rt.inflight.reserve_prefix(&sizes),
         };
         let throttled = total - admitted;
         let encrypted = false;
@@ -642,9 +655,10 @@ impl StreamService for Engine {
                 .fetch_add(throttled as u64, Ordering::Relaxed);
             metrics::counter!("ThrottledRecords", "stream" => name.to_string())
                 .increment(throttled as u64);
+            let message = refuse_all.unwrap_or("Slow down.");
             outcomes.extend((0..throttled).map(|_| RecordOutcome::Failed {
                 code: "ServiceUnavailableException",
-                message: "Slow down.".into(),
+                message: message.into(),
             }));
         }
         Ok(PutOutcome {

@@ -5,3 +5,4 @@ mod cli;
 mod common;
 mod crash;
 mod delivery;
+mod disk_full;
