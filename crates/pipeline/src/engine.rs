@@ -21,7 +21,7 @@ use lakehose_api::model::{PutOutcome, RecordOutcome};
 use lakehose_api::{ApiError, ErrorKind, SpecChange, StreamService, StreamSpec};
 use lakehose_catalog::CatalogStore;
 use lakehose_formats::convert::ConversionConfig;
-use lakehose_log::{Log, LogConfig};
+use lakehose_log::{Fs, Log, LogConfig, StdFs};
 use lakehose_process::{LambdaEndpoints, ProcessorChain};
 use lakehose_sinks::{Buckets, SinkResult, StoreSink};
 use tokio::sync::{Mutex, watch};
@@ -46,6 +46,9 @@ pub struct EngineConfig {
     pub min_free_disk_bytes: u64,
     /// Write-ahead log settings.
     pub log: LogConfig,
+    /// The filesystem the logs write through: the real one, or a fault-injecting one in tests
+    /// of fail-stop behaviour (`lakehose_log::testing::FaultFs`).
+    pub log_fs: Arc<dyn Fs>,
     /// Where Lambda processors' functions are reached (`[lambdas]` in lakehose.toml).
     pub lambdas: LambdaEndpoints,
     /// Most distinct dynamic partitions in one buffer (AWS: 500); records beyond go to the
@@ -62,6 +65,7 @@ impl Default for EngineConfig {
             retention_ms: 24 * 3600 * 1000,
             min_free_disk_bytes: 64 * 1024 * 1024,
             log: LogConfig::default(),
+            log_fs: Arc::new(StdFs),
             lambdas: LambdaEndpoints::default(),
             max_active_partitions: 500,
         }
@@ -335,6 +339,14 @@ fn api_error(e: Error) -> ApiError {
         Error::Log(lakehose_log::Error::Poisoned(reason)) => ApiError::unavailable(format!(
             "The stream cannot accept records: its write-ahead log failed ({reason})."
         )),
+        // The write or fsync of this very request failed: the records are not acknowledged and
+        // the log is now poisoned (fail-stop, see `lakehose_log`).
+        Error::Log(e @ lakehose_log::Error::Io { .. }) => {
+            tracing::error!(error = %e, "the write-ahead log failed; the stream refuses records until restarted");
+            ApiError::unavailable(format!(
+                "The stream cannot accept records: its write-ahead log failed ({e})."
+            ))
+        }
         Error::Log(lakehose_log::Error::Closed) => {
             ApiError::new(ErrorKind::ResourceNotFound, "The stream was deleted.")
         }
@@ -439,7 +451,11 @@ impl Engine {
     fn start_stream(&self, spec: StreamSpec, dir: &Path) -> Result<Arc<StreamRuntime>> {
         let derived = self.derive(&spec);
         let opened = std::time::Instant::now();
-        let (log, recovery) = Log::open(&dir.join("log"), self.config.log.clone())?;
+        let (log, recovery) = Log::open_with_fs(
+            &dir.join("log"),
+            self.config.log.clone(),
+            self.config.log_fs.clone(),
+        )?;
         report_recovery(&spec.name, &recovery, opened.elapsed());
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (derived, startable) = match derived {
@@ -631,11 +647,12 @@ impl StreamService for Engine {
             let mut records = records;
             records.truncate(admitted);
             let bytes: usize = sizes[..admitted].iter().sum();
-            let range = rt
-                .log
-                .append(records, now_ms())
-                .await
-                .map_err(|e| api_error(e.into()))?;
+            let range = rt.log.append(records, now_ms()).await.map_err(|e| {
+                if rt.log.poisoned().is_some() {
+                    metrics::gauge!("WriteAheadLog.Failed", "stream" => name.to_string()).set(1.0);
+                }
+                api_error(e.into())
+            })?;
             drop(reservation);
             // Read one field under the lock rather than cloning the whole spec per request.
             let incarnation = rt.spec.read().unwrap_or_else(|e| e.into_inner()).created_ms;
