@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::engine::StreamRuntime;
-use crate::{Error, Result, now_ms};
+use crate::{Error, Result};
 
 /// The flush being delivered, stored in the log checkpoint before the object is written.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -191,7 +191,7 @@ async fn run_inner(rt: &Arc<StreamRuntime>, shutdown: &mut watch::Receiver<bool>
             .map(|oldest| oldest + (interval_s as i64) * 1000);
         let flush_now = batch.bytes >= size_limit
             || batch.carry.is_some()
-            || due.is_some_and(|d| d <= now_ms())
+            || due.is_some_and(|d| d <= rt.now_ms())
             || (interval_s == 0 && !batch.records.is_empty() && caught_up);
         if flush_now {
             let records = std::mem::take(&mut batch.records);
@@ -210,7 +210,7 @@ async fn run_inner(rt: &Arc<StreamRuntime>, shutdown: &mut watch::Receiver<bool>
             continue;
         }
         let sleep = match due {
-            Some(d) => Duration::from_millis((d - now_ms()).max(1) as u64),
+            Some(d) => Duration::from_millis((d - rt.now_ms()).max(1) as u64),
             None => Duration::from_secs(3600),
         };
         tokio::select! {
@@ -229,7 +229,7 @@ pub(crate) fn plan_for(rt: &StreamRuntime, records: &[LogRecord]) -> Plan {
         .iter()
         .map(|r| r.arrival_ms)
         .min()
-        .unwrap_or_else(now_ms);
+        .unwrap_or_else(|| rt.now_ms());
     let (prefix, _) = spec.prefixes();
     let seed = stable_seed(&[
         spec.name.as_bytes(),

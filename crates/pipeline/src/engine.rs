@@ -28,7 +28,7 @@ use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
 use crate::admit::{ByteBudget, DiskSpace};
-use crate::{Error, Result, now_ms};
+use crate::{Clock, Error, Result};
 
 /// Limits and knobs of the engine.
 #[derive(Clone, Debug)]
@@ -41,6 +41,8 @@ pub struct EngineConfig {
     pub max_disk_bytes: u64,
     /// How long undelivered records are kept while the destination fails (AWS: 24 h).
     pub retention_ms: i64,
+    /// The clock of arrival stamps, buffering intervals and retention (simulated in tests).
+    pub clock: Clock,
     /// Free bytes the data dir's filesystem keeps: below it, records are refused with
     /// `ServiceUnavailableException` (and delivery, which frees log space, goes on).
     pub min_free_disk_bytes: u64,
@@ -63,6 +65,7 @@ impl Default for EngineConfig {
             max_inflight_bytes: 256 * 1024 * 1024,
             max_disk_bytes: 16 * 1024 * 1024 * 1024,
             retention_ms: 24 * 3600 * 1000,
+            clock: Clock::System,
             min_free_disk_bytes: 64 * 1024 * 1024,
             log: LogConfig::default(),
             log_fs: Arc::new(StdFs),
@@ -195,6 +198,11 @@ impl StreamRuntime {
         self.config.retention_ms
     }
 
+    /// Now, by the engine's [`Clock`].
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.config.clock.now_ms()
+    }
+
     /// Records the arrival time of the oldest record read but not yet delivered (`None`: none).
     pub(crate) fn set_freshness(&self, oldest: Option<i64>) {
         self.oldest_undelivered_ms
@@ -216,7 +224,7 @@ impl StreamRuntime {
         if oldest == 0 {
             0.0
         } else {
-            (now_ms() - oldest) as f64 / 1000.0
+            (self.now_ms() - oldest) as f64 / 1000.0
         }
     }
 
@@ -647,7 +655,7 @@ impl StreamService for Engine {
             let mut records = records;
             records.truncate(admitted);
             let bytes: usize = sizes[..admitted].iter().sum();
-            let range = rt.log.append(records, now_ms()).await.map_err(|e| {
+            let range = rt.log.append(records, rt.now_ms()).await.map_err(|e| {
                 if rt.log.poisoned().is_some() {
                     metrics::gauge!("WriteAheadLog.Failed", "stream" => name.to_string()).set(1.0);
                 }

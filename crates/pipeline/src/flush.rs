@@ -21,7 +21,7 @@ use tokio::sync::watch;
 
 use crate::delivery::{Plan, backoff};
 use crate::engine::StreamRuntime;
-use crate::{Error, Result, now_ms};
+use crate::{Error, Result};
 
 /// One object to write.
 #[derive(Debug)]
@@ -206,7 +206,7 @@ pub(crate) async fn process(
         metrics::counter!("FailedProcessing.Records", "stream" => stream.clone())
             .increment(processed.failed.len() as u64);
     }
-    let ending = now_ms();
+    let ending = rt.now_ms();
     for failed in &processed.failed {
         errors.push(ErrorRecord {
             error_output_type: failed.error_output_type,
@@ -279,7 +279,7 @@ pub(crate) async fn build(
                 Ok(key) => key,
                 Err(e) => {
                     // A record without a key the prefix needs: to the error output.
-                    let ending = now_ms();
+                    let ending = rt.now_ms();
                     for r in &group.records {
                         errors.push(partitioning_failure(
                             r.seq,
@@ -541,7 +541,11 @@ async fn write_one(
             Err(e) => {
                 metrics::counter!("DeliveryToS3.Failures", "stream" => stream.clone()).increment(1);
                 rt.set_freshness(Some(plan.oldest_ms));
-                if now_ms() - plan.oldest_ms > rt.retention_ms() {
+                // The batch is kept while its oldest record is younger than the retention
+                // period; the last attempt is made when that period ends, not a backoff later.
+                let expires_ms = plan.oldest_ms.saturating_add(rt.retention_ms());
+                let left_ms = expires_ms - rt.now_ms();
+                if left_ms <= 0 {
                     tracing::error!(stream = %stream, key = %output.key, records = output.records, error = %e,
                         "undelivered records outlived the retention period and are dropped");
                     metrics::counter!("DeliveryToS3.RecordsExpired", "stream" => stream.clone())
@@ -549,7 +553,7 @@ async fn write_one(
                     rt.stats.expired(output.records);
                     return true;
                 }
-                let wait = backoff(attempt);
+                let wait = backoff(attempt).min(Duration::from_millis(left_ms as u64));
                 attempt += 1;
                 log_failure(&stream, &output.key, attempt, &e, wait);
                 tokio::select! {

@@ -47,3 +47,39 @@ pub fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or_default()
 }
+
+/// The clock of a stream's time rules: arrival stamps, buffering intervals, data freshness and
+/// the retention of undelivered records. Sleeps always use tokio's timer, so with
+/// [`Clock::Tokio`] a test that pauses tokio's clock (`start_paused`) runs hours of outage in
+/// milliseconds and every rule keeps its meaning.
+#[derive(Clone, Copy, Debug, Default)]
+pub enum Clock {
+    /// The system's wall clock.
+    #[default]
+    System,
+    /// Starts at `base_ms` and advances with tokio's clock.
+    Tokio {
+        /// Epoch milliseconds at `base`.
+        base_ms: i64,
+        /// The tokio instant that maps to `base_ms`.
+        base: tokio::time::Instant,
+    },
+}
+
+impl Clock {
+    /// A clock that reads `base_ms` now and then follows tokio's (possibly paused) clock.
+    pub fn tokio_from(base_ms: i64) -> Self {
+        Clock::Tokio {
+            base_ms,
+            base: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Milliseconds since the Unix epoch by this clock.
+    pub fn now_ms(&self) -> i64 {
+        match self {
+            Clock::System => now_ms(),
+            Clock::Tokio { base_ms, base } => base_ms + base.elapsed().as_millis() as i64,
+        }
+    }
+}

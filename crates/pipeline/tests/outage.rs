@@ -1,0 +1,161 @@
+//! Destination outages on simulated time. The engine runs on tokio's paused clock
+//! ([`Clock::Tokio`]): a bucket that cannot be written (its folder is a plain file) fails every
+//! delivery, and hours of outage pass in milliseconds.
+//!
+//! - Undelivered records are retried until their retention window ends, then dropped and counted
+//!   (`DeliveryToS3.RecordsExpired`), at the window's end to within a second: windows of 0 s,
+//!   300 s, 7200 s and Firehose's 24 h.
+//! - After an outage shorter than the window, delivery resumes by itself and lands every record
+//!   once, in order.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use lakehose_api::{StreamService, StreamSpec};
+use lakehose_catalog::FileCatalog;
+use lakehose_log::LogConfig;
+use lakehose_pipeline::{Clock, Engine, EngineConfig};
+use lakehose_sinks::Buckets;
+
+/// 2023-11-14T22:13:20Z: any fixed start works.
+const START_MS: i64 = 1_700_000_000_000;
+
+async fn engine(dir: &Path, retention_s: i64) -> Arc<Engine> {
+    let config = EngineConfig {
+        clock: Clock::tokio_from(START_MS),
+        retention_ms: retention_s * 1000,
+        // Durability is not under test here; fsync only slows the simulated clock's test down.
+        log: LogConfig {
+            fsync: false,
+            ..LogConfig::default()
+        },
+        ..EngineConfig::default()
+    };
+    let catalog = Arc::new(FileCatalog::open_in_data_dir(dir).unwrap());
+    let buckets = Buckets::new(dir.join("buckets"), HashMap::new());
+    Engine::open(dir, buckets, catalog, config).await.unwrap()
+}
+
+async fn create(engine: &Engine, name: &str, interval_s: u32) {
+    let input = serde_json::from_value(serde_json::json!({
+        "DeliveryStreamName": name,
+        "ExtendedS3DestinationConfiguration": {
+            "RoleARN": "arn:aws:iam::123456789012:role/firehose",
+            "BucketARN": format!("arn:aws:s3:::{name}"),
+            "BufferingHints": { "SizeInMBs": 1, "IntervalInSeconds": interval_s },
+        },
+    }))
+    .unwrap();
+    let spec = StreamSpec::from_create(input, "us-east-1", START_MS).unwrap();
+    engine.create_stream(spec).await.unwrap();
+}
+
+/// Makes the bucket unwritable: its folder is a plain file.
+fn break_bucket(dir: &Path, name: &str) -> PathBuf {
+    let buckets = dir.join("buckets");
+    std::fs::create_dir_all(&buckets).unwrap();
+    let path = buckets.join(name);
+    std::fs::write(&path, b"not a folder").unwrap();
+    path
+}
+
+fn records(from: u64, n: u64) -> Vec<Bytes> {
+    (from..from + n).map(|i| Bytes::from(format!("{i}\n"))).collect()
+}
+
+/// The records of every object in the bucket, one `Vec` per object.
+fn objects(bucket: &Path) -> Vec<Vec<u64>> {
+    let mut out = Vec::new();
+    let mut stack = vec![bucket.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if !path.to_string_lossy().contains('#') {
+                let text = std::fs::read_to_string(&path).unwrap();
+                out.push(text.lines().map(|l| l.parse().unwrap()).collect());
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(start_paused = true)]
+async fn undelivered_records_expire_when_their_retention_window_ends() {
+    for window_s in [0i64, 300, 7200, 24 * 3600] {
+        let tmp = tempfile::tempdir().unwrap();
+        break_bucket(tmp.path(), "outage");
+        let engine = engine(tmp.path(), window_s).await;
+        create(&engine, "outage", 0).await;
+        let rt = engine.runtime("outage").unwrap();
+        let clock = Clock::tokio_from(START_MS);
+
+        let sent = clock.now_ms();
+        let out = engine.put_records("outage", records(0, 10)).await.unwrap();
+        assert_eq!(out.records.len(), 10);
+        while rt.stats.expired_records.load(Ordering::Relaxed) < 10 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert!(
+                clock.now_ms() - sent < (window_s + 3600) * 1000,
+                "window {window_s} s: nothing expired an hour after the window ended"
+            );
+        }
+        let held_ms = clock.now_ms() - sent;
+        eprintln!("retention window {window_s} s: records dropped after {held_ms} ms");
+        assert!(
+            (held_ms - window_s * 1000).abs() <= 1000,
+            "window {window_s} s: records were dropped after {held_ms} ms"
+        );
+        assert_eq!(rt.stats.delivered_records.load(Ordering::Relaxed), 0);
+        engine.shutdown().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn delivery_resumes_in_order_after_an_outage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let broken = break_bucket(tmp.path(), "resume");
+    let engine = engine(tmp.path(), 7200).await;
+    create(&engine, "resume", 60).await;
+    let rt = engine.runtime("resume").unwrap();
+    let clock = Clock::tokio_from(START_MS);
+
+    // Twenty minutes of outage, 100 records every 30 s.
+    let mut sent = 0;
+    let outage_start = clock.now_ms();
+    while clock.now_ms() - outage_start < 20 * 60 * 1000 {
+        engine.put_records("resume", records(sent, 100)).await.unwrap();
+        sent += 100;
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    }
+    assert_eq!(rt.stats.delivered_records.load(Ordering::Relaxed), 0);
+
+    std::fs::remove_file(&broken).unwrap();
+    let fixed = clock.now_ms();
+    while rt.stats.delivered_records.load(Ordering::Relaxed) < sent {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            clock.now_ms() - fixed < 10 * 60 * 1000,
+            "delivery did not catch up within 10 minutes of the destination's recovery"
+        );
+    }
+    let caught_up_ms = clock.now_ms() - fixed;
+    eprintln!("outage of 20 min: {sent} records delivered {caught_up_ms} ms after recovery");
+    // The backoff is capped at 30 s (±20%): the first retry after recovery comes within it.
+    assert!(caught_up_ms <= 40_000, "caught up only after {caught_up_ms} ms");
+    assert_eq!(rt.stats.expired_records.load(Ordering::Relaxed), 0);
+
+    let mut objects = objects(&tmp.path().join("buckets").join("resume"));
+    for object in &objects {
+        assert!(object.windows(2).all(|w| w[0] < w[1]), "an object out of order: {object:?}");
+    }
+    objects.sort_by_key(|o| o[0]);
+    let all: Vec<u64> = objects.concat();
+    assert_eq!(all, (0..sent).collect::<Vec<_>>(), "every record once, in order");
+    engine.shutdown().await;
+}
