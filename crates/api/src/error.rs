@@ -45,6 +45,11 @@ pub enum ErrorKind {
     InvalidRequest,
     /// Athena: too many queries are queued or running; the client should back off.
     TooManyRequests,
+    /// The request body is larger than the endpoint accepts (HTTP 413); it was not read past
+    /// the limit.
+    RequestTooLarge,
+    /// The request body did not arrive within the server's body read timeout (HTTP 408).
+    RequestTimeout,
 }
 
 impl ErrorKind {
@@ -67,6 +72,8 @@ impl ErrorKind {
             ErrorKind::InvalidInput => "InvalidInputException",
             ErrorKind::InvalidRequest => "InvalidRequestException",
             ErrorKind::TooManyRequests => "TooManyRequestsException",
+            ErrorKind::RequestTooLarge => "RequestEntityTooLargeException",
+            ErrorKind::RequestTimeout => "RequestTimeoutException",
         }
     }
 
@@ -75,6 +82,8 @@ impl ErrorKind {
         match self {
             ErrorKind::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -87,6 +96,7 @@ impl ErrorKind {
                 | ErrorKind::Internal
                 | ErrorKind::ConcurrentModification
                 | ErrorKind::TooManyRequests
+                | ErrorKind::RequestTimeout
         )
     }
 }

@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -55,15 +56,33 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-async fn dispatch(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn dispatch(State(state): State<ApiState>, request: Request) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
+    let mut response = answer(&state, request).await;
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-amzn-requestid", v);
+    }
+    response
+}
+
+async fn answer(state: &ApiState, request: Request) -> Response {
+    let headers = request.headers();
     let target = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let region = region_of(&headers)
+        .unwrap_or("")
+        .to_string();
+    let region = region_of(headers)
         .unwrap_or(&state.default_region)
         .to_string();
+    let body = match read_body(request).await {
+        Ok(body) => body,
+        Err(e) => {
+            tracing::debug!(target, error = %e, "request body refused");
+            return e.into_response();
+        }
+    };
+    let target = target.as_str();
     let other = || {
         state.services.iter().find_map(|s| {
             let op = target.strip_prefix(s.target_prefix())?.strip_prefix('.')?;
@@ -71,7 +90,7 @@ async fn dispatch(State(state): State<ApiState>, headers: HeaderMap, body: Bytes
         })
     };
     let result = match target.strip_prefix(TARGET_PREFIX) {
-        Some(op) => operation(&state, op, &region, &body).await,
+        Some(op) => operation(state, op, &region, &body).await,
         None => match other() {
             Some((service, op)) => service.call(op, &region, &body).await,
             None => Err(ApiError::new(
@@ -80,17 +99,98 @@ async fn dispatch(State(state): State<ApiState>, headers: HeaderMap, body: Bytes
             )),
         },
     };
-    let mut response = match result {
+    match result {
         Ok(value) => json_response(StatusCode::OK, &value),
         Err(e) => {
             tracing::debug!(target, error = %e, "request rejected");
             e.into_response()
         }
-    };
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert("x-amzn-requestid", v);
     }
-    response
+}
+
+/// The whole request body, at most [`MAX_BODY_BYTES`]: a `Content-Length` over the limit is
+/// refused before any of the body is read; a longer chunked body is cut off at the limit.
+async fn read_body(request: Request) -> Result<Bytes> {
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+    // A body known to be empty (`Content-Length: 0`, an HTTP/2 HEADERS frame with
+    // END_STREAM) is not read: on an HTTP/2 stream the client has reset, reading would wait
+    // for the body timeout.
+    if axum::body::HttpBody::size_hint(request.body()).exact() == Some(0) {
+        return Ok(Bytes::new());
+    }
+    if let Some(meter) = request.extensions().get::<crate::shed::Meter>().cloned() {
+        return read_metered(request.into_body(), &meter).await;
+    }
+    Bytes::from_request(request, &())
+        .await
+        .map_err(|rejection| body_error(&rejection))
+}
+
+/// Reads a body of unknown length, reserving each chunk from the request budget before
+/// keeping it ([`crate::shed::Meter`]).
+async fn read_metered(mut body: Body, meter: &crate::shed::Meter) -> Result<Bytes> {
+    use http_body_util::BodyExt;
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| body_read_error(&e))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if buf.len() + data.len() > MAX_BODY_BYTES {
+            return Err(too_large());
+        }
+        if !meter.take(data.len()) {
+            return Err(ApiError::unavailable("Slow down."));
+        }
+        buf.extend_from_slice(&data);
+    }
+    Ok(buf.freeze())
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        ErrorKind::RequestTooLarge,
+        format!("The request body is larger than the {MAX_BODY_BYTES}-byte limit."),
+    )
+}
+
+/// The AWS-shaped answer to a body that could not be read: over [`MAX_BODY_BYTES`] (413,
+/// nothing read past the limit), or see [`body_read_error`].
+fn body_error(rejection: &BytesRejection) -> ApiError {
+    use axum::extract::rejection::FailedToBufferBody;
+    match rejection {
+        BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => too_large(),
+        other => body_read_error(other),
+    }
+}
+
+/// A body read that failed: not received within the server's body read timeout (408: the
+/// server's body wrapper fails with an `io::ErrorKind::TimedOut` error), or broken framing or
+/// a vanished client (400).
+fn body_read_error(error: &(dyn std::error::Error + 'static)) -> ApiError {
+    let mut source = Some(error);
+    while let Some(e) = source {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return ApiError::new(
+                ErrorKind::RequestTimeout,
+                "The request body was not received within the server's body read timeout.",
+            );
+        }
+        source = e.source();
+    }
+    ApiError::new(
+        ErrorKind::Serialization,
+        format!("Could not read the request body: {error}"),
+    )
 }
 
 fn json_response(status: StatusCode, value: &Value) -> Response {
@@ -116,19 +216,23 @@ fn region_of(headers: &HeaderMap) -> Option<&str> {
 
 /// Parses an AWS JSON 1.1 request body (an empty or blank body is `{}`); malformed JSON or
 /// unknown members answer `SerializationException`, as AWS does. Shared by every service on
-/// the endpoint.
+/// the endpoint. The body must be a JSON object: serde would otherwise also read a struct
+/// from an array, member by member.
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
     let body = if body.iter().all(u8::is_ascii_whitespace) {
         b"{}".as_slice()
     } else {
         body
     };
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::new(
-            ErrorKind::Serialization,
-            format!("Could not parse request body: {e}"),
-        )
-    })
+    let mut de = serde_json::Deserializer::from_slice(body);
+    T::deserialize(crate::model::ObjectOnly(&mut de))
+        .and_then(|value| de.end().map(|()| value))
+        .map_err(|e| {
+            ApiError::new(
+                ErrorKind::Serialization,
+                format!("Could not parse request body: {e}"),
+            )
+        })
 }
 
 fn now_ms() -> i64 {
@@ -142,6 +246,14 @@ fn required<'a>(value: &'a Option<String>, name: &str) -> Result<&'a str> {
     value
         .as_deref()
         .ok_or_else(|| ApiError::invalid(format!("{name} is required.")))
+}
+
+/// The required `DeliveryStreamName`, checked against `[a-zA-Z0-9_.-]{1,64}` (every operation
+/// answers `InvalidArgumentException` for a malformed name, before looking the stream up).
+fn stream_name(value: &Option<String>) -> Result<&str> {
+    let name = required(value, "DeliveryStreamName")?;
+    validate_stream_name(name)?;
+    Ok(name)
 }
 
 fn existing(state: &ApiState, name: &str) -> Result<StreamSpec> {
@@ -164,14 +276,14 @@ async fn operation(state: &ApiState, op: &str, region: &str, body: &[u8]) -> Res
         }
         "DeleteDeliveryStream" => {
             let input: DeleteDeliveryStreamInput = parse(body)?;
-            let name = required(&input.delivery_stream_name, "DeliveryStreamName")?;
+            let name = stream_name(&input.delivery_stream_name)?;
             existing(state, name)?;
             state.service.delete_stream(name).await?;
             Ok(json!({}))
         }
         "DescribeDeliveryStream" => {
             let input: DescribeDeliveryStreamInput = parse(body)?;
-            let name = required(&input.delivery_stream_name, "DeliveryStreamName")?;
+            let name = stream_name(&input.delivery_stream_name)?;
             if let Some(limit) = input.limit
                 && !(1..=10_000).contains(&limit)
             {
@@ -187,8 +299,7 @@ async fn operation(state: &ApiState, op: &str, region: &str, body: &[u8]) -> Res
         "ListDeliveryStreams" => list_streams(state, body),
         "UpdateDestination" => {
             let input: UpdateDestinationInput = parse(body)?;
-            let name = required(&input.delivery_stream_name, "DeliveryStreamName")?.to_string();
-            validate_stream_name(&name)?;
+            let name = stream_name(&input.delivery_stream_name)?.to_string();
             let now = now_ms();
             state
                 .service
@@ -198,7 +309,7 @@ async fn operation(state: &ApiState, op: &str, region: &str, body: &[u8]) -> Res
         }
         "TagDeliveryStream" => {
             let input: TagDeliveryStreamInput = parse(body)?;
-            let name = required(&input.delivery_stream_name, "DeliveryStreamName")?;
+            let name = stream_name(&input.delivery_stream_name)?;
             let tags = input.tags.clone().unwrap_or_default();
             state
                 .service
@@ -208,7 +319,7 @@ async fn operation(state: &ApiState, op: &str, region: &str, body: &[u8]) -> Res
         }
         "UntagDeliveryStream" => {
             let input: UntagDeliveryStreamInput = parse(body)?;
-            let name = required(&input.delivery_stream_name, "DeliveryStreamName")?;
+            let name = stream_name(&input.delivery_stream_name)?;
             let keys = input.tag_keys.clone().unwrap_or_default();
             state
                 .service
@@ -218,7 +329,7 @@ async fn operation(state: &ApiState, op: &str, region: &str, body: &[u8]) -> Res
         }
         "ListTagsForDeliveryStream" => {
             let input: ListTagsForDeliveryStreamInput = parse(body)?;
-            let name = required(&input.delivery_stream_name, "DeliveryStreamName")?;
+            let name = stream_name(&input.delivery_stream_name)?;
             let limit = input.limit.unwrap_or(50);
             if !(1..=50).contains(&limit) {
                 return Err(ApiError::invalid("Limit must be between 1 and 50."));
@@ -238,7 +349,7 @@ async fn operation(state: &ApiState, op: &str, region: &str, body: &[u8]) -> Res
         }
         "StartDeliveryStreamEncryption" => {
             let input: StartEncryptionInput = parse(body)?;
-            let name = required(&input.delivery_stream_name, "DeliveryStreamName")?;
+            let name = stream_name(&input.delivery_stream_name)?;
             let enc = input
                 .delivery_stream_encryption_configuration_input
                 .clone()
@@ -255,7 +366,7 @@ async fn operation(state: &ApiState, op: &str, region: &str, body: &[u8]) -> Res
         }
         "StopDeliveryStreamEncryption" => {
             let input: StopEncryptionInput = parse(body)?;
-            let name = required(&input.delivery_stream_name, "DeliveryStreamName")?;
+            let name = stream_name(&input.delivery_stream_name)?;
             let now = now_ms();
             state
                 .service
@@ -310,7 +421,7 @@ fn list_streams(state: &ApiState, body: &[u8]) -> Result<Value> {
 
 /// The PutRecordBatch body, borrowing from the request (`Data` is base64 text).
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, remote = "Self")]
 struct PutRecordBatchBody<'a> {
     #[serde(rename = "DeliveryStreamName", borrow)]
     name: Option<Cow<'a, str>>,
@@ -319,14 +430,14 @@ struct PutRecordBatchBody<'a> {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, remote = "Self")]
 struct RecordBody<'a> {
     #[serde(rename = "Data", borrow)]
     data: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, remote = "Self")]
 struct PutRecordBody<'a> {
     #[serde(rename = "DeliveryStreamName", borrow)]
     name: Option<Cow<'a, str>>,
@@ -334,7 +445,25 @@ struct PutRecordBody<'a> {
     record: Option<RecordBody<'a>>,
 }
 
+/// The put bodies are read only from JSON objects, like the model's shapes.
+macro_rules! object_only_borrowed {
+    ($($name:ident),*) => {$(
+        impl<'de: 'a, 'a> Deserialize<'de> for $name<'a> {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                $name::deserialize(crate::model::ObjectOnly(d))
+            }
+        }
+    )*};
+}
+object_only_borrowed!(PutRecordBatchBody, RecordBody, PutRecordBody);
+
 fn parse_borrowed<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T> {
+    // As in `parse`: an empty or blank body is `{}`.
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        body
+    };
     serde_json::from_slice(body).map_err(|e| {
         ApiError::new(
             ErrorKind::Serialization,
@@ -343,16 +472,32 @@ fn parse_borrowed<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T> {
     })
 }
 
+/// The decoded size of base64 text: exact for canonical padded base64 (what the decoder
+/// accepts), a close estimate otherwise (such text fails decoding anyway).
+fn decoded_len(text: &str) -> usize {
+    let b = text.as_bytes();
+    let pad = b.iter().rev().take(2).take_while(|&&c| c == b'=').count();
+    (b.len() / 4 * 3).saturating_sub(pad)
+}
+
+fn too_big_record(field: &str, i: usize) -> ApiError {
+    ApiError::invalid(format!(
+        "1 validation error detected: Value at '{field}{}.member.data' failed to satisfy \
+         constraint: Member must have length less than or equal to {MAX_RECORD_BYTES}",
+        i + 1
+    ))
+}
+
+fn too_big_batch() -> ApiError {
+    ApiError::invalid("Records size exceeds 4 MB limit")
+}
+
 /// Decodes each record's base64 into one shared buffer, checking the per-record and batch
-/// limits before anything is stored.
+/// limits before anything is stored. The limits are checked on the base64 lengths first, so
+/// an oversize request is refused without decoding any of it.
 fn decode_records(records: &[RecordBody<'_>], field: &str) -> Result<Vec<Bytes>> {
     let engine = &base64::engine::general_purpose::STANDARD;
-    let estimate: usize = records
-        .iter()
-        .map(|r| r.data.as_ref().map_or(0, |d| d.len() / 4 * 3))
-        .sum();
-    let mut buf = BytesMut::with_capacity(estimate);
-    let mut ends = Vec::with_capacity(records.len());
+    let mut total = 0usize;
     for (i, record) in records.iter().enumerate() {
         let data = record.data.as_deref().ok_or_else(|| {
             ApiError::invalid(format!(
@@ -361,6 +506,20 @@ fn decode_records(records: &[RecordBody<'_>], field: &str) -> Result<Vec<Bytes>>
                 i + 1
             ))
         })?;
+        let len = decoded_len(data);
+        if len > MAX_RECORD_BYTES {
+            return Err(too_big_record(field, i));
+        }
+        total += len;
+        if total > MAX_BATCH_BYTES {
+            return Err(too_big_batch());
+        }
+    }
+    // Room for the decoder's slack past the last record (padding, partial quantum).
+    let mut buf = BytesMut::with_capacity(total + 8);
+    let mut ends = Vec::with_capacity(records.len());
+    for (i, record) in records.iter().enumerate() {
+        let data = record.data.as_deref().unwrap_or_default();
         let start = buf.len();
         buf.resize(start + data.len() / 4 * 3 + 3, 0);
         let written = engine
@@ -373,14 +532,10 @@ fn decode_records(records: &[RecordBody<'_>], field: &str) -> Result<Vec<Bytes>>
             })?;
         buf.truncate(start + written);
         if written > MAX_RECORD_BYTES {
-            return Err(ApiError::invalid(format!(
-                "1 validation error detected: Value at '{field}{}.member.data' failed to satisfy \
-                 constraint: Member must have length less than or equal to {MAX_RECORD_BYTES}",
-                i + 1
-            )));
+            return Err(too_big_record(field, i));
         }
         if buf.len() > MAX_BATCH_BYTES {
-            return Err(ApiError::invalid("Records size exceeds 4 MB limit"));
+            return Err(too_big_batch());
         }
         ends.push(buf.len());
     }

@@ -10,6 +10,7 @@ pub mod handler;
 pub mod model;
 pub mod prefix;
 pub mod service;
+pub mod shed;
 pub mod stream;
 
 pub use error::{ApiError, ErrorKind, Result};

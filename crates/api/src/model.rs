@@ -6,15 +6,79 @@
 //! features (format conversion, other destinations, sources) are kept as JSON values: parsed,
 //! stored and echoed back by Describe, and validated by the feature that uses them.
 
+use serde::de::{Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+/// A deserializer that reads a struct only from a JSON object. serde's derived structs also
+/// accept an array, member by member in declaration order (`"Record": ["aGk="]`,
+/// `"Tags": [["k", "v"]]`); AWS accepts only objects, and so does every request shape here.
+pub(crate) struct ObjectOnly<D>(pub(crate) D);
+
+/// Forwards `deserialize_*` methods to the same method of the wrapped deserializer.
+macro_rules! forward {
+    ($($method:ident($($arg:ident: $ty:ty),*);)*) => {$(
+        fn $method<V: Visitor<'de>>(self, $($arg: $ty,)* visitor: V) -> Result<V::Value, D::Error> {
+            self.0.$method($($arg,)* visitor)
+        }
+    )*};
+}
+
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for ObjectOnly<D> {
+    type Error = D::Error;
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, D::Error> {
+        self.0.deserialize_map(visitor)
+    }
+
+    fn is_human_readable(&self) -> bool {
+        self.0.is_human_readable()
+    }
+
+    forward! {
+        deserialize_any(); deserialize_bool(); deserialize_i8(); deserialize_i16();
+        deserialize_i32(); deserialize_i64(); deserialize_i128(); deserialize_u8();
+        deserialize_u16(); deserialize_u32(); deserialize_u64(); deserialize_u128();
+        deserialize_f32(); deserialize_f64(); deserialize_char(); deserialize_str();
+        deserialize_string(); deserialize_bytes(); deserialize_byte_buf(); deserialize_option();
+        deserialize_unit(); deserialize_seq(); deserialize_map(); deserialize_identifier();
+        deserialize_ignored_any();
+        deserialize_unit_struct(name: &'static str);
+        deserialize_newtype_struct(name: &'static str);
+        deserialize_tuple(len: usize);
+        deserialize_tuple_struct(name: &'static str, len: usize);
+        deserialize_enum(name: &'static str, variants: &'static [&'static str]);
+    }
+}
+
+/// `Serialize` and `Deserialize` for a type derived with `#[serde(remote = "Self")]`, reading
+/// it only from an object ([`ObjectOnly`]).
+macro_rules! object_only {
+    ($name:ident) => {
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                $name::serialize(self, s)
+            }
+        }
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                $name::deserialize(ObjectOnly(d))
+            }
+        }
+    };
+}
 
 /// Skips `None` when serializing; every optional member of an AWS shape is omitted when unset.
 macro_rules! shape {
     ($(#[$meta:meta])* pub struct $name:ident { $($(#[$fmeta:meta])* $field:ident : $ty:ty = $wire:literal),* $(,)? }) => {
         $(#[$meta])*
         #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-        #[serde(deny_unknown_fields)]
+        #[serde(deny_unknown_fields, remote = "Self")]
         pub struct $name {
             $(
                 $(#[$fmeta])*
@@ -22,6 +86,7 @@ macro_rules! shape {
                 pub $field: Option<$ty>,
             )*
         }
+        object_only!($name);
     };
 }
 
@@ -69,7 +134,7 @@ shape! {
 
 /// One processor: its type and parameters.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, remote = "Self")]
 pub struct Processor {
     /// `ProcessorType`.
     #[serde(rename = "Type")]
@@ -82,10 +147,11 @@ pub struct Processor {
     )]
     pub parameters: Option<Vec<ProcessorParameter>>,
 }
+object_only!(Processor);
 
 /// `ProcessorParameter`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, remote = "Self")]
 pub struct ProcessorParameter {
     /// `ProcessorParameterName`.
     #[serde(rename = "ParameterName")]
@@ -94,6 +160,7 @@ pub struct ProcessorParameter {
     #[serde(rename = "ParameterValue")]
     pub value: String,
 }
+object_only!(ProcessorParameter);
 
 shape! {
     /// `RetryOptions`.
@@ -176,7 +243,7 @@ shape! {
 
 /// `Tag`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, remote = "Self")]
 pub struct Tag {
     /// 1..=128 characters, not starting with `aws:`.
     #[serde(rename = "Key")]
@@ -185,6 +252,7 @@ pub struct Tag {
     #[serde(rename = "Value", default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
 }
+object_only!(Tag);
 
 shape! {
     /// `DeliveryStreamEncryptionConfigurationInput`.
@@ -375,4 +443,37 @@ pub struct PutOutcome {
     pub records: Vec<RecordOutcome>,
     /// Whether server-side encryption was on for these records.
     pub encrypted: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_are_read_only_from_objects() {
+        let hints: BufferingHints =
+            serde_json::from_str(r#"{"SizeInMBs": 1, "IntervalInSeconds": 60}"#).unwrap();
+        assert_eq!(hints.size_in_mbs, Some(1));
+        assert!(serde_json::from_str::<BufferingHints>("[1, 60]").is_err());
+        assert!(serde_json::from_str::<BufferingHints>("[]").is_err());
+        assert!(serde_json::from_str::<Tag>(r#"["k", "v"]"#).is_err());
+        assert!(
+            serde_json::from_str::<CreateDeliveryStreamInput>(
+                r#"{"DeliveryStreamName": "s", "Tags": [["k", "v"]]}"#
+            )
+            .is_err()
+        );
+        let nested: CreateDeliveryStreamInput = serde_json::from_str(
+            r#"{"ExtendedS3DestinationConfiguration": {"BufferingHints": {"SizeInMBs": 2}}}"#,
+        )
+        .unwrap();
+        let ext = nested.extended_s3_destination_configuration.unwrap();
+        assert_eq!(ext.buffering_hints.unwrap().size_in_mbs, Some(2));
+        // Serialization is unchanged: unset members are omitted.
+        let tag = Tag {
+            key: "k".into(),
+            value: None,
+        };
+        assert_eq!(serde_json::to_string(&tag).unwrap(), r#"{"Key":"k"}"#);
+    }
 }

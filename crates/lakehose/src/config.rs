@@ -32,6 +32,103 @@ pub struct Config {
     /// e.g. `"arn:aws:lambda:us-east-1:123456789012:function:xform" = "http://127.0.0.1:9001"`.
     #[serde(default)]
     pub lambdas: lakehose_process::LambdaEndpoints,
+    /// HTTP timeouts and limits of the listener.
+    #[serde(default)]
+    pub server: Server,
+}
+
+/// `[server]`: timeouts and limits of the HTTP listener (slow-client and flood protection).
+/// Request bodies of the AWS API (`POST /`) are capped at
+/// [`lakehose_api::handler::MAX_BODY_BYTES`] whatever these say.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// Seconds a client has to send a whole HTTP/1 request head; hyper also starts this timer
+    /// when a kept-alive connection goes idle, so it bounds the wait for the next request too.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_secs: f64,
+    /// Seconds a connection (HTTP/1 or HTTP/2, including one that has not sent a byte yet) may
+    /// stay open with no request in flight before it is closed.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_secs: f64,
+    /// Seconds a client has to send a whole request body, counted from its request head;
+    /// a late body is answered `408 RequestTimeoutException`.
+    #[serde(default = "default_body_read_timeout")]
+    pub body_read_timeout_secs: f64,
+    /// Largest request head in bytes (HTTP/1 read buffer and HTTP/2 header list); larger heads
+    /// are answered 431 (HTTP/1) or reset (HTTP/2). At least 8192.
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
+    /// Concurrent streams per HTTP/2 connection.
+    #[serde(default = "default_h2_max_concurrent_streams")]
+    pub h2_max_concurrent_streams: u32,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_secs: default_header_read_timeout(),
+            idle_timeout_secs: default_idle_timeout(),
+            body_read_timeout_secs: default_body_read_timeout(),
+            max_header_bytes: default_max_header_bytes(),
+            h2_max_concurrent_streams: default_h2_max_concurrent_streams(),
+        }
+    }
+}
+
+fn default_header_read_timeout() -> f64 {
+    10.0
+}
+fn default_idle_timeout() -> f64 {
+    60.0
+}
+fn default_body_read_timeout() -> f64 {
+    30.0
+}
+fn default_max_header_bytes() -> usize {
+    64 * 1024
+}
+fn default_h2_max_concurrent_streams() -> u32 {
+    256
+}
+
+impl Server {
+    /// Checks the ranges (positive finite timeouts up to a day, header buffer of at least
+    /// 8 KiB, at least one HTTP/2 stream).
+    pub fn validate(&self) -> anyhow::Result<()> {
+        for (name, secs) in [
+            ("header_read_timeout_secs", self.header_read_timeout_secs),
+            ("idle_timeout_secs", self.idle_timeout_secs),
+            ("body_read_timeout_secs", self.body_read_timeout_secs),
+        ] {
+            anyhow::ensure!(
+                secs.is_finite() && secs > 0.0 && secs <= 86_400.0,
+                "server.{name} must be in (0, 86400], got {secs}"
+            );
+        }
+        anyhow::ensure!(
+            self.max_header_bytes >= 8192,
+            "server.max_header_bytes must be at least 8192, got {}",
+            self.max_header_bytes
+        );
+        anyhow::ensure!(
+            self.h2_max_concurrent_streams >= 1,
+            "server.h2_max_concurrent_streams must be at least 1"
+        );
+        Ok(())
+    }
+    /// `header_read_timeout_secs` as a duration.
+    pub fn header_read_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.header_read_timeout_secs)
+    }
+    /// `idle_timeout_secs` as a duration.
+    pub fn idle_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.idle_timeout_secs)
+    }
+    /// `body_read_timeout_secs` as a duration.
+    pub fn body_read_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.body_read_timeout_secs)
+    }
 }
 
 /// `[limits]`.
@@ -47,6 +144,12 @@ pub struct Limits {
     /// Per stream: MiB of undelivered log on disk before records are refused.
     #[serde(default = "default_disk_mib")]
     pub max_disk_mib: u64,
+    /// MiB of API request bodies held at once (received or being processed) across all
+    /// streams; requests beyond it are answered `ServiceUnavailableException` unread. It bounds
+    /// memory and, since decoding cost follows size, the queue of work: the default is about
+    /// 50 ms of decoding on two cores of a release build.
+    #[serde(default = "default_max_request_mib")]
+    pub max_request_mib: u64,
     /// MiB the data dir's filesystem keeps free: below it records are refused with
     /// `ServiceUnavailableException` until space is freed (0 turns the check off).
     #[serde(default = "default_min_free_disk_mib")]
@@ -68,6 +171,7 @@ impl Default for Limits {
             max_streams: default_max_streams(),
             max_inflight_mib: default_inflight_mib(),
             max_disk_mib: default_disk_mib(),
+            max_request_mib: default_max_request_mib(),
             min_free_disk_mib: default_min_free_disk_mib(),
             retention_hours: default_retention_hours(),
             segment_mib: default_segment_mib(),
@@ -94,6 +198,9 @@ fn default_inflight_mib() -> u64 {
 fn default_disk_mib() -> u64 {
     16 * 1024
 }
+fn default_max_request_mib() -> u64 {
+    16
+}
 fn default_min_free_disk_mib() -> u64 {
     64
 }
@@ -116,6 +223,7 @@ impl Default for Config {
             buckets: HashMap::new(),
             limits: Limits::default(),
             lambdas: Default::default(),
+            server: Server::default(),
         }
     }
 }
@@ -132,7 +240,13 @@ impl Config {
         };
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+        let config: Self =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        config
+            .server
+            .validate()
+            .with_context(|| format!("checking {}", path.display()))?;
+        Ok(config)
     }
 
     /// The engine settings these limits describe.
@@ -150,6 +264,7 @@ impl Config {
             },
             lambdas: self.lambdas.clone(),
             max_active_partitions: self.limits.max_active_partitions,
+            ..Default::default()
         }
     }
 }
@@ -169,9 +284,20 @@ mod tests {
             allow_http = true
             [limits]
             retention_hours = 1
+            [server]
+            header_read_timeout_secs = 2.5
+            idle_timeout_secs = 5
             "#,
         )
         .unwrap();
+        assert_eq!(
+            cfg.server.header_read_timeout(),
+            std::time::Duration::from_millis(2500)
+        );
+        assert_eq!(cfg.server.body_read_timeout().as_secs(), 30);
+        cfg.server.validate().unwrap();
+        let zero: Config = toml::from_str("[server]\nidle_timeout_secs = 0").unwrap();
+        assert!(zero.server.validate().is_err());
         assert_eq!(cfg.listen.port(), 9999);
         assert!(cfg.buckets["lake"].allow_http);
         assert_eq!(cfg.engine().retention_ms, 3_600_000);

@@ -21,6 +21,7 @@ use crate::lake::{LakeBuckets, PipelineFresh};
 
 /// Runs the server until a shutdown signal.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    config.server.validate()?;
     let recorder = PrometheusBuilder::new().build_recorder();
     let metrics = recorder.handle();
     metrics::set_global_recorder(recorder).context("installing the metrics recorder")?;
@@ -45,7 +46,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             Arc::new(AthenaApi::new(query_engine.clone(), stores)),
         ],
     };
+    // Request bodies held at once, across all API calls: beyond it, calls are shed unread.
+    let budget = lakehose_api::shed::RequestBudget::new(config.limits.max_request_mib << 20);
     let app = lakehose_api::router(state)
+        .layer(axum::middleware::from_fn_with_state(
+            budget,
+            lakehose_api::shed::shed,
+        ))
         .merge(lakehose_query::http::router(query_engine))
         .route(
             "/metrics",
@@ -61,21 +68,30 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // Tests and scripts read this line to learn the port when listening on port 0.
     println!("lakehose listening on http://{addr}");
 
-    serve_http(listener, app).await;
+    serve_http(listener, app, config.server.clone()).await;
     tracing::info!("shutting down: stopping delivery loops");
     Arc::clone(&engine).shutdown().await;
     Ok(())
 }
 
-/// Seconds a client may take to send a request's headers before the connection is closed
-/// (slow-loris protection).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Concurrent HTTP/2 streams per connection.
-const MAX_H2_STREAMS: u32 = 256;
-
-/// Accepts connections until a shutdown signal, serving HTTP/1.1 and HTTP/2 (h2c) with explicit
-/// limits, then lets in-flight requests finish (up to 30 s).
-async fn serve_http(listener: tokio::net::TcpListener, app: axum::Router) {
+/// Accepts connections until a shutdown signal, serving HTTP/1.1 and HTTP/2 (h2c) with the
+/// limits of `[server]`, then lets in-flight requests finish (up to 30 s).
+///
+/// Slow and idle clients are bounded three ways:
+/// - hyper's `header_read_timeout` for an HTTP/1 request head (hyper restarts it when a
+///   kept-alive connection goes idle);
+/// - an idle timeout per connection: no request in flight for `idle_timeout` (also before the
+///   first request, while the protocol is not even known) closes it;
+/// - a body deadline per request: a body not received within `body_read_timeout` of its head
+///   makes the read fail with `io::ErrorKind::TimedOut`, which the API answers 408.
+///
+/// HTTP/2 floods meet h2's own guards (rapid-reset and local-error reset limits, on by
+/// default) plus `h2_max_concurrent_streams`.
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    limits: crate::config::Server,
+) {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     use hyper_util::server::conn::auto::Builder;
     use hyper_util::server::graceful::GracefulShutdown;
@@ -84,14 +100,15 @@ async fn serve_http(listener: tokio::net::TcpListener, app: axum::Router) {
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(64 * 1024);
+        .header_read_timeout(limits.header_read_timeout())
+        .max_buf_size(limits.max_header_bytes);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(MAX_H2_STREAMS)
-        .max_header_list_size(64 * 1024)
+        .max_concurrent_streams(limits.h2_max_concurrent_streams)
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .keep_alive_interval(Some(Duration::from_secs(30)));
+    let (idle_timeout, body_timeout) = (limits.idle_timeout(), limits.body_read_timeout());
     let graceful = GracefulShutdown::new();
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
@@ -108,12 +125,18 @@ async fn serve_http(listener: tokio::net::TcpListener, app: axum::Router) {
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let activity = conn_limits::Activity::new();
+        let service = conn_limits::service(app.clone(), activity.clone(), body_timeout);
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         let conn = graceful.watch(conn.into_owned());
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+            tokio::select! {
+                result = conn => if let Err(e) = result {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                },
+                () = activity.idle_for(idle_timeout) => {
+                    tracing::debug!("closing a connection idle for {idle_timeout:?}");
+                }
             }
         });
     }
@@ -121,6 +144,175 @@ async fn serve_http(listener: tokio::net::TcpListener, app: axum::Router) {
         _ = graceful.shutdown() => {}
         _ = tokio::time::sleep(Duration::from_secs(30)) => {
             tracing::warn!("in-flight requests did not finish within 30 s of shutdown");
+        }
+    }
+}
+
+/// Per-connection bookkeeping for the idle timeout and the request body deadline.
+mod conn_limits {
+    use std::convert::Infallible;
+    use std::pin::Pin;
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Poll};
+    use std::time::Duration;
+
+    use axum::body::Body;
+    use bytes::Bytes;
+    use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+    use hyper::{Request, Response};
+    use tokio::time::{Instant, Sleep};
+
+    /// Requests in flight on one connection, and since when none has been. Requests only
+    /// update it (no wake-ups); the idle check sleeps until the earliest time the connection
+    /// could have been idle long enough, then looks again.
+    #[derive(Clone)]
+    pub(super) struct Activity(Arc<Mutex<(usize, Instant)>>);
+
+    /// One request in flight; dropped when its response body is done (or abandoned).
+    pub(super) struct InFlight(Activity);
+
+    impl Activity {
+        pub(super) fn new() -> Self {
+            Self(Arc::new(Mutex::new((0, Instant::now()))))
+        }
+
+        fn state(&self) -> std::sync::MutexGuard<'_, (usize, Instant)> {
+            self.0.lock().unwrap_or_else(|e| e.into_inner())
+        }
+
+        fn begin(&self) -> InFlight {
+            self.state().0 += 1;
+            InFlight(self.clone())
+        }
+
+        /// Completes once the connection has had no request in flight for `limit`.
+        pub(super) async fn idle_for(&self, limit: Duration) {
+            loop {
+                let (in_flight, since) = *self.state();
+                let now = Instant::now();
+                let next = if in_flight == 0 {
+                    if now >= since + limit {
+                        return;
+                    }
+                    since + limit
+                } else {
+                    now + limit
+                };
+                tokio::time::sleep_until(next).await;
+            }
+        }
+    }
+
+    impl Drop for InFlight {
+        fn drop(&mut self) {
+            let mut state = self.0.state();
+            state.0 -= 1;
+            if state.0 == 0 {
+                state.1 = Instant::now();
+            }
+        }
+    }
+
+    /// The connection's service: `app`, with each request counted in `activity` until its
+    /// response body is done, and each request body bounded by `body_timeout`.
+    pub(super) fn service(
+        app: axum::Router,
+        activity: Activity,
+        body_timeout: Duration,
+    ) -> impl hyper::service::Service<
+        Request<Incoming>,
+        Response = Response<Body>,
+        Error = Infallible,
+        Future = impl Future<Output = Result<Response<Body>, Infallible>> + Send + 'static,
+    > + Clone {
+        let inner = hyper_util::service::TowerToHyperService::new(app);
+        hyper::service::service_fn(move |req: Request<Incoming>| {
+            let in_flight = activity.begin();
+            let req = req.map(|body| DeadlineBody {
+                inner: body,
+                timeout: body_timeout,
+                started: Instant::now(),
+                deadline: None,
+            });
+            let response = hyper::service::Service::call(&inner, req);
+            async move {
+                let response = response.await?;
+                Ok(response.map(|body| {
+                    Body::new(CountedBody {
+                        inner: body,
+                        _in_flight: in_flight,
+                    })
+                }))
+            }
+        })
+    }
+
+    /// A request body that fails with `io::ErrorKind::TimedOut` once `timeout` has passed
+    /// since the request head and the next frame is still not there.
+    struct DeadlineBody {
+        inner: Incoming,
+        timeout: Duration,
+        started: Instant,
+        deadline: Option<Pin<Box<Sleep>>>,
+    }
+
+    impl HttpBody for DeadlineBody {
+        type Data = Bytes;
+        type Error = Box<dyn std::error::Error + Send + Sync>;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            let this = &mut *self;
+            if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+                return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+            }
+            let (started, timeout) = (this.started, this.timeout);
+            let deadline = this
+                .deadline
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(started + timeout)));
+            match deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("the request body was not received within {timeout:?}"),
+                ))))),
+                Poll::Pending => Poll::Pending,
+            }
+        }
+
+        fn is_end_stream(&self) -> bool {
+            self.inner.is_end_stream()
+        }
+
+        fn size_hint(&self) -> SizeHint {
+            self.inner.size_hint()
+        }
+    }
+
+    /// A response body holding its request's [`InFlight`] until it is done or dropped.
+    struct CountedBody {
+        inner: Body,
+        _in_flight: InFlight,
+    }
+
+    impl HttpBody for CountedBody {
+        type Data = Bytes;
+        type Error = axum::Error;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            Pin::new(&mut self.inner).poll_frame(cx)
+        }
+
+        fn is_end_stream(&self) -> bool {
+            self.inner.is_end_stream()
+        }
+
+        fn size_hint(&self) -> SizeHint {
+            self.inner.size_hint()
         }
     }
 }

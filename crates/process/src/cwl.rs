@@ -61,16 +61,36 @@ const CONTROL_MESSAGE: &str = "CONTROL_MESSAGE";
 const DATA_MESSAGE: &str = "DATA_MESSAGE";
 
 /// Runs decompression (when on) and CloudWatch Logs processing (`Some(extract)` when on).
+/// `budget` is what is left of the batch's [`crate::MAX_BATCH_DECOMPRESSED_BYTES`]: a record
+/// that would decompress past it fails like one past the per-record cap, so a batch of
+/// small bombs cannot make the server hold (and write) a thousand times its size.
 pub(crate) fn process(
     w: Work,
     decompression: bool,
     cloudwatch_logs: Option<bool>,
+    budget: &mut usize,
     out: &mut Vec<Work>,
     o: &mut Outcomes,
 ) {
     let w = if decompression {
-        match gunzip(&w.data, MAX_DECOMPRESSED_BYTES) {
-            Ok(d) => w.with_data(Bytes::from(d)),
+        let cap = MAX_DECOMPRESSED_BYTES.min(*budget);
+        match gunzip(&w.data, cap) {
+            Ok(d) => {
+                *budget -= d.len();
+                w.with_data(Bytes::from(d))
+            }
+            Err(GunzipError::TooLarge) if cap < MAX_DECOMPRESSED_BYTES => {
+                o.fail(
+                    &w,
+                    error_output::DECOMPRESSION_FAILED,
+                    codes::DECOMPRESSION_TOO_LARGE,
+                    format!(
+                        "The batch's records decompress to more than {} bytes.",
+                        crate::MAX_BATCH_DECOMPRESSED_BYTES
+                    ),
+                );
+                return;
+            }
             Err(GunzipError::Invalid(e)) => {
                 o.fail(
                     &w,

@@ -41,7 +41,8 @@
 //!   Firehose's error document ([`FailedRecord::to_error_document`]). Error output folders
 //!   are [`error_output::PROCESSING_FAILED`] and [`error_output::DECOMPRESSION_FAILED`];
 //!   error codes are listed in [`codes`].
-//! - **Bounded work.** Decompression stops at [`MAX_DECOMPRESSED_BYTES`] per record; JSON and
+//! - **Bounded work.** Decompression stops at [`MAX_DECOMPRESSED_BYTES`] per record and
+//!   [`MAX_BATCH_DECOMPRESSED_BYTES`] per batch; JSON and
 //!   delimited de-aggregation at [`MAX_SUB_RECORDS`] sub-records; `Lakehose.Jq` at
 //!   [`MAX_JQ_OUTPUTS`] outputs per record; Lambda responses are read up to the 6 MB
 //!   invocation payload limit, at most [`MAX_LAMBDA_IN_FLIGHT`] invocations are in flight and
@@ -82,6 +83,10 @@ pub use partition::validate_partition_value;
 
 /// Largest decompressed size of one record (decompression-bomb guard).
 pub const MAX_DECOMPRESSED_BYTES: usize = 64 * 1024 * 1024;
+/// Largest decompressed size of all the records of one processed batch (decompression-bomb
+/// guard: without it a 4 MiB PutRecordBatch of 60 KiB bombs would become 4 GiB in memory and
+/// in the bucket). Records past it fail like records past [`MAX_DECOMPRESSED_BYTES`].
+pub const MAX_BATCH_DECOMPRESSED_BYTES: usize = 512 * 1024 * 1024;
 /// Most sub-records JSON or DELIMITED de-aggregation takes from one record (Firehose: 500).
 pub const MAX_SUB_RECORDS: usize = 500;
 /// Most records `Lakehose.Jq` may produce from one input record.
@@ -603,8 +608,16 @@ impl Inner {
     fn pre_lambda(&self, work: Vec<Work>, o: &mut Outcomes) -> Vec<Work> {
         let mut work = work;
         if self.decompression || self.cloudwatch_logs.is_some() {
+            let mut budget = MAX_BATCH_DECOMPRESSED_BYTES;
             work = fan_out(work, o, |w, out, o| {
-                cwl::process(w, self.decompression, self.cloudwatch_logs, out, o)
+                cwl::process(
+                    w,
+                    self.decompression,
+                    self.cloudwatch_logs,
+                    &mut budget,
+                    out,
+                    o,
+                )
             });
         }
         if let Some(kind) = &self.deaggregation {

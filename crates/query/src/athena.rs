@@ -578,7 +578,11 @@ impl JsonService for AthenaApi {
             "StopQueryExecution" => self.stop(parse(body)?),
             "ListQueryExecutions" => self.list(parse(body)?),
             "GetWorkGroup" => self.get_work_group(parse(body)?),
-            "ListWorkGroups" => Ok(self.list_work_groups()),
+            "ListWorkGroups" => {
+                // No member is used, but the body must still be a JSON object.
+                parse::<serde_json::Map<String, Value>>(body)?;
+                Ok(self.list_work_groups())
+            }
             other => Err(ApiError::new(
                 ErrorKind::UnknownOperation,
                 format!("Operation AmazonAthena.{other} is not supported by Lakehose."),

@@ -33,7 +33,20 @@ impl Server {
 
     /// A server on `data_dir`, with an optional `lakehose.toml` body.
     pub fn start_in(data_dir: &Path, config: Option<&str>) -> Self {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lakehose"));
+        Self::start_wrapped(data_dir, config, &[])
+    }
+
+    /// Like [`Server::start_in`], run through `wrapper` (a command that ends by exec'ing its
+    /// arguments, e.g. one that first joins a cgroup).
+    pub fn start_wrapped(data_dir: &Path, config: Option<&str>, wrapper: &[&str]) -> Self {
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(env!("CARGO_BIN_EXE_lakehose"));
+                cmd
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_lakehose")),
+        };
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir);
         if let Some(config) = config {
@@ -76,6 +89,11 @@ impl Server {
     /// An SDK client that never retries (crash tests count every attempt themselves).
     pub fn client_no_retry(&self) -> Client {
         client_for(&self.endpoint, RetryConfig::disabled())
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     /// SIGKILL, no chance to clean up.

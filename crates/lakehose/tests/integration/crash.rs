@@ -390,7 +390,7 @@ fn restart_with_a_256_mib_backlog_takes_under_2_s() {
     eprintln!(
         "backlog restart: {acked} records ({} MiB) recovered in {took_ms:.0} ms; listening after {} ms, \
          first record accepted after {} ms",
-        acked * RECORD >> 20,
+        (acked * RECORD) >> 20,
         listening.as_millis(),
         accepting.as_millis()
     );

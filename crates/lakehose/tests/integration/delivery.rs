@@ -375,7 +375,8 @@ fn outage_keeps_data_refuses_over_budget_and_recovers() {
                 match (&r.record_id, r.error_code.as_deref()) {
                     (Some(_), None) => accepted.push(format!("r{round}-{line}")),
                     (None, Some("ServiceUnavailableException")) => {
-                        assert_eq!(r.error_message.as_deref(), Some("Slow down."));
+                        let message = r.error_message.as_deref().unwrap_or_default();
+                        assert!(message.starts_with("Slow down"), "{message}");
                         throttled += 1;
                     }
                     other => panic!("unexpected entry {other:?}"),

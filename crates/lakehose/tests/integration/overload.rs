@@ -1,0 +1,320 @@
+//! Overload under a memory cap: the server runs in a 512 MiB memory cgroup while an open-loop
+//! client offers 2x and then 5x the throughput it measured the server to sustain. The server
+//! must not be OOM-killed, its peak RSS must stay within budget, it must keep accepting at least
+//! 90% of its capacity, refuse the rest quickly (`ServiceUnavailableException`, p99 ≤ 50 ms),
+//! and be back to its normal latency within 60 s of the load dropping.
+//!
+//! Needs root (it creates a cgroup v1 memory group), as CI on this project's machines has.
+//! Requests are pre-built PutRecordBatch bodies sent with hyper, so the client's own cost per
+//! request is small next to the server's.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::common::*;
+
+const MEMORY_CAP: u64 = 512 << 20;
+/// Peak RSS the server may reach under this test's load.
+const RSS_BUDGET: u64 = 384 << 20;
+const RECORDS_PER_REQUEST: usize = 100;
+/// The server's request budget in this test, and the closed-loop clients that fit in it
+/// (a request body is about 137 KiB).
+const REQUEST_BUDGET_MIB: u64 = 2;
+const CLIENTS: usize = 14;
+
+/// A cgroup v1 memory group, removed on drop (after its process is gone).
+struct MemoryCgroup {
+    dir: PathBuf,
+}
+
+impl MemoryCgroup {
+    fn create(limit: u64) -> MemoryCgroup {
+        let dir = PathBuf::from(format!("/sys/fs/cgroup/memory/lakehose-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| {
+            panic!("creating {} failed ({e}): the overload test needs root and cgroup v1 memory", dir.display())
+        });
+        std::fs::write(dir.join("memory.limit_in_bytes"), limit.to_string()).unwrap();
+        MemoryCgroup { dir }
+    }
+
+    fn read(&self, file: &str) -> String {
+        std::fs::read_to_string(self.dir.join(file)).unwrap_or_default()
+    }
+
+    /// Processes OOM-killed in the group (0 when the kernel does not report it).
+    fn oom_kills(&self) -> u64 {
+        self.read("memory.oom_control")
+            .lines()
+            .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for MemoryCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:")?.trim().strip_suffix(" kB")?.trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+#[derive(Default)]
+struct Tally {
+    accepted_records: AtomicU64,
+    requests: AtomicU64,
+    refused_requests: AtomicU64,
+    errors: AtomicU64,
+}
+
+#[derive(Clone)]
+struct Load {
+    client: Client<HttpConnector, Full<Bytes>>,
+    uri: hyper::Uri,
+    body: Bytes,
+}
+
+impl Load {
+    fn new(endpoint: &str, stream: &str) -> Load {
+        let data = base64::engine::general_purpose::STANDARD.encode(vec![b'x'; 1024]);
+        let records: Vec<_> = (0..RECORDS_PER_REQUEST)
+            .map(|_| serde_json::json!({ "Data": data }))
+            .collect();
+        let body = serde_json::to_vec(&serde_json::json!({
+            "DeliveryStreamName": stream, "Records": records,
+        }))
+        .unwrap();
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        Load {
+            client: Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(1024)
+                .build(connector),
+            uri: format!("{endpoint}/").parse().unwrap(),
+            body: Bytes::from(body),
+        }
+    }
+
+    /// Sends one request; returns its latency and whether it was refused (throttled or shed).
+    async fn send(&self, tally: &Tally) -> Option<(Duration, bool)> {
+        let req = hyper::Request::post(self.uri.clone())
+            .header("content-type", "application/x-amz-json-1.1")
+            .header("x-amz-target", "Firehose_20150804.PutRecordBatch")
+            .body(Full::new(self.body.clone()))
+            .unwrap();
+        let started = Instant::now();
+        tally.requests.fetch_add(1, Ordering::Relaxed);
+        let resp = match self.client.request(req).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                if tally.errors.fetch_add(1, Ordering::Relaxed) < 3 {
+                    eprintln!("overload: transport error: {e:?}");
+                }
+                return None;
+            }
+        };
+        let status = resp.status();
+        let Ok(body) = resp.into_body().collect().await else {
+            tally.errors.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
+        let took = started.elapsed();
+        let body: serde_json::Value = serde_json::from_slice(&body.to_bytes()).unwrap_or_default();
+        if status == 503 {
+            assert_eq!(body["__type"], "ServiceUnavailableException", "{body}");
+            tally.refused_requests.fetch_add(1, Ordering::Relaxed);
+            return Some((took, true));
+        }
+        assert_eq!(status, 200, "{body}");
+        let failed = body["FailedPutCount"].as_u64().unwrap();
+        let accepted = RECORDS_PER_REQUEST as u64 - failed;
+        tally.accepted_records.fetch_add(accepted, Ordering::Relaxed);
+        if accepted == 0 {
+            tally.refused_requests.fetch_add(1, Ordering::Relaxed);
+        }
+        Some((took, accepted == 0))
+    }
+}
+
+fn percentile(mut v: Vec<Duration>, p: f64) -> Duration {
+    if v.is_empty() {
+        return Duration::ZERO;
+    }
+    v.sort_unstable();
+    v[((v.len() as f64 * p) as usize).min(v.len() - 1)]
+}
+
+/// `workers` clients each sending back to back for `length`: (accepted records/s, latencies).
+async fn closed_loop(load: &Load, workers: usize, length: Duration) -> (f64, Vec<Duration>) {
+    let tally = Arc::new(Tally::default());
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..workers {
+        let (load, tally) = (load.clone(), tally.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while started.elapsed() < length {
+                if let Some((took, _)) = load.send(&tally).await {
+                    latencies.push(took);
+                }
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.unwrap());
+    }
+    let rate = tally.accepted_records.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+    (rate, latencies)
+}
+
+struct OpenLoop {
+    accepted_per_s: f64,
+    offered_per_s: f64,
+    refused_p99: Duration,
+    refused: u64,
+    requests: u64,
+    errors: u64,
+}
+
+/// Offers `requests_per_s` for `length` whatever the answers, each request on its own task.
+async fn open_loop(load: &Load, requests_per_s: f64, length: Duration) -> OpenLoop {
+    let tally = Arc::new(Tally::default());
+    let refused = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let started = Instant::now();
+    let interval = Duration::from_secs_f64(1.0 / requests_per_s);
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut tasks = Vec::new();
+    while started.elapsed() < length {
+        ticker.tick().await;
+        let (load, tally, refused) = (load.clone(), tally.clone(), refused.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Some((took, true)) = load.send(&tally).await {
+                refused.lock().unwrap().push(took);
+            }
+        }));
+    }
+    let offered_for = started.elapsed();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let refused = refused.lock().unwrap().clone();
+    OpenLoop {
+        accepted_per_s: tally.accepted_records.load(Ordering::Relaxed) as f64 / offered_for.as_secs_f64(),
+        offered_per_s: tally.requests.load(Ordering::Relaxed) as f64 * RECORDS_PER_REQUEST as f64
+            / offered_for.as_secs_f64(),
+        refused: refused.len() as u64,
+        refused_p99: percentile(refused, 0.99),
+        requests: tally.requests.load(Ordering::Relaxed),
+        errors: tally.errors.load(Ordering::Relaxed),
+    }
+}
+
+fn start_capped(dir: &Path, cgroup: &MemoryCgroup) -> Server {
+    let join = format!("echo $$ > {}/cgroup.procs && exec \"$@\"", cgroup.dir.display());
+    // The request budget bounds the queue of decoding work: 2 MiB is about 15 requests, some
+    // 25 ms of a debug build's work on two cores (a release build decodes several times faster
+    // and defaults to 16 MiB).
+    let config = format!("[limits]\nmax_request_mib = {REQUEST_BUDGET_MIB}\n");
+    Server::start_wrapped(dir, Some(&config), &["sh", "-c", &join, "sh"])
+}
+
+#[test]
+fn overload_under_a_memory_cap_is_refused_quickly_and_recovers() {
+    let cgroup = MemoryCgroup::create(MEMORY_CAP);
+    let tmp = tempfile::tempdir().unwrap();
+    let server = start_capped(tmp.path(), &cgroup);
+    let pid = server.pid();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        server
+            .client()
+            .create_delivery_stream()
+            .delivery_stream_name("load")
+            .extended_s3_destination_configuration(s3_dest("load", 5, 60))
+            .send()
+            .await
+            .unwrap();
+        let load = Load::new(&server.endpoint, "load");
+        closed_loop(&load, 4, Duration::from_secs(2)).await; // warm up
+        // Capacity: as many clients back to back as the request budget admits at once.
+        let (capacity, base) = closed_loop(&load, CLIENTS, Duration::from_secs(6)).await;
+        let base_p99 = percentile(base, 0.99);
+        let capacity_requests = capacity / RECORDS_PER_REQUEST as f64;
+        eprintln!("overload: capacity {capacity:.0} records/s ({capacity_requests:.0} requests/s), p99 {base_p99:?}");
+        assert!(capacity > 0.0);
+
+        for factor in [2.0, 5.0] {
+            let r = open_loop(&load, capacity_requests * factor, Duration::from_secs(10)).await;
+            eprintln!(
+                "overload {factor}x: offered {:.0} records/s, accepted {:.0} records/s ({:.0}% of capacity), \
+                 {} of {} requests refused, refusal p99 {:?}, {} transport errors",
+                r.offered_per_s,
+                r.accepted_per_s,
+                100.0 * r.accepted_per_s / capacity,
+                r.refused,
+                r.requests,
+                r.refused_p99,
+                r.errors
+            );
+            assert_eq!(r.errors, 0, "every request gets an answer");
+            assert!(
+                r.accepted_per_s >= 0.9 * capacity,
+                "{factor}x: accepted {:.0} records/s < 90% of capacity {capacity:.0}",
+                r.accepted_per_s
+            );
+            assert!(
+                r.refused_p99 <= Duration::from_millis(50),
+                "{factor}x: refusals p99 {:?} > 50 ms",
+                r.refused_p99
+            );
+        }
+
+        // Back to normal: closed-loop latency within 2x of the baseline within 60 s.
+        let dropped = Instant::now();
+        loop {
+            let (_, latencies) = closed_loop(&load, CLIENTS, Duration::from_secs(2)).await;
+            let p99 = percentile(latencies, 0.99);
+            if p99 <= base_p99 * 2 {
+                eprintln!("overload: normal again {:?} after the load dropped (p99 {p99:?})", dropped.elapsed());
+                break;
+            }
+            assert!(
+                dropped.elapsed() < Duration::from_secs(60),
+                "p99 {p99:?} still above 2x baseline {base_p99:?} 60 s after the load dropped"
+            );
+        }
+    });
+    let rss = peak_rss(pid);
+    eprintln!(
+        "overload: peak RSS {} MiB (budget {} MiB, cgroup cap {} MiB), cgroup peak usage {} MiB",
+        rss >> 20,
+        RSS_BUDGET >> 20,
+        MEMORY_CAP >> 20,
+        cgroup.read("memory.max_usage_in_bytes").trim().parse::<u64>().unwrap_or(0) >> 20
+    );
+    assert_eq!(cgroup.oom_kills(), 0, "the server was OOM-killed");
+    assert_eq!(curl_status("GET", &format!("{}/health", server.endpoint)), 200);
+    assert!(rss <= RSS_BUDGET, "peak RSS {} MiB over budget", rss >> 20);
+    drop(server);
+}
