@@ -118,6 +118,15 @@ pub fn decompress(codec: Codec, data: &[u8]) -> Result<Vec<u8>, CompressError> {
                 let block = rest
                     .get(8..8 + comp_len)
                     .ok_or_else(|| CompressError("truncated hadoop-snappy block".into()))?;
+                // `decompress_vec` allocates the length the block declares before decoding:
+                // refuse a declaration that differs from the Hadoop header's or that no block
+                // of this size can reach (Snappy expands at most ~21x), so a 13-byte input
+                // cannot demand a 4 GiB buffer.
+                let declared =
+                    snap::raw::decompress_len(block).map_err(|e| CompressError(e.to_string()))?;
+                if declared != raw_len || raw_len > comp_len.saturating_mul(32) {
+                    return Err(CompressError("hadoop-snappy block length mismatch".into()));
+                }
                 let raw = decoder
                     .decompress_vec(block)
                     .map_err(|e| CompressError(e.to_string()))?;

@@ -7,7 +7,8 @@
 //! Validity of a record at an offset (used identically by recovery and readers):
 //! 1. the 24-byte header is complete and `len <= MAX_RECORD_BYTES` (a *plausible* length),
 //! 2. the record (`24 + len` bytes) ends within the bytes considered,
-//! 3. `seq >= min_seq` (sequence numbers only grow within a log),
+//! 3. `seq >= min_seq` (sequence numbers only grow within a log) and `seq < u64::MAX` (never
+//!    assigned: the writer stops before it, as the seq after it could not be represented),
 //! 4. the stored CRC32C equals the CRC32C of bytes `4 .. 24 + len` (`len` through the data).
 
 /// Magic bytes at the start of every segment file.
@@ -142,7 +143,7 @@ pub fn parse_record(bytes: &[u8], min_seq: u64) -> Parsed {
         return Parsed::Incomplete;
     };
     // Cheap checks first: the CRC is the expensive one.
-    if h.seq < min_seq || crc32c::crc32c(&rec[4..]) != h.crc {
+    if h.seq < min_seq || h.seq == u64::MAX || crc32c::crc32c(&rec[4..]) != h.crc {
         return Parsed::Invalid;
     }
     Parsed::Valid(h)
@@ -152,13 +153,16 @@ pub fn parse_record(bytes: &[u8], min_seq: u64) -> Parsed {
 /// starts, given that the record at offset 0 is not valid.
 ///
 /// The failed record's own length is tried first when it is plausible (the usual case of
-/// a flipped bit in the data); otherwise every later offset is tried. The scan is a finite
-/// forward walk, so it always terminates.
+/// a flipped bit in the data), and taken only when the record found there has the seq right
+/// after the failed one's (or after `min_seq`): a damaged `len` can point exactly at a later
+/// record and would skip the valid ones in between. Otherwise every later offset is tried.
+/// The scan is a finite forward walk, so it always terminates.
 pub fn find_next_valid(bytes: &[u8], min_seq: u64) -> Option<(usize, RecordHeader)> {
     if let Some(h) = RecordHeader::decode(bytes)
         && h.plausible_len()
         && h.total_len() < bytes.len()
         && let Parsed::Valid(next) = parse_record(&bytes[h.total_len()..], min_seq)
+        && (Some(next.seq) == h.seq.checked_add(1) || Some(next.seq) == min_seq.checked_add(1))
     {
         return Some((h.total_len(), next));
     }
@@ -283,6 +287,13 @@ mod tests {
         let mut huge = out.clone();
         huge[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
         assert_eq!(parse_record(&huge, 0), Parsed::Invalid);
+        let mut last = Vec::new();
+        encode_record(&mut last, u64::MAX, 0, b"x");
+        assert_eq!(
+            parse_record(&last, 0),
+            Parsed::Invalid,
+            "u64::MAX is never assigned"
+        );
     }
 
     #[test]
@@ -306,6 +317,20 @@ mod tests {
         assert_eq!(
             find_next_valid(&b, 0).map(|(o, h)| (o, h.seq)),
             Some((second, 1))
+        );
+
+        // Length damaged to point exactly at a later record: the one in between is still
+        // found (records of equal size make this a single-bit flip away).
+        let mut equal = Vec::new();
+        for seq in 0..3 {
+            encode_record(&mut equal, seq, 0, b"same");
+        }
+        let size = encoded_len(4);
+        let mut d = equal.clone();
+        d[4..8].copy_from_slice(&((size + 4) as u32).to_le_bytes());
+        assert_eq!(
+            find_next_valid(&d, 0).map(|(o, h)| (o, h.seq)),
+            Some((size, 1))
         );
 
         // Nothing valid after the damage.

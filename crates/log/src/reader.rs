@@ -36,6 +36,11 @@ pub struct LogReader {
     buf: Bytes,
     buf_start: u64,
     corrupt: u64,
+    /// One past the seq of the last valid record passed in file order: the smallest seq a
+    /// record found by resynchronising after damage may have, as recovery's expected seq.
+    /// Resynchronising by `pos` instead would, for a reader still positioning, refuse the
+    /// record recovery accepted there and scan on into later payloads.
+    scan_min: u64,
 }
 
 struct Cursor {
@@ -100,6 +105,7 @@ impl LogReader {
             buf: Bytes::new(),
             buf_start: 0,
             corrupt: 0,
+            scan_min: 0,
         })
     }
 
@@ -130,10 +136,11 @@ impl LogReader {
                 continue;
             };
             let bytes = self.fill_bytes(start, header.total_len())?;
-            if !matches!(parse_record(&bytes, 0), Parsed::Valid(_)) {
+            if !matches!(parse_record(&bytes, self.scan_min), Parsed::Valid(_)) {
                 self.skip_damage()?;
                 continue;
             }
+            self.scan_min = header.seq + 1;
             let data = bytes.slice(RECORD_HEADER_LEN..);
             self.cursor.offset += header.total_len() as u64;
             if header.seq < self.pos {
@@ -235,7 +242,7 @@ impl LogReader {
             .read_exact_at(&mut rest, start)
             .map_err(|e| self.read_error(e))?;
         self.buf = Bytes::new();
-        let (skipped, lost) = match find_next_valid(&rest, self.pos) {
+        let (skipped, lost) = match find_next_valid(&rest, self.scan_min) {
             Some((off, h)) => (off as u64, h.seq.saturating_sub(self.pos).max(1)),
             None => (rest.len() as u64, 1),
         };

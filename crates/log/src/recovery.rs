@@ -296,6 +296,11 @@ pub(crate) fn recover(fs: &dyn Fs, dir: &Path, fsync: bool) -> Result<Recovered>
             file
         }
         None => {
+            // Never reuse the name of a retained segment (one whose header is damaged may end
+            // below `next_seq` only through garbage, but `create` would truncate it).
+            if let Some(last) = table.segments.back() {
+                next_seq = next_seq.max(last.base.saturating_add(1));
+            }
             let (file, meta) = create_segment(fs, dir, next_seq, fsync)?;
             table.push(meta);
             file

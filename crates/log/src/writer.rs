@@ -154,6 +154,14 @@ impl Writer {
 
         self.buf.clear();
         let first_seq = self.next_seq;
+        // The last seq a log may assign is u64::MAX - 1 (format.rs never accepts u64::MAX), so
+        // `next_seq` stays representable. Only a stray segment file named near u64::MAX can
+        // bring a log here.
+        let count: u64 = group.iter().map(|r| r.records.len() as u64).sum();
+        if first_seq.checked_add(count).is_none() {
+            let e = io::Error::other("sequence numbers are exhausted");
+            return self.fail(group, "assign sequence numbers in", e);
+        }
         let mut seq = first_seq;
         let mut payload = 0u64;
         let mut ranges = Vec::with_capacity(group.len());

@@ -82,8 +82,14 @@ pub(crate) enum SplitError {
 
 /// Splits consecutive JSON objects (`{..}{..}` or JSON lines).
 pub(crate) fn split_json(data: &Bytes) -> Result<Vec<Bytes>, SplitError> {
-    let mut stream =
-        serde_json::Deserializer::from_slice(data).into_iter::<serde::de::IgnoredAny>();
+    // JSON text is UTF-8; serde_json skips ignored strings without checking them, so check
+    // here or invalid bytes would pass as part of a "JSON" sub-record.
+    let text = std::str::from_utf8(data).map_err(|e| {
+        SplitError::InvalidJson(format!(
+            "JSON de-aggregation failed: the record is not UTF-8: {e}"
+        ))
+    })?;
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<serde::de::IgnoredAny>();
     let mut subs = Vec::new();
     let mut prev = 0;
     while let Some(item) = stream.next() {
@@ -288,6 +294,11 @@ mod tests {
                 "{bad}"
             );
         }
+        // Invalid UTF-8 inside a string is not JSON (serde_json skips ignored strings).
+        assert!(matches!(
+            split_json(&Bytes::from_static(b"{\"a\":\"\xa6\"}")),
+            Err(SplitError::InvalidJson(_))
+        ));
         let many = "{}".repeat(MAX_SUB_RECORDS + 1);
         assert_eq!(split_json(&b(&many)), Err(SplitError::TooMany));
         assert_eq!(
