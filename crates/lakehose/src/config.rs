@@ -62,6 +62,10 @@ pub struct Server {
     /// Concurrent streams per HTTP/2 connection.
     #[serde(default = "default_h2_max_concurrent_streams")]
     pub h2_max_concurrent_streams: u32,
+    /// Open connections at once; further clients wait in the kernel's accept queue. Each
+    /// connection holds up to about `2 * max_header_bytes` of buffers.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
 }
 
 impl Default for Server {
@@ -72,6 +76,7 @@ impl Default for Server {
             body_read_timeout_secs: default_body_read_timeout(),
             max_header_bytes: default_max_header_bytes(),
             h2_max_concurrent_streams: default_h2_max_concurrent_streams(),
+            max_connections: default_max_connections(),
         }
     }
 }
@@ -87,6 +92,9 @@ fn default_body_read_timeout() -> f64 {
 }
 fn default_max_header_bytes() -> usize {
     64 * 1024
+}
+fn default_max_connections() -> usize {
+    1024
 }
 fn default_h2_max_concurrent_streams() -> u32 {
     256
@@ -110,6 +118,10 @@ impl Server {
             self.max_header_bytes >= 8192,
             "server.max_header_bytes must be at least 8192, got {}",
             self.max_header_bytes
+        );
+        anyhow::ensure!(
+            self.max_connections >= 1,
+            "server.max_connections must be at least 1"
         );
         anyhow::ensure!(
             self.h2_max_concurrent_streams >= 1,

@@ -112,7 +112,14 @@ async fn serve_http(
     let graceful = GracefulShutdown::new();
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
+    // Each connection holds hyper's read and write buffers whatever it sends: at the cap, new
+    // connections wait in the kernel's accept queue instead of growing memory.
+    let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     loop {
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => permit.expect("never closed"),
+            _ = &mut shutdown => break,
+        };
         let (stream, _peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
@@ -130,6 +137,7 @@ async fn serve_http(
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         let conn = graceful.watch(conn.into_owned());
         tokio::spawn(async move {
+            let _permit = permit;
             tokio::select! {
                 result = conn => if let Err(e) = result {
                     tracing::debug!(error = %e, "connection ended with an error");

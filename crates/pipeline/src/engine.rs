@@ -317,20 +317,40 @@ fn report_recovery(stream: &str, r: &lakehose_log::Recovery, took: std::time::Du
     let damaged = r.torn_tail_bytes > 0 || r.corrupt_records > 0 || r.corrupt_segments > 0;
     let level_msg = "stream log recovered";
     if damaged {
-        tracing::warn!(stream, records = r.records, bytes = r.bytes, segments = r.segments,
-            undelivered, torn_tail_bytes = r.torn_tail_bytes, corrupt_records = r.corrupt_records,
-            corrupt_segments = r.corrupt_segments, reclaimed_segments = r.reclaimed_segments,
-            committed = r.committed, next_seq = r.next_seq, took_ms = took.as_millis() as u64,
-            "{level_msg}; damaged data was truncated or skipped");
+        tracing::warn!(
+            stream,
+            records = r.records,
+            bytes = r.bytes,
+            segments = r.segments,
+            undelivered,
+            torn_tail_bytes = r.torn_tail_bytes,
+            corrupt_records = r.corrupt_records,
+            corrupt_segments = r.corrupt_segments,
+            reclaimed_segments = r.reclaimed_segments,
+            committed = r.committed,
+            next_seq = r.next_seq,
+            took_ms = took.as_millis() as u64,
+            "{level_msg}; damaged data was truncated or skipped"
+        );
     } else {
-        tracing::info!(stream, records = r.records, bytes = r.bytes, segments = r.segments,
-            undelivered, reclaimed_segments = r.reclaimed_segments, committed = r.committed,
-            next_seq = r.next_seq, took_ms = took.as_millis() as u64, "{level_msg}");
+        tracing::info!(
+            stream,
+            records = r.records,
+            bytes = r.bytes,
+            segments = r.segments,
+            undelivered,
+            reclaimed_segments = r.reclaimed_segments,
+            committed = r.committed,
+            next_seq = r.next_seq,
+            took_ms = took.as_millis() as u64,
+            "{level_msg}"
+        );
     }
     let s = stream.to_string();
     metrics::gauge!("LogRecovery.Records", "stream" => s.clone()).set(r.records as f64);
     metrics::gauge!("LogRecovery.Bytes", "stream" => s.clone()).set(r.bytes as f64);
-    metrics::gauge!("LogRecovery.UndeliveredRecords", "stream" => s.clone()).set(undelivered as f64);
+    metrics::gauge!("LogRecovery.UndeliveredRecords", "stream" => s.clone())
+        .set(undelivered as f64);
     metrics::gauge!("LogRecovery.TornTailBytes", "stream" => s.clone())
         .set(r.torn_tail_bytes as f64);
     metrics::gauge!("LogRecovery.CorruptRecords", "stream" => s.clone())

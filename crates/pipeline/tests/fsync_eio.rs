@@ -12,20 +12,16 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use lakehose_api::model::{PutOutcome, RecordOutcome};
-use lakehose_api::{ErrorKind, StreamService, StreamSpec};
-use lakehose_catalog::FileCatalog;
+use lakehose_api::{ErrorKind, StreamService};
 use lakehose_log::testing::FaultFs;
-use lakehose_pipeline::{Engine, EngineConfig};
-use lakehose_sinks::Buckets;
+use lakehose_pipeline::EngineConfig;
 
-async fn open(dir: &Path, config: EngineConfig) -> Arc<Engine> {
-    let catalog = Arc::new(FileCatalog::open_in_data_dir(dir).unwrap());
-    let buckets = Buckets::new(dir.join("buckets"), HashMap::new());
-    Engine::open(dir, buckets, catalog, config).await.unwrap()
-}
+mod common;
 
 fn batch(tag: &str) -> Vec<Bytes> {
-    (0..10).map(|i| Bytes::from(format!("{tag}-{i}\n"))).collect()
+    (0..10)
+        .map(|i| Bytes::from(format!("{tag}-{i}\n")))
+        .collect()
 }
 
 fn accepted(out: &PutOutcome) -> usize {
@@ -38,18 +34,8 @@ fn accepted(out: &PutOutcome) -> usize {
 /// Every line in every object of the bucket, counted.
 fn delivered(bucket: &Path) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
-    let mut stack = vec![bucket.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if !path.to_string_lossy().contains('#') {
-                for line in std::fs::read_to_string(&path).unwrap().lines() {
-                    *counts.entry(line.to_string()).or_insert(0) += 1;
-                }
-            }
-        }
+    for line in common::objects(bucket).into_iter().flatten() {
+        *counts.entry(line).or_insert(0) += 1;
     }
     counts
 }
@@ -62,49 +48,71 @@ async fn fsync_eio_fails_the_request_stops_the_stream_and_restart_recovers() {
         log_fs: Arc::new(fs.clone()),
         ..EngineConfig::default()
     };
-    let engine = open(tmp.path(), config).await;
-    let create = serde_json::from_value(serde_json::json!({
-        "DeliveryStreamName": "eio",
-        "ExtendedS3DestinationConfiguration": {
-            "RoleARN": "arn:aws:iam::123456789012:role/firehose",
-            "BucketARN": "arn:aws:s3:::eio",
-            "BufferingHints": { "SizeInMBs": 1, "IntervalInSeconds": 1 },
-        },
-    }))
-    .unwrap();
-    let spec = StreamSpec::from_create(create, "us-east-1", 1).unwrap();
-    engine.create_stream(spec).await.unwrap();
+    let engine = common::open(tmp.path(), config).await;
+    common::create(&engine, "eio", 1, 1).await;
 
     let before = engine.put_records("eio", batch("acked")).await.unwrap();
     assert_eq!(accepted(&before), 10);
 
     fs.fail_sync_data(Some(io::ErrorKind::Other));
-    let err = engine.put_records("eio", batch("failed")).await.unwrap_err();
+    let err = engine
+        .put_records("eio", batch("failed"))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind, ErrorKind::ServiceUnavailable, "{err:?}");
-    assert!(err.message.contains("write-ahead log failed"), "{}", err.message);
-    assert!(err.message.contains("fdatasync"), "the error names the failed call: {}", err.message);
+    assert!(
+        err.message.contains("write-ahead log failed"),
+        "{}",
+        err.message
+    );
+    assert!(
+        err.message.contains("fdatasync"),
+        "the error names the failed call: {}",
+        err.message
+    );
 
     // The disk works again, but the stream stays stopped until a restart.
     fs.fail_sync_data(None);
-    let err = engine.put_records("eio", batch("refused")).await.unwrap_err();
+    let err = engine
+        .put_records("eio", batch("refused"))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind, ErrorKind::ServiceUnavailable);
-    assert!(err.message.contains("write-ahead log failed"), "{}", err.message);
+    assert!(
+        err.message.contains("write-ahead log failed"),
+        "{}",
+        err.message
+    );
     let syncs = fs.sync_data_calls();
-    assert!(engine.put_records("eio", batch("refused-again")).await.is_err());
-    assert_eq!(fs.sync_data_calls(), syncs, "a poisoned log never fsyncs again");
+    assert!(
+        engine
+            .put_records("eio", batch("refused-again"))
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        fs.sync_data_calls(),
+        syncs,
+        "a poisoned log never fsyncs again"
+    );
 
     engine.shutdown().await;
     drop(engine);
 
-    let engine = open(tmp.path(), EngineConfig::default()).await;
+    let engine = common::open(tmp.path(), EngineConfig::default()).await;
     let after = engine.put_records("eio", batch("restarted")).await.unwrap();
-    assert_eq!(accepted(&after), 10, "the restarted stream accepts records again");
+    assert_eq!(
+        accepted(&after),
+        10,
+        "the restarted stream accepts records again"
+    );
     let bucket = tmp.path().join("buckets").join("eio");
     let deadline = Instant::now() + Duration::from_secs(30);
     let counts = loop {
         let counts = delivered(&bucket);
         let done = (0..10).all(|i| {
-            counts.contains_key(&format!("acked-{i}")) && counts.contains_key(&format!("restarted-{i}"))
+            counts.contains_key(&format!("acked-{i}"))
+                && counts.contains_key(&format!("restarted-{i}"))
         });
         if done || Instant::now() > deadline {
             break counts;
@@ -113,7 +121,11 @@ async fn fsync_eio_fails_the_request_stops_the_stream_and_restart_recovers() {
     };
     for i in 0..10 {
         for tag in ["acked", "restarted"] {
-            assert_eq!(counts.get(&format!("{tag}-{i}")), Some(&1), "{tag}-{i}: {counts:?}");
+            assert_eq!(
+                counts.get(&format!("{tag}-{i}")),
+                Some(&1),
+                "{tag}-{i}: {counts:?}"
+            );
         }
         // Records of the failed request were written before the fsync failed: recovery may find
         // them (at-least-once allows it), but never twice. Refused records were never written.

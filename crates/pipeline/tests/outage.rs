@@ -8,18 +8,17 @@
 //! - After an outage shorter than the window, delivery resumes by itself and lands every record
 //!   once, in order.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use lakehose_api::{StreamService, StreamSpec};
-use lakehose_catalog::FileCatalog;
+use lakehose_api::StreamService;
 use lakehose_log::LogConfig;
 use lakehose_pipeline::{Clock, Engine, EngineConfig};
-use lakehose_sinks::Buckets;
+
+mod common;
 
 /// 2023-11-14T22:13:20Z: any fixed start works.
 const START_MS: i64 = 1_700_000_000_000;
@@ -35,23 +34,7 @@ async fn engine(dir: &Path, retention_s: i64) -> Arc<Engine> {
         },
         ..EngineConfig::default()
     };
-    let catalog = Arc::new(FileCatalog::open_in_data_dir(dir).unwrap());
-    let buckets = Buckets::new(dir.join("buckets"), HashMap::new());
-    Engine::open(dir, buckets, catalog, config).await.unwrap()
-}
-
-async fn create(engine: &Engine, name: &str, interval_s: u32) {
-    let input = serde_json::from_value(serde_json::json!({
-        "DeliveryStreamName": name,
-        "ExtendedS3DestinationConfiguration": {
-            "RoleARN": "arn:aws:iam::123456789012:role/firehose",
-            "BucketARN": format!("arn:aws:s3:::{name}"),
-            "BufferingHints": { "SizeInMBs": 1, "IntervalInSeconds": interval_s },
-        },
-    }))
-    .unwrap();
-    let spec = StreamSpec::from_create(input, "us-east-1", START_MS).unwrap();
-    engine.create_stream(spec).await.unwrap();
+    common::open(dir, config).await
 }
 
 /// Makes the bucket unwritable: its folder is a plain file.
@@ -64,25 +47,17 @@ fn break_bucket(dir: &Path, name: &str) -> PathBuf {
 }
 
 fn records(from: u64, n: u64) -> Vec<Bytes> {
-    (from..from + n).map(|i| Bytes::from(format!("{i}\n"))).collect()
+    (from..from + n)
+        .map(|i| Bytes::from(format!("{i}\n")))
+        .collect()
 }
 
 /// The records of every object in the bucket, one `Vec` per object.
 fn objects(bucket: &Path) -> Vec<Vec<u64>> {
-    let mut out = Vec::new();
-    let mut stack = vec![bucket.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if !path.to_string_lossy().contains('#') {
-                let text = std::fs::read_to_string(&path).unwrap();
-                out.push(text.lines().map(|l| l.parse().unwrap()).collect());
-            }
-        }
-    }
-    out
+    common::objects(bucket)
+        .into_iter()
+        .map(|lines| lines.iter().map(|l| l.parse().unwrap()).collect())
+        .collect()
 }
 
 #[tokio::test(start_paused = true)]
@@ -91,7 +66,7 @@ async fn undelivered_records_expire_when_their_retention_window_ends() {
         let tmp = tempfile::tempdir().unwrap();
         break_bucket(tmp.path(), "outage");
         let engine = engine(tmp.path(), window_s).await;
-        create(&engine, "outage", 0).await;
+        common::create(&engine, "outage", 0, START_MS).await;
         let rt = engine.runtime("outage").unwrap();
         let clock = Clock::tokio_from(START_MS);
 
@@ -121,7 +96,7 @@ async fn delivery_resumes_in_order_after_an_outage() {
     let tmp = tempfile::tempdir().unwrap();
     let broken = break_bucket(tmp.path(), "resume");
     let engine = engine(tmp.path(), 7200).await;
-    create(&engine, "resume", 60).await;
+    common::create(&engine, "resume", 60, START_MS).await;
     let rt = engine.runtime("resume").unwrap();
     let clock = Clock::tokio_from(START_MS);
 
@@ -129,7 +104,10 @@ async fn delivery_resumes_in_order_after_an_outage() {
     let mut sent = 0;
     let outage_start = clock.now_ms();
     while clock.now_ms() - outage_start < 20 * 60 * 1000 {
-        engine.put_records("resume", records(sent, 100)).await.unwrap();
+        engine
+            .put_records("resume", records(sent, 100))
+            .await
+            .unwrap();
         sent += 100;
         tokio::time::sleep(Duration::from_secs(30)).await;
     }
@@ -147,15 +125,25 @@ async fn delivery_resumes_in_order_after_an_outage() {
     let caught_up_ms = clock.now_ms() - fixed;
     eprintln!("outage of 20 min: {sent} records delivered {caught_up_ms} ms after recovery");
     // The backoff is capped at 30 s (±20%): the first retry after recovery comes within it.
-    assert!(caught_up_ms <= 40_000, "caught up only after {caught_up_ms} ms");
+    assert!(
+        caught_up_ms <= 40_000,
+        "caught up only after {caught_up_ms} ms"
+    );
     assert_eq!(rt.stats.expired_records.load(Ordering::Relaxed), 0);
 
     let mut objects = objects(&tmp.path().join("buckets").join("resume"));
     for object in &objects {
-        assert!(object.windows(2).all(|w| w[0] < w[1]), "an object out of order: {object:?}");
+        assert!(
+            object.windows(2).all(|w| w[0] < w[1]),
+            "an object out of order: {object:?}"
+        );
     }
     objects.sort_by_key(|o| o[0]);
     let all: Vec<u64> = objects.concat();
-    assert_eq!(all, (0..sent).collect::<Vec<_>>(), "every record once, in order");
+    assert_eq!(
+        all,
+        (0..sent).collect::<Vec<_>>(),
+        "every record once, in order"
+    );
     engine.shutdown().await;
 }

@@ -27,7 +27,10 @@ const STREAMS: [&str; 2] = ["crash", "crash-slow"];
 const SLOW_LAMBDA: &str = "arn:aws:lambda:us-east-1:123456789012:function:slow";
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 #[derive(Default)]
@@ -82,12 +85,14 @@ fn slow_lambda() -> u16 {
                         })
                         .collect();
                     std::thread::sleep(Duration::from_millis(200));
-                    let out = serde_json::to_vec(&serde_json::json!({ "records": records })).unwrap();
+                    let out =
+                        serde_json::to_vec(&serde_json::json!({ "records": records })).unwrap();
                     let head = format!(
                         "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
                         out.len()
                     );
-                    if writer.write_all(head.as_bytes()).is_err() || writer.write_all(&out).is_err() {
+                    if writer.write_all(head.as_bytes()).is_err() || writer.write_all(&out).is_err()
+                    {
                         return;
                     }
                 }
@@ -102,7 +107,10 @@ fn sigkill_during_ingest_loses_and_duplicates_nothing() {
     let kills_wanted: usize = env_or("LAKEHOSE_CRASH_KILLS", KILLS);
     let records_wanted: u64 = env_or("LAKEHOSE_CRASH_RECORDS", RECORDS);
     let tmp = tempfile::tempdir().unwrap();
-    let config = format!("[lambdas]\n\"{SLOW_LAMBDA}\" = \"http://127.0.0.1:{}\"\n", slow_lambda());
+    let config = format!(
+        "[lambdas]\n\"{SLOW_LAMBDA}\" = \"http://127.0.0.1:{}\"\n",
+        slow_lambda()
+    );
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -173,7 +181,11 @@ fn sigkill_during_ingest_loses_and_duplicates_nothing() {
                     }
                     let ids: Vec<u64> = (first..first + n).collect();
                     let stream = (first % 2) as usize;
-                    ledger.lock().unwrap().sent.extend(ids.iter().map(|id| (*id, stream)));
+                    ledger
+                        .lock()
+                        .unwrap()
+                        .sent
+                        .extend(ids.iter().map(|id| (*id, stream)));
                     let records: Vec<Record> = ids
                         .iter()
                         .map(|id| {
@@ -247,7 +259,11 @@ fn sigkill_during_ingest_loses_and_duplicates_nothing() {
     let mut counts = HashMap::new();
     let mut objects = 0;
     for (index, stream) in STREAMS.iter().enumerate() {
-        let mine: Vec<u64> = acked.iter().copied().filter(|id| sent[id] == index).collect();
+        let mine: Vec<u64> = acked
+            .iter()
+            .copied()
+            .filter(|id| sent[id] == index)
+            .collect();
         let bucket = server.bucket(stream);
         wait_for_objects(&bucket, Duration::from_secs(120), |o| {
             let mut counts = HashMap::new();
@@ -263,7 +279,10 @@ fn sigkill_during_ingest_loses_and_duplicates_nothing() {
             .filter(|id| sent.get(id).is_some_and(|s| *s != index))
             .take(10)
             .collect();
-        assert!(strays.is_empty(), "records in the wrong stream's bucket {stream}: {strays:?}");
+        assert!(
+            strays.is_empty(),
+            "records in the wrong stream's bucket {stream}: {strays:?}"
+        );
         for (id, n) in here {
             *counts.entry(id).or_insert(0) += n;
         }
@@ -344,7 +363,12 @@ fn restart_with_a_256_mib_backlog_takes_under_2_s() {
             writers.push(tokio::spawn(async move {
                 while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < requests {
                     let records: Vec<Record> = (0..BATCH)
-                        .map(|_| Record::builder().data(Blob::new(vec![b'x'; RECORD])).build().unwrap())
+                        .map(|_| {
+                            Record::builder()
+                                .data(Blob::new(vec![b'x'; RECORD]))
+                                .build()
+                                .unwrap()
+                        })
                         .collect();
                     let out = client
                         .put_record_batch()
@@ -385,7 +409,11 @@ fn restart_with_a_256_mib_backlog_takes_under_2_s() {
             .unwrap();
     });
     let accepting = started.elapsed();
-    let recovered = metric(&server.endpoint, "LogRecovery_UndeliveredRecords", "backlog");
+    let recovered = metric(
+        &server.endpoint,
+        "LogRecovery_UndeliveredRecords",
+        "backlog",
+    );
     let took_ms = metric(&server.endpoint, "LogRecovery_Milliseconds", "backlog");
     eprintln!(
         "backlog restart: {acked} records ({} MiB) recovered in {took_ms:.0} ms; listening after {} ms, \
@@ -394,7 +422,10 @@ fn restart_with_a_256_mib_backlog_takes_under_2_s() {
         listening.as_millis(),
         accepting.as_millis()
     );
-    assert_eq!(recovered as usize, acked, "every acknowledged record is recovered, undelivered");
+    assert_eq!(
+        recovered as usize, acked,
+        "every acknowledged record is recovered, undelivered"
+    );
     assert!(
         accepting < Duration::from_secs(2),
         "restart with a 256 MiB backlog took {accepting:?}"

@@ -150,7 +150,10 @@ fn full_disk_refuses_quickly_and_resumes_when_space_is_freed() {
         assert!(Instant::now() < deadline, "the disk never filled up");
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(curl_status("GET", &format!("{}/health", server.endpoint)), 200);
+    assert_eq!(
+        curl_status("GET", &format!("{}/health", server.endpoint)),
+        200
+    );
 
     // Free space: move the delivered objects away (remembering their records).
     let bucket = server.bucket("full");
@@ -187,11 +190,18 @@ fn full_disk_refuses_quickly_and_resumes_when_space_is_freed() {
         acked.iter().all(|id| c.contains_key(id))
     });
     ids_in(&rest, &mut counts);
-    let lost: Vec<_> = acked.iter().filter(|id| !counts.contains_key(id)).take(10).collect();
+    let lost: Vec<_> = acked
+        .iter()
+        .filter(|id| !counts.contains_key(id))
+        .take(10)
+        .collect();
     assert!(lost.is_empty(), "acknowledged records lost: {lost:?}");
     let twice: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).take(10).collect();
     assert!(twice.is_empty(), "records delivered twice: {twice:?}");
-    assert!(!counts.contains_key(&u64::MAX), "a delivered line is not a record that was sent");
+    assert!(
+        !counts.contains_key(&u64::MAX),
+        "a delivered line is not a record that was sent"
+    );
 
     let (p50, p99) = (percentile(&refused, 0.5), percentile(&refused, 0.99));
     eprintln!(
@@ -200,6 +210,9 @@ fn full_disk_refuses_quickly_and_resumes_when_space_is_freed() {
         acked.len(),
         refused.len()
     );
-    assert!(p99 <= Duration::from_millis(100), "refusal p99 {p99:?} > 100 ms");
+    assert!(
+        p99 <= Duration::from_millis(100),
+        "refusal p99 {p99:?} > 100 ms"
+    );
     server.stop();
 }

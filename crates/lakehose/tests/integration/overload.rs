@@ -40,9 +40,15 @@ struct MemoryCgroup {
 
 impl MemoryCgroup {
     fn create(limit: u64) -> MemoryCgroup {
-        let dir = PathBuf::from(format!("/sys/fs/cgroup/memory/lakehose-test-{}", std::process::id()));
+        let dir = PathBuf::from(format!(
+            "/sys/fs/cgroup/memory/lakehose-test-{}",
+            std::process::id()
+        ));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| {
-            panic!("creating {} failed ({e}): the overload test needs root and cgroup v1 memory", dir.display())
+            panic!(
+                "creating {} failed ({e}): the overload test needs root and cgroup v1 memory",
+                dir.display()
+            )
         });
         std::fs::write(dir.join("memory.limit_in_bytes"), limit.to_string()).unwrap();
         MemoryCgroup { dir }
@@ -71,7 +77,14 @@ fn peak_rss(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:")?.trim().strip_suffix(" kB")?.trim().parse::<u64>().ok())
+        .find_map(|l| {
+            l.strip_prefix("VmHWM:")?
+                .trim()
+                .strip_suffix(" kB")?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
         .map_or(0, |kb| kb * 1024)
 }
 
@@ -144,7 +157,9 @@ impl Load {
         assert_eq!(status, 200, "{body}");
         let failed = body["FailedPutCount"].as_u64().unwrap();
         let accepted = RECORDS_PER_REQUEST as u64 - failed;
-        tally.accepted_records.fetch_add(accepted, Ordering::Relaxed);
+        tally
+            .accepted_records
+            .fetch_add(accepted, Ordering::Relaxed);
         if accepted == 0 {
             tally.refused_requests.fetch_add(1, Ordering::Relaxed);
         }
@@ -181,7 +196,8 @@ async fn closed_loop(load: &Load, workers: usize, length: Duration) -> (f64, Vec
     for t in tasks {
         latencies.extend(t.await.unwrap());
     }
-    let rate = tally.accepted_records.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+    let rate =
+        tally.accepted_records.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
     (rate, latencies)
 }
 
@@ -218,7 +234,8 @@ async fn open_loop(load: &Load, requests_per_s: f64, length: Duration) -> OpenLo
     }
     let refused = refused.lock().unwrap().clone();
     OpenLoop {
-        accepted_per_s: tally.accepted_records.load(Ordering::Relaxed) as f64 / offered_for.as_secs_f64(),
+        accepted_per_s: tally.accepted_records.load(Ordering::Relaxed) as f64
+            / offered_for.as_secs_f64(),
         offered_per_s: tally.requests.load(Ordering::Relaxed) as f64 * RECORDS_PER_REQUEST as f64
             / offered_for.as_secs_f64(),
         refused: refused.len() as u64,
@@ -229,7 +246,10 @@ async fn open_loop(load: &Load, requests_per_s: f64, length: Duration) -> OpenLo
 }
 
 fn start_capped(dir: &Path, cgroup: &MemoryCgroup) -> Server {
-    let join = format!("echo $$ > {}/cgroup.procs && exec \"$@\"", cgroup.dir.display());
+    let join = format!(
+        "echo $$ > {}/cgroup.procs && exec \"$@\"",
+        cgroup.dir.display()
+    );
     // The request budget bounds the queue of decoding work: 2 MiB is about 15 requests, some
     // 25 ms of a debug build's work on two cores (a release build decodes several times faster
     // and defaults to 16 MiB).
@@ -325,10 +345,18 @@ fn overload_under_a_memory_cap_is_refused_quickly_and_recovers() {
         rss >> 20,
         RSS_BUDGET >> 20,
         MEMORY_CAP >> 20,
-        cgroup.read("memory.max_usage_in_bytes").trim().parse::<u64>().unwrap_or(0) >> 20
+        cgroup
+            .read("memory.max_usage_in_bytes")
+            .trim()
+            .parse::<u64>()
+            .unwrap_or(0)
+            >> 20
     );
     assert_eq!(cgroup.oom_kills(), 0, "the server was OOM-killed");
-    assert_eq!(curl_status("GET", &format!("{}/health", server.endpoint)), 200);
+    assert_eq!(
+        curl_status("GET", &format!("{}/health", server.endpoint)),
+        200
+    );
     assert!(rss <= RSS_BUDGET, "peak RSS {} MiB over budget", rss >> 20);
     drop(server);
 }
