@@ -315,35 +315,25 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 fn report_recovery(stream: &str, r: &lakehose_log::Recovery, took: std::time::Duration) {
     let undelivered = r.next_seq.saturating_sub(r.committed);
     let damaged = r.torn_tail_bytes > 0 || r.corrupt_records > 0 || r.corrupt_segments > 0;
-    let level_msg = "stream log recovered";
+    tracing::info!(
+        stream,
+        records = r.records,
+        bytes = r.bytes,
+        segments = r.segments,
+        undelivered,
+        reclaimed_segments = r.reclaimed_segments,
+        committed = r.committed,
+        next_seq = r.next_seq,
+        took_ms = took.as_millis() as u64,
+        "stream log recovered"
+    );
     if damaged {
         tracing::warn!(
             stream,
-            records = r.records,
-            bytes = r.bytes,
-            segments = r.segments,
-            undelivered,
             torn_tail_bytes = r.torn_tail_bytes,
             corrupt_records = r.corrupt_records,
             corrupt_segments = r.corrupt_segments,
-            reclaimed_segments = r.reclaimed_segments,
-            committed = r.committed,
-            next_seq = r.next_seq,
-            took_ms = took.as_millis() as u64,
-            "{level_msg}; damaged data was truncated or skipped"
-        );
-    } else {
-        tracing::info!(
-            stream,
-            records = r.records,
-            bytes = r.bytes,
-            segments = r.segments,
-            undelivered,
-            reclaimed_segments = r.reclaimed_segments,
-            committed = r.committed,
-            next_seq = r.next_seq,
-            took_ms = took.as_millis() as u64,
-            "{level_msg}"
+            "the stream's log was damaged: torn data was truncated, corrupt records skipped"
         );
     }
     let s = stream.to_string();
