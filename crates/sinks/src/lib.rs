@@ -4,7 +4,9 @@
 //!
 //! - [`object`]: S3 buckets (a local folder by default, any S3-compatible endpoint when mapped).
 //! - [`keys`]: Firehose's object key naming (prefix expressions and the fixed suffix).
+//! - [`egress`]: which URLs a destination may connect to (the SSRF guard).
 
+pub mod egress;
 pub mod keys;
 pub mod object;
 
