@@ -5,6 +5,7 @@
 //! A record enters Lakehose in [`handler`]: the body is decoded (base64 into one shared buffer),
 //! every limit is checked, and only then is [`StreamService::put_records`] called.
 
+pub mod audit;
 pub mod error;
 pub mod handler;
 pub mod model;
