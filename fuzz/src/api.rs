@@ -289,6 +289,7 @@ fn call(op: &str, body: Vec<u8>) -> Answer {
     use tower::ServiceExt as _;
     let recorder = Arc::new(Recorder::default());
     let router = lakehose_api::router(ApiState {
+        audit: None,
         service: recorder.clone(),
         default_region: "us-east-1".into(),
         services: Vec::new(),

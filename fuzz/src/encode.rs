@@ -87,6 +87,63 @@ pub fn segment_header(base_seq: u64, version: u32) -> [u8; SEGMENT_HEADER_LEN] {
     h
 }
 
+/// The 192-byte header of an encrypted (version 2) segment: the 32 common bytes, then
+/// `id_len u8 | master key id | wrap nonce (12) | wrapped data key (48)`, zero padding, and
+/// at 188..192 the CRC32C of bytes 0..188. The data key is wrapped with the context
+/// `b"lakehose-log-segment-v2" | base_seq u64 | log context`.
+pub fn encrypted_segment_header(base_seq: u64, wrapped: &lakehose_crypto::WrappedKey) -> [u8; 192] {
+    let mut h = [0u8; 192];
+    h[..SEGMENT_HEADER_LEN].copy_from_slice(&segment_header(base_seq, 2));
+    let mut block = Vec::new();
+    wrapped.encode(&mut block);
+    h[32..32 + block.len()].copy_from_slice(&block);
+    let crc = crc32c::crc32c(&h[..188]);
+    h[188..].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+/// The wrap context of the data key of segment `base_seq` of a log with `context`.
+pub fn segment_wrap_context(context: &[u8], base_seq: u64) -> Vec<u8> {
+    let mut c = b"lakehose-log-segment-v2".to_vec();
+    c.extend_from_slice(&base_seq.to_le_bytes());
+    c.extend_from_slice(context);
+    c
+}
+
+/// Appends one encrypted record: `crc | len | seq | arrival_ms | sealed data | tag` with
+/// `len = data + 16`, the data sealed with nonce `seq u64 | 0u32` and associated data
+/// `b"lakehose-log-record-v2" | context_len u32 | context | base u64 | seq u64 | arrival i64`,
+/// and the CRC32C continued from `0x4C484532` over bytes 4.. .
+pub fn sealed_log_record(
+    out: &mut Vec<u8>,
+    key: &lakehose_crypto::DataKey,
+    context: &[u8],
+    base: u64,
+    seq: u64,
+    arrival_ms: i64,
+    data: &[u8],
+) {
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&((data.len() + 16) as u32).to_le_bytes());
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(&arrival_ms.to_le_bytes());
+    let mut aad = b"lakehose-log-record-v2".to_vec();
+    aad.extend_from_slice(&(context.len() as u32).to_le_bytes());
+    aad.extend_from_slice(context);
+    aad.extend_from_slice(&base.to_le_bytes());
+    aad.extend_from_slice(&seq.to_le_bytes());
+    aad.extend_from_slice(&arrival_ms.to_le_bytes());
+    let body = out.len();
+    out.extend_from_slice(data);
+    let tag = key
+        .seal_in_place(lakehose_crypto::nonce(seq, 0), &aad, &mut out[body..])
+        .expect("seal");
+    out.extend_from_slice(&tag);
+    let crc = crc32c::crc32c_append(0x4c48_4532, &out[start + 4..]);
+    out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
+}
+
 /// Appends one record: `crc | len | seq | arrival_ms | data`, CRC32C over bytes 4.. .
 pub fn log_record(out: &mut Vec<u8>, seq: u64, arrival_ms: i64, data: &[u8]) {
     let start = out.len();

@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use lakehose_log::{
-    CHECKPOINT_FILE, Error, Fs, FsFile, Log, LogConfig, LogRecord, Recovery, segment_file_name,
+    CHECKPOINT_FILE, Error, Fs, FsFile, Keyring, Log, LogConfig, LogEncryption, LogRecord,
+    Recovery, segment_file_name,
 };
 
 use crate::encode;
@@ -128,16 +129,30 @@ fn dir() -> PathBuf {
     PathBuf::from("/wal")
 }
 
+/// The keyring every fuzzed log is opened with (one key, `fuzz`), and the log's context.
+const KEY_ID: &str = "fuzz";
+const CONTEXT: &[u8] = b"fuzz-stream";
+
+fn keyring() -> Arc<Keyring> {
+    Arc::new(Keyring::new(vec![(KEY_ID.to_string(), [0x5a; 32])], None).expect("keyring"))
+}
+
 /// Target `log_recovery`: selector byte, then
 /// - `0`: the bytes of one segment file (named after the base in its header bytes 16..24);
 /// - `1`: several files, each `[kind u8][base u8][len u16 LE][bytes]`: kind bit 0 = a
 ///   checkpoint (else a segment named `base`); bit 1 = the harness writes a valid segment
 ///   header for `base` (a valid checkpoint with `committed = base`) in front of the bytes;
 ///   bit 2 = the harness rewrites every record CRC found by walking the `len` fields;
-///   bits 2-3 both set with bit 1 = the header claims format version 2;
+///   bits 2-3 both set with bit 1 = the header claims format version 3 (unknown);
 /// - `2`: `[op u8][pos u16 LE][base u8]` then NUL-separated payloads: the harness writes a
 ///   valid segment of them and applies `op` (0 none, 1 flip the byte at `pos`, 2 truncate at
-///   `pos`); recovery plus a reader must return exactly the records the damage spared.
+///   `pos`); recovery plus a reader must return exactly the records the damage spared. When
+///   `selector / 3` is odd the segment is encrypted (version 2, under the harness's keyring),
+///   where damage to the header (which holds the data key) spares no record, and the log
+///   then writes encrypted segments too.
+///
+/// Every log is opened with a keyring (the harness's one key); an encrypted segment it
+/// cannot decrypt may refuse the open with `Error::Encryption` (fail closed).
 ///
 /// Always: open succeeds (or refuses a damaged checkpoint / an unknown version); readers
 /// return strictly increasing seqs, all below the recovered `next_seq`, no more records than
@@ -148,6 +163,7 @@ pub fn log_recovery(data: &[u8]) {
     };
     let fs = MemFs::default();
     let mut expect: Option<Vec<Vec<u8>>> = None;
+    let encrypted = sel % 3 == 2 && (sel / 3) % 2 == 1;
     match sel % 3 {
         0 => {
             let base = rest
@@ -156,16 +172,24 @@ pub fn log_recovery(data: &[u8]) {
             fs.put(dir().join(segment_file_name(base)), rest.to_vec());
         }
         1 => container(&fs, rest),
-        _ => expect = structured(&fs, rest),
+        _ => expect = structured(&fs, rest, encrypted),
     }
     let segments = fs.count_segments();
     let config = LogConfig {
         segment_bytes: 4096,
+        encryption: Some(LogEncryption {
+            keyring: keyring(),
+            write_key: encrypted.then(|| KEY_ID.to_string()),
+            context: CONTEXT.to_vec(),
+        }),
         ..LogConfig::default()
     };
     let (log, recovery) = match Log::open_with_fs(&dir(), config, Arc::new(fs.clone())) {
         Ok(opened) => opened,
         Err(Error::Corrupt { .. } | Error::UnsupportedVersion { .. }) => return,
+        // Only a fuzzed version-2 header can name a key that does not unwrap; the harness's
+        // own encrypted segments always open.
+        Err(Error::Encryption { .. }) if !encrypted => return,
         Err(e) => panic!("recovery failed: {e}"),
     };
     let records = read_all(&log, &recovery);
@@ -179,7 +203,7 @@ pub fn log_recovery(data: &[u8]) {
             .reader(mid.seq)
             .unwrap_or_else(|e| panic!("reader at {}: {e}", mid.seq));
         let mut got = Vec::new();
-        while let Some(r) = reader.next().unwrap_or_else(|e| panic!("read: {e}")) {
+        while let Some(r) = next_record(&mut reader) {
             got.push(r);
         }
         let got: Vec<&LogRecord> = got.iter().collect();
@@ -222,13 +246,24 @@ pub fn log_recovery(data: &[u8]) {
     log.close();
 }
 
+/// The reader's next record; `None` at the end or where it refuses a record it cannot
+/// decrypt (fail closed: a fuzzed encrypted segment whose key does not unwrap; the
+/// harness's own encrypted segments are checked record by record against what it wrote).
+fn next_record(reader: &mut lakehose_log::LogReader) -> Option<LogRecord> {
+    match reader.next() {
+        Ok(r) => r,
+        Err(Error::Encryption { .. }) => None,
+        Err(e) => panic!("read: {e}"),
+    }
+}
+
 /// Every record from the oldest retained seq, checking the reader's invariants.
 fn read_all(log: &Log, recovery: &Recovery) -> Vec<LogRecord> {
     let mut reader = log
         .reader(log.oldest_retained_seq())
         .unwrap_or_else(|e| panic!("reader at the oldest retained seq: {e}"));
     let mut out: Vec<LogRecord> = Vec::new();
-    while let Some(r) = reader.next().unwrap_or_else(|e| panic!("read: {e}")) {
+    while let Some(r) = next_record(&mut reader) {
         assert!(
             out.last().is_none_or(|p| p.seq < r.seq),
             "seqs strictly increase"
@@ -265,7 +300,7 @@ fn container(fs: &MemFs, mut rest: &[u8]) {
         }
         let mut bytes = Vec::new();
         if kind & 2 != 0 {
-            let version = if kind & 0x0c == 0x0c { 2 } else { 1 };
+            let version = if kind & 0x0c == 0x0c { 3 } else { 1 };
             bytes.extend_from_slice(&encode::segment_header(base, version));
         }
         let records_start = bytes.len();
@@ -277,7 +312,7 @@ fn container(fs: &MemFs, mut rest: &[u8]) {
     }
 }
 
-fn structured(fs: &MemFs, rest: &[u8]) -> Option<Vec<Vec<u8>>> {
+fn structured(fs: &MemFs, rest: &[u8], encrypted: bool) -> Option<Vec<Vec<u8>>> {
     if rest.len() < 4 {
         return None;
     }
@@ -291,16 +326,43 @@ fn structured(fs: &MemFs, rest: &[u8]) -> Option<Vec<Vec<u8>>> {
         .split(|b| *b == 0)
         .map(|p| p.iter().map(|b| (*b).max(5)).collect())
         .collect();
-    let mut bytes = encode::segment_header(base, 1).to_vec();
+    let data_key = lakehose_crypto::DataKey::generate().expect("data key");
+    let mut bytes = if encrypted {
+        let wrapped = keyring()
+            .wrap(
+                KEY_ID,
+                &data_key,
+                &encode::segment_wrap_context(CONTEXT, base),
+            )
+            .expect("wrap");
+        encode::encrypted_segment_header(base, &wrapped).to_vec()
+    } else {
+        encode::segment_header(base, 1).to_vec()
+    };
+    let header_len = bytes.len();
     let mut spans = Vec::new();
     for (i, p) in payloads.iter().enumerate() {
         let start = bytes.len();
-        encode::log_record(&mut bytes, base + i as u64, i as i64, p);
+        let seq = base + i as u64;
+        if encrypted {
+            encode::sealed_log_record(&mut bytes, &data_key, CONTEXT, base, seq, i as i64, p);
+        } else {
+            encode::log_record(&mut bytes, seq, i as i64, p);
+        }
         spans.push((start, bytes.len()));
     }
     let at = pos % bytes.len();
     let spared: Vec<Vec<u8>> = match op {
         0 => payloads,
+        // The header of an encrypted segment holds its data key: damage there loses it all.
+        1 | 2 if encrypted && at < header_len => {
+            if op == 1 {
+                bytes[at] ^= 0xA5;
+            } else {
+                bytes.truncate(at);
+            }
+            Vec::new()
+        }
         1 => {
             bytes[at] ^= 0xA5;
             payloads

@@ -30,7 +30,7 @@ STARTUP_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 20.0
 DELIVERY_TIMEOUT_S = 15.0
 
-_LISTENING = re.compile(r"lakehose listening on (http://\S+)")
+_LISTENING = re.compile(r"lakehose listening on (https?://\S+)")
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # Firehose's file extension per CompressionFormat (no FileExtension configured).
@@ -87,9 +87,19 @@ def unique_name(prefix: str) -> str:
 class LakehoseServer:
     """One `lakehose serve --listen 127.0.0.1:0` process on its own data dir."""
 
-    def __init__(self, data_dir: Path, log_path: Path):
+    def __init__(
+        self,
+        data_dir: Path,
+        log_path: Path,
+        extra_args: Iterable[str] = (),
+        ca_bundle: str | None = None,
+    ):
         self.data_dir = data_dir
         self.log_path = log_path
+        # More `serve` flags (e.g. --tls-cert/--tls-key), and the CA file boto3 clients trust
+        # when the server speaks HTTPS with a test certificate.
+        self.extra_args = list(extra_args)
+        self.ca_bundle = ca_bundle
         self.endpoint = ""
         self.proc: subprocess.Popen[str] | None = None
         self._stdout: list[str] = []
@@ -100,6 +110,7 @@ class LakehoseServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "a", encoding="utf-8", errors="replace")
         cmd = [str(lakehose_bin()), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir)]
+        cmd += self.extra_args
         self._log.write(f"$ {' '.join(cmd)}\n")
         self._log.flush()
         env = dict(os.environ)
@@ -180,14 +191,16 @@ class LakehoseServer:
     def client(self):
         return self.aws("firehose")
 
-    def aws(self, service: str):
-        """A boto3 client of `service` (firehose, glue, athena) for this server."""
+    def aws(self, service: str, access_key_id: str = "test", secret_access_key: str = "test"):
+        """A boto3 client of `service` (firehose, glue, athena) for this server, signing with
+        the given key (a server started with `[auth]` keys checks it)."""
         return boto3.client(
             service,
             endpoint_url=self.endpoint,
             region_name=REGION,
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
+            aws_access_key_id=access_key_id,
+            aws_secret_access_key=secret_access_key,
+            verify=self.ca_bundle,
             config=Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=5, read_timeout=60),
         )
 
@@ -312,6 +325,28 @@ def server_factory(tmp_path: Path):
     yield start
     for server in started:
         server.kill()
+        _servers.remove(server)
+
+
+@pytest.fixture(scope="module")
+def configured_server(tmp_path_factory: pytest.TempPathFactory):
+    """Starts servers with a `lakehose.toml` body (e.g. `[auth]` keys) for a test module; they
+    are stopped with SIGTERM (SIGKILL fallback) after the module."""
+    started: list[LakehoseServer] = []
+
+    def start(config: str) -> LakehoseServer:
+        root = tmp_path_factory.mktemp("configured")
+        path = root / "lakehose.toml"
+        path.write_text(config, encoding="utf-8")
+        server = LakehoseServer(root / "data", root / "server.log", extra_args=["--config", str(path)])
+        server.start()
+        started.append(server)
+        _servers.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
         _servers.remove(server)
 
 

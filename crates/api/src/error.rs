@@ -50,6 +50,18 @@ pub enum ErrorKind {
     RequestTooLarge,
     /// The request body did not arrive within the server's body read timeout (HTTP 408).
     RequestTimeout,
+    /// Authentication is on and the request carries no `Authorization` header (HTTP 403).
+    MissingAuthenticationToken,
+    /// The `Authorization` header is malformed or lacks a required part (`Credential`,
+    /// `SignedHeaders`, `Signature`, a signed `host` and `x-amz-date`).
+    IncompleteSignature,
+    /// The access key id is not one the server knows.
+    UnrecognizedClient,
+    /// The signature does not match, is outside the allowed clock skew, or its credential scope
+    /// is wrong (date, service, terminator).
+    InvalidSignature,
+    /// The caller's policy does not allow the action on the resource.
+    AccessDenied,
 }
 
 impl ErrorKind {
@@ -74,6 +86,11 @@ impl ErrorKind {
             ErrorKind::TooManyRequests => "TooManyRequestsException",
             ErrorKind::RequestTooLarge => "RequestEntityTooLargeException",
             ErrorKind::RequestTimeout => "RequestTimeoutException",
+            ErrorKind::MissingAuthenticationToken => "MissingAuthenticationTokenException",
+            ErrorKind::IncompleteSignature => "IncompleteSignatureException",
+            ErrorKind::UnrecognizedClient => "UnrecognizedClientException",
+            ErrorKind::InvalidSignature => "InvalidSignatureException",
+            ErrorKind::AccessDenied => "AccessDeniedException",
         }
     }
 
@@ -84,6 +101,7 @@ impl ErrorKind {
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorKind::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ErrorKind::MissingAuthenticationToken => StatusCode::FORBIDDEN,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -186,5 +204,18 @@ mod tests {
             ErrorKind::InvalidKmsResource.aws_type(),
             "InvalidKMSResourceException"
         );
+        assert_eq!(
+            ErrorKind::MissingAuthenticationToken.status(),
+            StatusCode::FORBIDDEN
+        );
+        for kind in [
+            ErrorKind::IncompleteSignature,
+            ErrorKind::UnrecognizedClient,
+            ErrorKind::InvalidSignature,
+            ErrorKind::AccessDenied,
+        ] {
+            assert_eq!(kind.status(), StatusCode::BAD_REQUEST);
+            assert!(!kind.retryable());
+        }
     }
 }

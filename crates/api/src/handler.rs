@@ -3,15 +3,15 @@
 //!
 //! Invariants: every answer carries `x-amzn-RequestId`; a request that fails validation changes
 //! nothing; PutRecordBatch either rejects the whole request (malformed, over a limit) or answers
-//! one entry per record in request order.
+//! one entry per record in request order; a request carrying a [`Caller`] (authentication on)
+//! is authorized for its action and resources before the operation runs (`crate::authz`).
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -21,6 +21,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use crate::authz::{self, Caller};
 use crate::error::{ApiError, ErrorKind, Result};
 use crate::model::*;
 use crate::service::{JsonService, StreamService};
@@ -46,6 +47,8 @@ pub struct ApiState {
     pub default_region: String,
     /// Other AWS JSON 1.1 services on the same endpoint (Glue, Athena, ...), by target prefix.
     pub services: Vec<Arc<dyn JsonService>>,
+    /// Where control-plane calls are recorded (`None`: not recorded).
+    pub audit: Option<Arc<crate::audit::AuditLog>>,
 }
 
 /// The API router: `POST /` dispatched on `X-Amz-Target`.
@@ -58,14 +61,18 @@ pub fn router(state: ApiState) -> Router {
 
 async fn dispatch(State(state): State<ApiState>, request: Request) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
-    let mut response = answer(&state, request).await;
+    let mut response = answer(&state, request, &request_id).await;
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-amzn-requestid", v);
     }
     response
 }
 
-async fn answer(state: &ApiState, request: Request) -> Response {
+async fn answer(state: &ApiState, request: Request, request_id: &str) -> Response {
+    let source_ip = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
     let headers = request.headers();
     let target = headers
         .get("x-amz-target")
@@ -75,6 +82,7 @@ async fn answer(state: &ApiState, request: Request) -> Response {
     let region = region_of(headers)
         .unwrap_or(&state.default_region)
         .to_string();
+    let caller = request.extensions().get::<Caller>().cloned();
     let body = match read_body(request).await {
         Ok(body) => body,
         Err(e) => {
@@ -89,16 +97,80 @@ async fn answer(state: &ApiState, request: Request) -> Response {
             Some((s.clone(), op))
         })
     };
+    // Authorization (when authenticated) comes before the operation reads or changes anything;
+    // see `crate::authz`.
     let result = match target.strip_prefix(TARGET_PREFIX) {
-        Some(op) => operation(state, op, &region, &body).await,
+        Some(op) => {
+            let allowed = match &caller {
+                // The puts authorize on the stream name they parse themselves: their bodies are
+                // the large ones, and are parsed once.
+                Some(caller) if !matches!(op, "PutRecord" | "PutRecordBatch") => caller.authorize(
+                    &format!("firehose:{op}"),
+                    &[authz::firehose_resource(op, &region, &body)],
+                ),
+                _ => Ok(()),
+            };
+            match allowed {
+                Ok(()) => operation(state, op, &region, &body, caller.as_ref()).await,
+                Err(e) => Err(e),
+            }
+        }
         None => match other() {
-            Some((service, op)) => service.call(op, &region, &body).await,
+            Some((service, op)) => {
+                let allowed = match &caller {
+                    Some(caller) => caller.authorize(
+                        &format!("{}:{op}", service.iam_prefix()),
+                        &service.resources(op, &region, &body),
+                    ),
+                    None => Ok(()),
+                };
+                match allowed {
+                    Ok(()) => service.call(op, &region, &body).await,
+                    Err(e) => Err(e),
+                }
+            }
             None => Err(ApiError::new(
                 ErrorKind::UnknownOperation,
                 format!("Unknown operation target '{target}'."),
             )),
         },
     };
+    if let Some(audit) = &state.audit {
+        let call = match target.strip_prefix(TARGET_PREFIX) {
+            Some(op) if !crate::audit::is_data_plane(op) => Some((
+                "firehose.amazonaws.com".to_string(),
+                op,
+                vec![authz::firehose_resource(op, &region, &body)],
+            )),
+            Some(_) => None,
+            None => other().map(|(service, op)| {
+                (
+                    format!("{}.amazonaws.com", service.iam_prefix()),
+                    op,
+                    service.resources(op, &region, &body),
+                )
+            }),
+        };
+        if let Some((event_source, op, resources)) = call {
+            audit.record(&crate::audit::AuditEvent {
+                event_source: &event_source,
+                event_name: op,
+                region: &region,
+                access_key_id: caller.as_ref().map(|c| c.access_key_id()),
+                source_ip,
+                resources,
+                request_id,
+                read_only: crate::audit::is_read_only(op),
+                outcome: match &result {
+                    Ok(_) => crate::audit::Outcome::Success,
+                    Err(e) => crate::audit::Outcome::Failure {
+                        code: e.kind.aws_type().to_string(),
+                        message: e.message.clone(),
+                    },
+                },
+            });
+        }
+    }
     match result {
         Ok(value) => json_response(StatusCode::OK, &value),
         Err(e) => {
@@ -111,8 +183,19 @@ async fn answer(state: &ApiState, request: Request) -> Response {
 /// The whole request body, at most [`MAX_BODY_BYTES`]: a `Content-Length` over the limit is
 /// refused before any of the body is read; a longer chunked body is cut off at the limit.
 async fn read_body(request: Request) -> Result<Bytes> {
-    let declared = request
-        .headers()
+    let (parts, body) = request.into_parts();
+    read_body_parts(&parts, body).await
+}
+
+/// [`read_body`] for a request taken apart: the limit, the request budget's [`Meter`] (found in
+/// `parts`) and the errors (`RequestEntityTooLargeException` 413, `RequestTimeoutException`
+/// 408, ...) of the API handlers. Public for layers that need the body before the handler
+/// (SigV4 authentication): they read it exactly as the handler would.
+///
+/// [`Meter`]: crate::shed::Meter
+pub async fn read_body_parts(parts: &axum::http::request::Parts, body: Body) -> Result<Bytes> {
+    let declared = parts
+        .headers
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
@@ -122,15 +205,15 @@ async fn read_body(request: Request) -> Result<Bytes> {
     // A body known to be empty (`Content-Length: 0`, an HTTP/2 HEADERS frame with
     // END_STREAM) is not read: on an HTTP/2 stream the client has reset, reading would wait
     // for the body timeout.
-    if axum::body::HttpBody::size_hint(request.body()).exact() == Some(0) {
+    if axum::body::HttpBody::size_hint(&body).exact() == Some(0) {
         return Ok(Bytes::new());
     }
-    if let Some(meter) = request.extensions().get::<crate::shed::Meter>().cloned() {
-        return read_metered(request.into_body(), &meter).await;
+    if let Some(meter) = parts.extensions.get::<crate::shed::Meter>() {
+        return read_metered(body, meter).await;
     }
-    Bytes::from_request(request, &())
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
-        .map_err(|rejection| body_error(&rejection))
+        .map_err(|e| body_error(&e))
 }
 
 /// Reads a body of unknown length, reserving each chunk from the request budget before
@@ -163,12 +246,15 @@ fn too_large() -> ApiError {
 
 /// The AWS-shaped answer to a body that could not be read: over [`MAX_BODY_BYTES`] (413,
 /// nothing read past the limit), or see [`body_read_error`].
-fn body_error(rejection: &BytesRejection) -> ApiError {
-    use axum::extract::rejection::FailedToBufferBody;
-    match rejection {
-        BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => too_large(),
-        other => body_read_error(other),
+fn body_error(error: &axum::Error) -> ApiError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return too_large();
+        }
+        source = e.source();
     }
+    body_read_error(error)
 }
 
 /// A body read that failed: not received within the server's body read timeout (408: the
@@ -263,10 +349,28 @@ fn existing(state: &ApiState, name: &str) -> Result<StreamSpec> {
         .ok_or_else(|| ApiError::stream_not_found(name))
 }
 
-async fn operation(state: &ApiState, op: &str, region: &str, body: &[u8]) -> Result<Value> {
+/// Asks `caller` (when authenticated) whether it may run Firehose operation `op` on stream
+/// `name` in `region`.
+fn authorize_stream(caller: Option<&Caller>, op: &str, region: &str, name: &str) -> Result<()> {
+    match caller {
+        Some(caller) => caller.authorize(
+            &format!("firehose:{op}"),
+            &[authz::firehose_stream_arn(region, name)],
+        ),
+        None => Ok(()),
+    }
+}
+
+async fn operation(
+    state: &ApiState,
+    op: &str,
+    region: &str,
+    body: &[u8],
+    caller: Option<&Caller>,
+) -> Result<Value> {
     match op {
-        "PutRecordBatch" => put_record_batch(state, body).await,
-        "PutRecord" => put_record(state, body).await,
+        "PutRecordBatch" => put_record_batch(state, body, region, caller).await,
+        "PutRecord" => put_record(state, body, region, caller).await,
         "CreateDeliveryStream" => {
             let input: CreateDeliveryStreamInput = parse(body)?;
             let spec = StreamSpec::from_create(input, region, now_ms())?;
@@ -549,12 +653,18 @@ fn decode_records(records: &[RecordBody<'_>], field: &str) -> Result<Vec<Bytes>>
     Ok(out)
 }
 
-async fn put_record_batch(state: &ApiState, body: &[u8]) -> Result<Value> {
+async fn put_record_batch(
+    state: &ApiState,
+    body: &[u8],
+    region: &str,
+    caller: Option<&Caller>,
+) -> Result<Value> {
     let input: PutRecordBatchBody<'_> = parse_borrowed(body)?;
     let name = input
         .name
         .ok_or_else(|| ApiError::invalid("DeliveryStreamName is required."))?;
     validate_stream_name(&name)?;
+    authorize_stream(caller, "PutRecordBatch", region, &name)?;
     let records = input.records.unwrap_or_default();
     if records.is_empty() || records.len() > MAX_BATCH_RECORDS {
         return Err(ApiError::invalid(format!(
@@ -584,12 +694,18 @@ async fn put_record_batch(state: &ApiState, body: &[u8]) -> Result<Value> {
     }))
 }
 
-async fn put_record(state: &ApiState, body: &[u8]) -> Result<Value> {
+async fn put_record(
+    state: &ApiState,
+    body: &[u8],
+    region: &str,
+    caller: Option<&Caller>,
+) -> Result<Value> {
     let input: PutRecordBody<'_> = parse_borrowed(body)?;
     let name = input
         .name
         .ok_or_else(|| ApiError::invalid("DeliveryStreamName is required."))?;
     validate_stream_name(&name)?;
+    authorize_stream(caller, "PutRecord", region, &name)?;
     let record = input
         .record
         .ok_or_else(|| ApiError::invalid("Record is required."))?;

@@ -37,6 +37,17 @@ pub trait StreamService: Send + Sync + 'static {
 pub trait JsonService: Send + Sync + 'static {
     /// The target prefix before the `.`, e.g. `AWSGlue`.
     fn target_prefix(&self) -> &'static str;
+    /// The service's IAM prefix (`glue` in `glue:GetTable`), which is also the SigV4 signing
+    /// name its requests must be scoped to.
+    fn iam_prefix(&self) -> &'static str;
+    /// The resources (ARNs) operation `op` with the JSON request `body` acts on, for
+    /// authorization (see [`crate::authz`]); `*` where the operation names none, or when they
+    /// cannot be read from the body. Called before [`JsonService::call`], only when
+    /// authentication is on.
+    fn resources(&self, op: &str, region: &str, body: &[u8]) -> Vec<String> {
+        let _ = (op, region, body);
+        vec!["*".into()]
+    }
     /// Answers operation `op` with the JSON request `body`; `region` is the caller's region.
     async fn call(&self, op: &str, region: &str, body: &[u8]) -> Result<serde_json::Value>;
 }

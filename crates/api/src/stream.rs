@@ -916,7 +916,8 @@ impl StreamSpec {
         Ok(())
     }
 
-    /// Start or stop server-side encryption (status moves straight to ENABLED/DISABLED).
+    /// Start or stop server-side encryption (status set to ENABLED/DISABLED; the engine
+    /// moves a change through ENABLING/DISABLING while it switches the stream's log).
     pub fn set_encryption(&mut self, input: Option<&EncryptionInput>, now_ms: i64) -> Result<()> {
         let day_ago = now_ms - 24 * 3600 * 1000;
         self.encryption.toggles_ms.retain(|t| *t > day_ago);

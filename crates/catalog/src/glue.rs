@@ -327,6 +327,14 @@ impl JsonService for GlueApi {
         "AWSGlue"
     }
 
+    fn iam_prefix(&self) -> &'static str {
+        "glue"
+    }
+
+    fn resources(&self, op: &str, region: &str, body: &[u8]) -> Vec<String> {
+        resources(op, region, body)
+    }
+
     async fn call(&self, op: &str, _region: &str, body: &[u8]) -> ApiResult<Value> {
         match op {
             "CreateDatabase" => self.create_database(parse(body)?).await,
@@ -355,6 +363,76 @@ impl JsonService for GlueApi {
                 format!("Operation AWSGlue.{other} is not supported by the Lakehose catalog."),
             )),
         }
+    }
+}
+
+/// The resources a Glue operation acts on, for authorization ([`lakehose_api::authz`]), named
+/// as Glue's IAM names them, with database and table names lower-cased as the catalog stores
+/// them: `arn:aws:glue:REGION:ACCOUNT:catalog` for `GetDatabases`; `database/DB` for the
+/// database operations and `GetTables`; `table/DB/TABLE` for the table, table version and
+/// partition operations (every table of `BatchDeleteTable`; the new name as well when
+/// `UpdateDatabase` renames). A name that cannot be read from the body is `*`.
+pub fn resources(op: &str, region: &str, body: &[u8]) -> Vec<String> {
+    let arn = |resource: &str| lakehose_api::authz::arn("glue", region, resource);
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        body
+    };
+    // Duplicate members: the last one wins here, while the operation's own parse refuses the
+    // request, so nothing runs on a name other than the one authorized.
+    let Ok(Value::Object(v)) = serde_json::from_slice::<Value>(body) else {
+        return vec!["*".into()];
+    };
+    let text = |v: &serde_json::Map<String, Value>, key: &str| {
+        v.get(key).and_then(Value::as_str).map(str::to_lowercase)
+    };
+    let nested = |outer: &str, key: &str| {
+        v.get(outer)
+            .and_then(Value::as_object)
+            .and_then(|o| text(o, key))
+    };
+    let database =
+        |name: Option<String>| name.map_or("*".into(), |d| arn(&format!("database/{d}")));
+    let db = text(&v, "DatabaseName");
+    let table = |name: Option<String>| match (&db, name) {
+        (Some(d), Some(t)) => arn(&format!("table/{d}/{t}")),
+        _ => "*".into(),
+    };
+    match op {
+        "GetDatabases" => vec![arn("catalog")],
+        "CreateDatabase" => vec![database(nested("DatabaseInput", "Name"))],
+        "GetDatabase" | "DeleteDatabase" => vec![database(text(&v, "Name"))],
+        "UpdateDatabase" => {
+            let mut out = vec![database(text(&v, "Name"))];
+            if let Some(renamed) = nested("DatabaseInput", "Name").map(|n| database(Some(n)))
+                && !out.contains(&renamed)
+            {
+                out.push(renamed);
+            }
+            out
+        }
+        "GetTables" => vec![database(db.clone())],
+        "CreateTable" | "UpdateTable" => vec![table(nested("TableInput", "Name"))],
+        "GetTable" | "DeleteTable" => vec![table(text(&v, "Name"))],
+        "BatchDeleteTable" => match v.get("TablesToDelete").and_then(Value::as_array) {
+            Some(names) if !names.is_empty() => names
+                .iter()
+                .map(|n| table(n.as_str().map(str::to_lowercase)))
+                .collect(),
+            _ => vec!["*".into()],
+        },
+        "GetTableVersion"
+        | "GetTableVersions"
+        | "CreatePartition"
+        | "BatchCreatePartition"
+        | "GetPartition"
+        | "GetPartitions"
+        | "BatchGetPartition"
+        | "UpdatePartition"
+        | "DeletePartition"
+        | "BatchDeletePartition" => vec![table(text(&v, "TableName"))],
+        _ => vec!["*".into()],
     }
 }
 
@@ -677,6 +755,60 @@ mod tests {
         let p = table_pattern("ev.*s").unwrap();
         assert!(p.is_match("events"));
         assert!(table_pattern("(").is_err());
+    }
+
+    #[test]
+    fn resources_follow_glue_iam() {
+        let arn = |r: &str| format!("arn:aws:glue:eu-west-1:000000000000:{r}");
+        let res = |op: &str, body: &str| resources(op, "eu-west-1", body.as_bytes());
+        assert_eq!(res("GetDatabases", ""), [arn("catalog")]);
+        assert_eq!(
+            res("GetDatabase", r#"{"Name":"Web"}"#),
+            [arn("database/web")]
+        );
+        assert_eq!(
+            res("CreateDatabase", r#"{"DatabaseInput":{"Name":"web"}}"#),
+            [arn("database/web")]
+        );
+        assert_eq!(
+            res(
+                "UpdateDatabase",
+                r#"{"Name":"web","DatabaseInput":{"Name":"web2"}}"#
+            ),
+            [arn("database/web"), arn("database/web2")]
+        );
+        assert_eq!(
+            res("GetTables", r#"{"DatabaseName":"web"}"#),
+            [arn("database/web")]
+        );
+        assert_eq!(
+            res("GetTable", r#"{"DatabaseName":"web","Name":"Clicks"}"#),
+            [arn("table/web/clicks")]
+        );
+        assert_eq!(
+            res(
+                "CreateTable",
+                r#"{"DatabaseName":"web","TableInput":{"Name":"clicks"}}"#
+            ),
+            [arn("table/web/clicks")]
+        );
+        assert_eq!(
+            res(
+                "BatchDeleteTable",
+                r#"{"DatabaseName":"web","TablesToDelete":["a","b"]}"#
+            ),
+            [arn("table/web/a"), arn("table/web/b")]
+        );
+        assert_eq!(
+            res(
+                "GetPartitions",
+                r#"{"DatabaseName":"web","TableName":"clicks"}"#
+            ),
+            [arn("table/web/clicks")]
+        );
+        assert_eq!(res("GetTable", r#"{"Name":"clicks"}"#), ["*"]);
+        assert_eq!(res("GetTable", "not json"), ["*"]);
+        assert_eq!(res("SomethingElse", "{}"), ["*"]);
     }
 
     #[test]

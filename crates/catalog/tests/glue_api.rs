@@ -699,6 +699,7 @@ mod http {
     async fn glue_is_answered_on_the_shared_endpoint() {
         let e = env();
         let app = lakehose_api::router(ApiState {
+            audit: None,
             service: Arc::new(NoStreams),
             default_region: "us-east-1".into(),
             services: vec![Arc::new(e.api.clone())],

@@ -1,7 +1,11 @@
 //! A small Firehose client for the CLI: AWS JSON 1.1 over HTTP/1.1 keep-alive connections.
 //! It speaks exactly what the AWS SDKs send (`X-Amz-Target`, `application/x-amz-json-1.1`) and
 //! parses AWS error bodies, so `lakehose put` and `lakehose streams` work against Lakehose and
-//! any Firehose-compatible endpoint that does not require signatures.
+//! any Firehose-compatible endpoint.
+//!
+//! When `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` are set, every request is signed with
+//! SigV4 (region `AWS_REGION`, else `AWS_DEFAULT_REGION`, else `us-east-1`; service `firehose`
+//! for the AWS API, `lakehose` for `/v1/query`), as a server with `[auth]` keys requires.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -15,6 +19,39 @@ use serde_json::Value;
 pub struct FirehoseClient {
     endpoint: hyper::Uri,
     http: Client<HttpConnector, Full<Bytes>>,
+    credentials: Option<Credentials>,
+}
+
+/// The access key requests are signed with (from the environment).
+#[derive(Clone)]
+struct Credentials {
+    access_key_id: String,
+    secret_access_key: String,
+    region: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Credentials {
+    /// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (both set and not empty), with the region
+    /// of `AWS_REGION`, `AWS_DEFAULT_REGION` or `us-east-1`.
+    fn from_env() -> Option<Self> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Some(Self {
+            access_key_id: var("AWS_ACCESS_KEY_ID")?,
+            secret_access_key: var("AWS_SECRET_ACCESS_KEY")?,
+            region: var("AWS_REGION")
+                .or_else(|| var("AWS_DEFAULT_REGION"))
+                .unwrap_or_else(|| "us-east-1".into()),
+        })
+    }
 }
 
 /// A failed call: an AWS error (`__type`, message) or a transport failure.
@@ -67,7 +104,11 @@ impl FirehoseClient {
         let http = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(64)
             .build(connector);
-        Ok(Self { endpoint, http })
+        Ok(Self {
+            endpoint,
+            http,
+            credentials: Credentials::from_env(),
+        })
     }
 
     /// Calls `op` with a JSON body already serialised.
@@ -75,7 +116,7 @@ impl FirehoseClient {
         let request = hyper::Request::post(self.endpoint.clone())
             .header("x-amz-target", format!("Firehose_20150804.{op}"))
             .header("content-type", "application/x-amz-json-1.1")
-            .body(Full::new(body))
+            .body(body)
             .map_err(|e| CallError::Transport(e.to_string()))?;
         let (status, _, bytes) = self.send(request).await?;
         let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
@@ -107,19 +148,45 @@ impl FirehoseClient {
         let uri = format!("{}{path}", base.trim_end_matches('/'));
         let request = hyper::Request::post(uri)
             .header("content-type", "application/json")
-            .body(Full::new(body))
+            .body(body)
             .map_err(|e| CallError::Transport(e.to_string()))?;
         self.send(request).await
     }
 
-    /// Sends `request` and reads the whole answer.
+    /// Signs `request` (when there are credentials), sends it and reads the whole answer.
     async fn send(
         &self,
-        request: hyper::Request<Full<Bytes>>,
+        mut request: hyper::Request<Bytes>,
     ) -> Result<(u16, hyper::HeaderMap, Bytes), CallError> {
+        if let Some(creds) = &self.credentials {
+            let service = if request.headers().contains_key("x-amz-target") {
+                "firehose"
+            } else {
+                "lakehose"
+            };
+            if let Some(authority) = request.uri().authority().cloned()
+                && let Ok(host) = hyper::header::HeaderValue::from_str(authority.as_str())
+            {
+                request.headers_mut().insert(hyper::header::HOST, host);
+            }
+            let (mut parts, body) = request.into_parts();
+            lakehose_auth::sigv4::sign(
+                parts.method.as_str(),
+                parts.uri.path(),
+                parts.uri.query().unwrap_or_default(),
+                &mut parts.headers,
+                &body,
+                &creds.access_key_id,
+                &creds.secret_access_key,
+                &creds.region,
+                service,
+                lakehose_auth::sigv4::unix_now(),
+            );
+            request = hyper::Request::from_parts(parts, body);
+        }
         let response = self
             .http
-            .request(request)
+            .request(request.map(Full::new))
             .await
             .map_err(|e| CallError::Transport(e.to_string()))?;
         let status = response.status().as_u16();

@@ -35,6 +35,148 @@ pub struct Config {
     /// HTTP timeouts and limits of the listener.
     #[serde(default)]
     pub server: Server,
+    /// TLS for the listener (off unless both files are named).
+    #[serde(default)]
+    pub tls: Tls,
+    /// `[auth]`: access keys (SigV4) and what each may do; the `/metrics` bearer token.
+    /// Authentication is on when a key is configured (see `lakehose_auth::config`).
+    #[serde(default)]
+    pub auth: lakehose_auth::AuthConfig,
+    /// `[encryption]`: the keyring of master keys for encryption at rest.
+    #[serde(default)]
+    pub encryption: Encryption,
+    /// `[audit]`: the audit log of control-plane calls.
+    #[serde(default)]
+    pub audit: Audit,
+}
+
+/// `[audit]`: where the audit log goes (see `lakehose_api::audit`). On by default, as
+/// CloudTrail's management events are.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Audit {
+    /// Whether control-plane calls are recorded.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// The audit file (default `DATA_DIR/audit/audit.log`); rotated files get `.1`, `.2`, ...
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Size in MiB at which the file is rotated.
+    #[serde(default = "default_audit_file_mib")]
+    pub max_file_mib: u64,
+    /// Files kept, the current one included.
+    #[serde(default = "default_audit_files")]
+    pub max_files: usize,
+}
+
+impl Default for Audit {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            path: None,
+            max_file_mib: default_audit_file_mib(),
+            max_files: default_audit_files(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_audit_file_mib() -> u64 {
+    64
+}
+fn default_audit_files() -> usize {
+    8
+}
+
+impl Audit {
+    /// The open audit log, or `None` when disabled.
+    pub fn open(
+        &self,
+        data_dir: &Path,
+    ) -> anyhow::Result<Option<std::sync::Arc<lakehose_api::audit::AuditLog>>> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        anyhow::ensure!(
+            self.max_file_mib >= 1 && self.max_files >= 1,
+            "audit.max_file_mib and audit.max_files must be at least 1"
+        );
+        let path = self
+            .path
+            .clone()
+            .unwrap_or_else(|| data_dir.join("audit").join("audit.log"));
+        let log = lakehose_api::audit::AuditLog::open(lakehose_api::audit::AuditConfig {
+            path: path.clone(),
+            max_file_bytes: self.max_file_mib << 20,
+            max_files: self.max_files,
+        })
+        .with_context(|| format!("opening the audit log {}", path.display()))?;
+        Ok(Some(std::sync::Arc::new(log)))
+    }
+}
+
+/// `[encryption]`: where the master keys of encryption at rest come from (see
+/// docs/SECURITY.md). Without a keyring, `StartDeliveryStreamEncryption` and
+/// `KMSEncryptionConfig` on local buckets fail with `InvalidKMSResourceException`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Encryption {
+    /// A keyring file: one `KEYID = "BASE64"` line per 32-byte key (`lakehose keygen` prints
+    /// one); the last key, or the one named by `active = "KEYID"`, wraps new data keys, the
+    /// others only unwrap. Alternatively the `LAKEHOSE_MASTER_KEY` environment variable holds
+    /// `KEYID:BASE64[,KEYID:BASE64...]` (the last is active); not both.
+    pub keyring_file: Option<PathBuf>,
+}
+
+impl Encryption {
+    /// The keyring: from `keyring_file`, else from `LAKEHOSE_MASTER_KEY`, else none.
+    pub fn keyring(&self) -> anyhow::Result<Option<std::sync::Arc<lakehose_crypto::Keyring>>> {
+        let env = std::env::var(lakehose_crypto::MASTER_KEY_ENV)
+            .ok()
+            .filter(|v| !v.trim().is_empty());
+        let keyring = match (&self.keyring_file, env) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "both encryption.keyring_file and {} are set: use one",
+                lakehose_crypto::MASTER_KEY_ENV
+            ),
+            (Some(path), None) => lakehose_crypto::Keyring::load(path)?,
+            (None, Some(value)) => lakehose_crypto::Keyring::from_env_value(&value)?,
+            (None, None) => return Ok(None),
+        };
+        Ok(Some(std::sync::Arc::new(keyring)))
+    }
+}
+
+/// `[tls]`: serve HTTPS with this certificate chain and key (PEM), reloaded on SIGHUP. Both
+/// or neither; `--tls-cert`/`--tls-key` replace them.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// Certificate chain: the server certificate first, then any intermediates.
+    pub cert: Option<PathBuf>,
+    /// Private key of the certificate: PKCS#8, RSA or SEC1 PEM.
+    pub key: Option<PathBuf>,
+}
+
+impl Tls {
+    /// The files when TLS is on, `None` when off; an error when only one is named.
+    pub fn files(&self) -> anyhow::Result<Option<crate::tls::TlsFiles>> {
+        match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => Ok(Some(crate::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            })),
+            (None, None) => Ok(None),
+            (Some(_), None) => {
+                anyhow::bail!("tls.cert is set but tls.key is not: set both or neither")
+            }
+            (None, Some(_)) => {
+                anyhow::bail!("tls.key is set but tls.cert is not: set both or neither")
+            }
+        }
+    }
 }
 
 /// `[server]`: timeouts and limits of the HTTP listener (slow-client and flood protection).
@@ -236,6 +378,10 @@ impl Default for Config {
             limits: Limits::default(),
             lambdas: Default::default(),
             server: Server::default(),
+            tls: Tls::default(),
+            auth: Default::default(),
+            encryption: Encryption::default(),
+            audit: Audit::default(),
         }
     }
 }
@@ -257,6 +403,10 @@ impl Config {
         config
             .server
             .validate()
+            .with_context(|| format!("checking {}", path.display()))?;
+        config
+            .tls
+            .files()
             .with_context(|| format!("checking {}", path.display()))?;
         Ok(config)
     }
@@ -317,5 +467,45 @@ mod tests {
             toml::from_str::<Config>("lisen = \"x\"").is_err(),
             "unknown keys are rejected"
         );
+    }
+
+    #[test]
+    fn tls_needs_both_files_or_neither() {
+        let on: Config = toml::from_str("[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"").unwrap();
+        let files = on.tls.files().unwrap().unwrap();
+        assert_eq!(files.cert, PathBuf::from("c.pem"));
+        assert_eq!(files.key, PathBuf::from("k.pem"));
+        assert!(Config::default().tls.files().unwrap().is_none());
+        let half: Config = toml::from_str("[tls]\ncert = \"c.pem\"").unwrap();
+        let err = half.tls.files().unwrap_err().to_string();
+        assert!(err.contains("tls.key is not"), "{err}");
+        assert!(toml::from_str::<Config>("[tls]\ncrt = \"c.pem\"").is_err());
+    }
+
+    #[test]
+    fn encryption_keyring_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keyring");
+        let lines = [
+            lakehose_crypto::generate_key_line("old").unwrap(),
+            lakehose_crypto::generate_key_line("new").unwrap(),
+        ];
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        let cfg: Config = toml::from_str(&format!(
+            "[encryption]\nkeyring_file = \"{}\"",
+            path.display()
+        ))
+        .unwrap();
+        assert_eq!(cfg.encryption.keyring_file.as_deref(), Some(path.as_path()));
+        if std::env::var_os(lakehose_crypto::MASTER_KEY_ENV).is_none() {
+            let keyring = cfg.encryption.keyring().unwrap().unwrap();
+            assert_eq!(keyring.active_id(), "new");
+            assert!(keyring.contains("old"));
+            let missing: Config =
+                toml::from_str("[encryption]\nkeyring_file = \"/nonexistent/keyring\"").unwrap();
+            assert!(missing.encryption.keyring().is_err());
+            assert!(Config::default().encryption.keyring().unwrap().is_none());
+        }
+        assert!(toml::from_str::<Config>("[encryption]\nkeyring = \"x\"").is_err());
     }
 }

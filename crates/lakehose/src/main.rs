@@ -7,11 +7,13 @@ mod bench;
 mod bench_query;
 mod client;
 mod config;
+mod crypt;
 mod lake;
 mod put;
 mod query;
 mod serve;
 mod streams;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -47,6 +49,17 @@ enum Command {
         /// Data folder (default ./lakehose-data).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Serve HTTPS with this PEM certificate chain (server certificate first); needs
+        /// --tls-key. Replaces `[tls]` of the config file. SIGHUP reloads both files.
+        #[arg(long, requires = "tls_key", value_name = "PATH")]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key (PKCS#8, RSA or SEC1) of --tls-cert.
+        #[arg(long, requires = "tls_cert", value_name = "PATH")]
+        tls_key: Option<PathBuf>,
+        /// Serve a non-loopback address even though no access keys are configured (every
+        /// request is then accepted unauthenticated). Keys configured still turn SigV4 on.
+        #[arg(long)]
+        insecure_no_auth: bool,
     },
     /// Send newline-delimited records to a stream.
     Put {
@@ -89,6 +102,10 @@ enum Command {
         #[command(subcommand)]
         command: BenchCommand,
     },
+    /// Print a new random master key as a keyring file line (`KEYID = "BASE64"`).
+    Keygen(crypt::KeygenArgs),
+    /// Print (or write) the plaintext of an encrypted object of a local bucket.
+    Decrypt(crypt::DecryptArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -120,6 +137,9 @@ fn main() -> anyhow::Result<()> {
                 config,
                 listen,
                 data_dir,
+                tls_cert,
+                tls_key,
+                insecure_no_auth,
             } => {
                 let mut cfg = config::Config::load(config.as_deref())?;
                 if let Some(l) = listen {
@@ -128,6 +148,13 @@ fn main() -> anyhow::Result<()> {
                 if let Some(d) = data_dir {
                     cfg.data_dir = d;
                 }
+                if tls_cert.is_some() || tls_key.is_some() {
+                    cfg.tls = config::Tls {
+                        cert: tls_cert,
+                        key: tls_key,
+                    };
+                }
+                cfg.auth.insecure_no_auth = insecure_no_auth;
                 serve::run(cfg).await
             }
             Command::Put { endpoint, args } => {
@@ -143,6 +170,8 @@ fn main() -> anyhow::Result<()> {
             Command::Bench {
                 command: BenchCommand::Query(args),
             } => bench_query::run(args).await,
+            Command::Keygen(args) => crypt::keygen(args),
+            Command::Decrypt(args) => crypt::decrypt(args),
         }
     })
 }

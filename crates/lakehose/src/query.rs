@@ -126,7 +126,10 @@ fn direct_engine(
     let cfg = crate::config::Config::load(config)?;
     let catalog = lakehose_catalog::FileCatalog::open_in_data_dir(dir)
         .with_context(|| format!("opening the catalog in {}", dir.display()))?;
-    let buckets = lakehose_sinks::Buckets::new(dir.join("buckets"), cfg.buckets);
+    // Sealed objects of local buckets are read with the configured keyring.
+    let keyring = cfg.encryption.keyring()?;
+    let buckets =
+        lakehose_sinks::Buckets::new(dir.join("buckets"), cfg.buckets).with_keyring(keyring);
     Ok(QueryEngine::new(
         Arc::new(catalog),
         Arc::new(crate::lake::LakeBuckets(Arc::new(buckets))),

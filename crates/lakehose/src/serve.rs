@@ -22,6 +22,18 @@ use crate::lake::{LakeBuckets, PipelineFresh};
 /// Runs the server until a shutdown signal.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     config.server.validate()?;
+    // Authentication is decided before anything is opened: a key mistake, or a public address
+    // without keys, stops the start.
+    let access_keys = access_keys(&config)?;
+    // A missing or broken certificate stops the start before the data dir is opened.
+    let tls = match config.tls.files()? {
+        Some(files) => {
+            let resolver = Arc::new(crate::tls::CertResolver::open(files)?);
+            crate::tls::reload_on_sighup(resolver.clone())?;
+            Some(crate::tls::acceptor(resolver)?)
+        }
+        None => None,
+    };
     let recorder = PrometheusBuilder::new().build_recorder();
     let metrics = recorder.handle();
     metrics::set_global_recorder(recorder).context("installing the metrics recorder")?;
@@ -30,11 +42,30 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let catalog: Arc<dyn CatalogStore> =
         Arc::new(FileCatalog::open_in_data_dir(&config.data_dir).context("opening the catalog")?);
-    let buckets = Buckets::new(config.data_dir.join("buckets"), config.buckets.clone());
-    let engine = Engine::open(&config.data_dir, buckets, catalog.clone(), config.engine())
+    // Encryption at rest: a keyring that cannot be read stops the start; a stream whose key is
+    // not in it makes `Engine::open` fail (fail closed, nothing written in plaintext).
+    let keyring = config
+        .encryption
+        .keyring()
+        .context("loading the encryption keyring")?;
+    if let Some(k) = &keyring {
+        tracing::info!(keys = ?k.ids().collect::<Vec<_>>(), active = k.active_id(), "encryption keyring loaded");
+    }
+    let buckets = Buckets::new(config.data_dir.join("buckets"), config.buckets.clone())
+        .with_keyring(keyring.clone());
+    let engine_config = lakehose_pipeline::EngineConfig {
+        keyring,
+        ..config.engine()
+    };
+    let engine = Engine::open(&config.data_dir, buckets, catalog.clone(), engine_config)
         .await
         .context("opening the data dir")?;
 
+    // The audit log: one line per control-plane call and console sign-in.
+    let audit = config
+        .audit
+        .open(&config.data_dir)
+        .context("opening the audit log")?;
     let stores: Arc<dyn BucketStores> = Arc::new(LakeBuckets(engine.buckets().clone()));
     let query_engine = QueryEngine::new(catalog.clone(), stores.clone())
         .with_fresh(Arc::new(PipelineFresh(engine.clone())));
@@ -45,37 +76,115 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             Arc::new(GlueApi::new(catalog.clone())),
             Arc::new(AthenaApi::new(query_engine.clone(), stores)),
         ],
+        audit: audit.clone(),
     };
+    // SigV4 on every API route (the AWS APIs and /v1/query), each service's requests scoped
+    // to its signing name; `/health` stays open, `/metrics` needs the bearer token when one
+    // is configured.
+    // The console signs in with the same keys and gets each key's permissions.
+    let sessions = access_keys.as_ref().map(|keys| {
+        Arc::new(
+            lakehose_auth::Sessions::new(keys.clone(), &config.region).with_audit(audit.clone()),
+        )
+    });
+    let authenticator = access_keys.map(|keys| {
+        let mut auth = lakehose_auth::Authenticator::new(keys);
+        for service in &state.services {
+            auth = auth.scope_target(service.target_prefix(), &[service.iam_prefix()]);
+        }
+        if let Some(sessions) = &sessions {
+            auth = auth.with_sessions(sessions.clone());
+        }
+        Arc::new(auth)
+    });
+    let authenticated = |router: axum::Router| match &authenticator {
+        Some(auth) => router.layer(axum::middleware::from_fn_with_state(
+            auth.clone(),
+            lakehose_auth::authenticate,
+        )),
+        None => router,
+    };
+    let mut metrics_route = axum::Router::new().route(
+        "/metrics",
+        get(move || std::future::ready(metrics.render())),
+    );
+    if let Some(token) = &config.auth.metrics_bearer_token {
+        anyhow::ensure!(
+            !token.trim().is_empty(),
+            "[auth] metrics_bearer_token is empty"
+        );
+        metrics_route = metrics_route.layer(axum::middleware::from_fn_with_state(
+            Arc::new(lakehose_auth::BearerToken::new(token.trim())),
+            lakehose_auth::require_bearer,
+        ));
+    }
     // Request bodies held at once, across all API calls: beyond it, calls are shed unread.
+    // Shedding comes first (outermost), so authentication reads bodies within the budget.
     let budget = lakehose_api::shed::RequestBudget::new(config.limits.max_request_mib << 20);
-    let app = lakehose_api::router(state)
+    let app = authenticated(lakehose_api::router(state))
         .layer(axum::middleware::from_fn_with_state(
             budget,
             lakehose_api::shed::shed,
         ))
-        .merge(lakehose_query::http::router(query_engine))
-        .route(
-            "/metrics",
-            get(move || std::future::ready(metrics.render())),
-        )
+        .merge(authenticated(lakehose_query::http::router(
+            query_engine,
+            audit,
+        )))
+        .merge(lakehose_auth::session::router(sessions))
+        .merge(lakehose_console::router())
+        .merge(metrics_route)
         .route("/health", get(|| async { "ok" }));
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, data_dir = %config.data_dir.display(), "lakehose serving");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, scheme, data_dir = %config.data_dir.display(), "lakehose serving");
     // Tests and scripts read this line to learn the port when listening on port 0.
-    println!("lakehose listening on http://{addr}");
+    println!("lakehose listening on {scheme}://{addr}");
 
-    serve_http(listener, app, config.server.clone()).await;
+    serve_http(listener, app, config.server.clone(), tls).await;
     tracing::info!("shutting down: stopping delivery loops");
     Arc::clone(&engine).shutdown().await;
     Ok(())
 }
 
-/// Accepts connections until a shutdown signal, serving HTTP/1.1 and HTTP/2 (h2c) with the
-/// limits of `[server]`, then lets in-flight requests finish (up to 30 s).
+/// The keys of `[auth]` (`None`: authentication off), after the loopback rule: without keys
+/// the server only serves a loopback address, unless `--insecure-no-auth` was given (then it
+/// warns).
+fn access_keys(config: &Config) -> anyhow::Result<Option<lakehose_auth::Keyring>> {
+    let keys = lakehose_auth::Keyring::from_config(&config.auth)?;
+    if !keys.is_empty() {
+        tracing::info!(keys = keys.len(), "SigV4 authentication on");
+        return Ok(Some(keys));
+    }
+    if config.listen.ip().to_canonical().is_loopback() {
+        return Ok(None);
+    }
+    anyhow::ensure!(
+        config.auth.insecure_no_auth,
+        "refusing to serve {} without authentication: anyone who can reach it could read and \
+         change every stream. Configure access keys ([[auth.keys]] in lakehose.toml, see \
+         docs/SECURITY.md), listen on a loopback address, or pass --insecure-no-auth",
+        config.listen
+    );
+    tracing::warn!(
+        listen = %config.listen,
+        "--insecure-no-auth: serving a non-loopback address WITHOUT authentication; anyone \
+         who can reach it can read and change every stream"
+    );
+    Ok(None)
+}
+
+/// Accepts connections until a shutdown signal, serving HTTP/1.1 and HTTP/2 (h2c, or h2 by
+/// ALPN over TLS) with the limits of `[server]`, then lets in-flight requests finish (up to
+/// 30 s).
+///
+/// With `tls`, each connection's handshake runs in its own task (never in the accept loop)
+/// and must finish within `header_read_timeout`, so a client that connects and sends nothing
+/// holds its connection slot no longer than one that sends no request head. A failed
+/// handshake (plain HTTP included) closes the connection.
 ///
 /// Slow and idle clients are bounded three ways:
 /// - hyper's `header_read_timeout` for an HTTP/1 request head (hyper restarts it when a
@@ -91,6 +200,7 @@ async fn serve_http(
     listener: tokio::net::TcpListener,
     app: axum::Router,
     limits: crate::config::Server,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     use hyper_util::server::conn::auto::Builder;
@@ -108,7 +218,9 @@ async fn serve_http(
         .max_concurrent_streams(limits.h2_max_concurrent_streams)
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .keep_alive_interval(Some(Duration::from_secs(30)));
+    let builder = Arc::new(builder);
     let (idle_timeout, body_timeout) = (limits.idle_timeout(), limits.body_read_timeout());
+    let handshake_timeout = limits.header_read_timeout();
     let graceful = GracefulShutdown::new();
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
@@ -120,7 +232,7 @@ async fn serve_http(
             permit = connections.clone().acquire_owned() => permit.expect("never closed"),
             _ = &mut shutdown => break,
         };
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
                 Err(e) => {
@@ -133,15 +245,24 @@ async fn serve_http(
         };
         let _ = stream.set_nodelay(true);
         let activity = conn_limits::Activity::new();
-        let service = conn_limits::service(app.clone(), activity.clone(), body_timeout);
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn.into_owned());
+        let service = conn_limits::service(app.clone(), activity.clone(), body_timeout, peer);
+        // Taken here, before any shutdown signal, so a connection still in its TLS handshake
+        // at shutdown is drained like the others once the handshake ends.
+        let watcher = graceful.watcher();
+        let (builder, tls) = (builder.clone(), tls.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            tokio::select! {
-                result = conn => if let Err(e) = result {
+            let serve = async move {
+                let Some(io) = handshake(stream, peer, tls, handshake_timeout).await else {
+                    return;
+                };
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+                if let Err(e) = watcher.watch(conn.into_owned()).await {
                     tracing::debug!(error = %e, "connection ended with an error");
-                },
+                }
+            };
+            tokio::select! {
+                () = serve => {},
                 () = activity.idle_for(idle_timeout) => {
                     tracing::debug!("closing a connection idle for {idle_timeout:?}");
                 }
@@ -152,6 +273,31 @@ async fn serve_http(
         _ = graceful.shutdown() => {}
         _ = tokio::time::sleep(Duration::from_secs(30)) => {
             tracing::warn!("in-flight requests did not finish within 30 s of shutdown");
+        }
+    }
+}
+
+/// The connection's byte stream: the TCP stream as accepted, or with `tls` the TLS stream once
+/// its handshake is done within `timeout` (`None` when it failed or timed out; the connection
+/// is then dropped).
+async fn handshake(
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    timeout: Duration,
+) -> Option<Box<dyn conn_limits::Io>> {
+    let Some(acceptor) = tls else {
+        return Some(Box::new(stream));
+    };
+    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => Some(Box::new(stream)),
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "no TLS handshake within {timeout:?}");
+            None
         }
     }
 }
@@ -168,7 +314,13 @@ mod conn_limits {
     use bytes::Bytes;
     use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
     use hyper::{Request, Response};
+    use tokio::io::{AsyncRead, AsyncWrite};
     use tokio::time::{Instant, Sleep};
+
+    /// A connection's byte stream, plain TCP or TLS, behind one type so both are served by
+    /// the same code.
+    pub(super) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+    impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
     /// Requests in flight on one connection, and since when none has been. Requests only
     /// update it (no wake-ups); the idle check sleeps until the earliest time the connection
@@ -222,11 +374,13 @@ mod conn_limits {
     }
 
     /// The connection's service: `app`, with each request counted in `activity` until its
-    /// response body is done, and each request body bounded by `body_timeout`.
+    /// response body is done, each request body bounded by `body_timeout`, and the peer's
+    /// address in each request's extensions (`ConnectInfo`, for the audit log).
     pub(super) fn service(
         app: axum::Router,
         activity: Activity,
         body_timeout: Duration,
+        peer: std::net::SocketAddr,
     ) -> impl hyper::service::Service<
         Request<Incoming>,
         Response = Response<Body>,
@@ -236,6 +390,9 @@ mod conn_limits {
         let inner = hyper_util::service::TowerToHyperService::new(app);
         hyper::service::service_fn(move |req: Request<Incoming>| {
             let in_flight = activity.begin();
+            let mut req = req;
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
             let req = req.map(|body| DeadlineBody {
                 inner: body,
                 timeout: body_timeout,

@@ -41,6 +41,18 @@ pub enum Error {
         /// The version found in its header.
         version: u32,
     },
+    /// Encrypted data that cannot be used, and is therefore refused (fail closed): a segment
+    /// whose master key is not in the keyring (or no keyring is configured), a data key that
+    /// does not unwrap (another key under the same id), or a record whose CRC is right but
+    /// whose authentication fails (tampering, or data moved between positions or logs). Never
+    /// skipped like a damaged record, never returned as data.
+    #[error("{path}: encryption: {reason}")]
+    Encryption {
+        /// The segment file (or log directory).
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// Another `Log` (in this or another process) has the directory open.
     #[error("log directory {path} is in use: {source}")]
     Locked {
@@ -92,6 +104,13 @@ impl Error {
             op,
             path: path.into(),
             source,
+        }
+    }
+
+    pub(crate) fn encryption(path: impl Into<PathBuf>, reason: impl std::fmt::Display) -> Error {
+        Error::Encryption {
+            path: path.into(),
+            reason: reason.to_string(),
         }
     }
 }

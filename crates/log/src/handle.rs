@@ -72,7 +72,7 @@ impl Log {
                 path: dir.to_path_buf(),
                 source,
             })?;
-        let recovered = recover(&*fs, dir, config.fsync)?;
+        let recovered = recover(&*fs, dir, &config)?;
 
         let (durable, _) = watch::channel(Durable {
             next_seq: recovered.next_seq,
@@ -154,6 +154,58 @@ impl Log {
             .map_err(|_| Error::Closed)?;
         // A dropped reply means the writer stopped without answering: the log was closed.
         answer.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Writes new records encrypted under master key `master_key_id` of the configured
+    /// keyring from now on (`None`: in plaintext). Takes effect before it returns: the writer
+    /// starts a new segment (or replaces the active one if it holds no record), so every
+    /// append submitted after this call resolved is stored in the new mode. Appends submitted
+    /// before it are written before it, in the old mode. Existing segments keep their mode.
+    ///
+    /// Fails without changing anything ([`Error::Encryption`]) when no keyring is configured
+    /// or it lacks `master_key_id`; a failure to create the new segment poisons the log.
+    /// Lasts until the log is closed: reopen with the same setting in
+    /// [`crate::LogEncryption::write_key`].
+    pub async fn set_encryption(&self, master_key_id: Option<&str>) -> Result<()> {
+        self.check_writable()?;
+        if let Some(id) = master_key_id {
+            let shared = &self.inner.shared;
+            let keyring = shared.config.encryption.as_ref().map(|e| &e.keyring);
+            match keyring {
+                None => {
+                    return Err(Error::encryption(
+                        &shared.dir,
+                        "no keyring is configured, and encryption needs one",
+                    ));
+                }
+                Some(k) if !k.contains(id) => {
+                    return Err(Error::encryption(
+                        &shared.dir,
+                        lakehose_crypto::Error::MissingKey(id.to_string()),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .tx
+            .send(Msg::Encrypt {
+                master_key_id: master_key_id.map(str::to_string),
+                reply,
+            })
+            .map_err(|_| Error::Closed)?;
+        answer.await.map_err(|_| Error::Closed)?
+    }
+
+    /// The master key id the active segment's data key is wrapped with; `None` when the
+    /// active segment is plaintext.
+    pub fn active_master_key(&self) -> Option<String> {
+        let table = self.inner.shared.segments();
+        table
+            .segments
+            .back()
+            .and_then(|s| s.sealing.master_key_id().map(str::to_string))
     }
 
     /// A watch of the durable end; changes after every group commit.

@@ -24,7 +24,32 @@
 //! - **Recovery always finishes** without manual intervention: torn tails are truncated,
 //!   corrupt records skipped and counted ([`Recovery`]). The only files that stop an open
 //!   are ones whose loss could not be counted: a damaged checkpoint, a segment of an unknown
-//!   format version.
+//!   format version, an encrypted segment holding undelivered records whose key is not
+//!   available (see "Encryption").
+//!
+//! # Encryption
+//!
+//! With [`LogConfig::encryption`] set and a `write_key`, new segments are encrypted (format
+//! version 2): each gets a fresh AES-256-GCM data key, stored in its header wrapped by a master
+//! key of the [`Keyring`] (`lakehose_crypto`), and every record's data is sealed with it.
+//! [`Log::set_encryption`] switches an open log; the switch starts a new segment at once (or
+//! replaces the active one if it holds no record), so every append acknowledged after it is in
+//! the new mode. Plaintext (version 1) and encrypted segments mix freely in one log.
+//!
+//! - **Same durability contract.** The record CRC covers the bytes as stored (ciphertext and
+//!   tag), so torn writes and bit rot are found exactly as in plaintext segments; an encrypted
+//!   record's CRC is continued from a different seed, so a segment whose header was damaged
+//!   cannot have its ciphertext taken for plaintext records.
+//! - **Fail closed.** A segment whose data key cannot be unwrapped (master key not in the
+//!   keyring, another key under that id, no keyring) refuses the open with
+//!   [`Error::Encryption`] if it holds a record at or above the checkpoint; if all its records
+//!   were delivered it is only unreadable. A record whose CRC is right but whose
+//!   authentication fails (tampering, a record moved to another position, segment or log) is
+//!   never skipped: the reader returns [`Error::Encryption`].
+//! - **Nonce uniqueness.** A record is sealed with nonce = its seq under its segment's data
+//!   key. Seqs only grow within a segment, and an encrypted segment is never appended to after
+//!   the log is reopened (recovery starts a new segment under a new key), so records torn by a
+//!   crash are never followed by other data under the same (key, nonce).
 //!
 //! # On-disk format
 //!
@@ -38,10 +63,11 @@
 //! LOCK                       advisory lock held by the open `Log`
 //! ```
 //!
-//! All integers are little-endian. A segment is a 32-byte header followed by records:
+//! All integers are little-endian. A segment is a header (32 bytes in version 1, 192 in
+//! version 2) followed by records:
 //!
 //! ```text
-//! segment header (32 bytes)
+//! segment header, version 1 (plaintext), 32 bytes
 //!   0  magic        8  b"LHWAL\0\0\x01"
 //!   8  version      4  u32 = 1
 //!  12  reserved     4  zero
@@ -49,12 +75,28 @@
 //!  24  header_crc   4  u32, CRC32C of bytes 0..24
 //!  28  pad          4  zero
 //!
+//! segment header, version 2 (encrypted), 192 bytes
+//!   0  the 32 bytes above, with version = 2
+//!  32  key_id_len   1  u8, 1..=64
+//!  33  key_id       n  the master key id (ASCII [A-Za-z0-9_.-])
+//! 33+n wrap_nonce  12  random nonce of the wrap
+//! 45+n wrapped_key 48  the segment's data key, AES-256-GCM-wrapped by the master key, with
+//!                      associated data "lakehose-wrap-v1" | id_len | key_id |
+//!                      "lakehose-log-segment-v2" | base_seq u64 | log context
+//! 93+n zero padding up to byte 188
+//! 188  key_crc      4  u32, CRC32C of bytes 0..188
+//!
 //! record (24 + len bytes), repeated
-//!   0  crc          4  u32, CRC32C of bytes 4..24+len (len, seq, arrival_ms, data)
+//!   0  crc          4  u32, CRC32C of bytes 4..24+len (len, seq, arrival_ms, data);
+//!                      in version 2, CRC32C continued from 0x4C484532 (crc32c_append)
 //!   4  len          4  u32, data length, <= MAX_RECORD_BYTES; 0 is valid
+//!                      (version 2: the sealed length, plaintext + 16)
 //!   8  seq          8  u64
 //!  16  arrival_ms   8  i64, milliseconds since the Unix epoch
-//!  24  data       len
+//!  24  data       len  version 1: as appended. Version 2: AES-256-GCM ciphertext and 16-byte
+//!                      tag under the segment's data key, nonce = seq u64 | 0u32, associated
+//!                      data "lakehose-log-record-v2" | context_len u32 | log context |
+//!                      base_seq u64 | seq u64 | arrival_ms i64
 //! ```
 //!
 //! The checkpoint file is
@@ -77,6 +119,10 @@
 //!    committed checkpoint and the next segment starts at or below it; the last segment is
 //!    never deleted. Hence the oldest retained seq is `<=` the committed position.
 //! 5. On open, `next_seq = max(checkpoint.committed, every segment base, last valid seq + 1)`.
+//! 6. The last segment is appended to after an open only if it is plaintext and the log
+//!    writes plaintext; otherwise recovery starts a new segment at `next_seq` (replacing the
+//!    last one when it holds no record and `next_seq` is its base). Each encrypted segment has
+//!    its own data key, and no seq is sealed twice under one key.
 //!
 //! # Recovery
 //!
@@ -105,6 +151,8 @@
 //! - *Why can appends overshoot `segment_bytes`?* A group is written to one segment with one
 //!   fsync; a segment may exceed `segment_bytes` by at most one group.
 
+use std::sync::Arc;
+
 mod checkpoint;
 mod error;
 mod format;
@@ -120,12 +168,18 @@ mod writer;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_encryption;
 
 pub use checkpoint::{CHECKPOINT_FILE, CHECKPOINT_TMP_FILE, Checkpoint};
 pub use error::{Error, Result};
-pub use format::{FORMAT_VERSION, MAX_RECORD_BYTES, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
+pub use format::{
+    ENCRYPTED_FORMAT_VERSION, ENCRYPTED_SEGMENT_HEADER_LEN, FORMAT_VERSION, MAX_RECORD_BYTES,
+    RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
+};
 pub use fs::{Fs, FsFile, FsLock, StdFs};
 pub use handle::Log;
+pub use lakehose_crypto::Keyring;
 pub use reader::LogReader;
 pub use recovery::Recovery;
 pub use segment::{parse_segment_file_name, segment_file_name};
@@ -144,6 +198,9 @@ pub struct LogConfig {
     /// `fdatasync` commits, new segments and checkpoints. Default true; false only for
     /// control tests that must show data loss without fsync.
     pub fsync: bool,
+    /// Encryption at rest. `None`: new segments are plaintext, and an encrypted segment
+    /// holding undelivered records refuses the open. Default `None`.
+    pub encryption: Option<LogEncryption>,
 }
 
 impl Default for LogConfig {
@@ -153,8 +210,23 @@ impl Default for LogConfig {
             max_commit_bytes: 16 * 1024 * 1024,
             max_pending_bytes: 64 * 1024 * 1024,
             fsync: true,
+            encryption: None,
         }
     }
+}
+
+/// Encryption at rest of a [`Log`] (see "Encryption" in the crate docs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogEncryption {
+    /// Unwraps the data keys of existing encrypted segments and wraps those of new ones.
+    pub keyring: Arc<Keyring>,
+    /// The master key that wraps the data keys of new segments; `None` writes new segments in
+    /// plaintext (the keyring still reads the encrypted ones). Changed on an open log with
+    /// [`Log::set_encryption`].
+    pub write_key: Option<String>,
+    /// Bound into every encrypted record's authenticated data and every segment's wrapped
+    /// key (the engine uses the stream's name): must be the same at every open.
+    pub context: Vec<u8>,
 }
 
 /// The durable end of the log, published after every group commit.

@@ -6,8 +6,16 @@
 //! read: bit rot after recovery is detected, counted and skipped like in recovery, never
 //! returned.
 //!
+//! Records of encrypted segments are decrypted after their CRC checked; one that fails
+//! authentication (tampering, a record moved to another position or log, another key under
+//! the same id) is not skipped: `next` returns [`Error::Encryption`] and stays there (fail
+//! closed: no plaintext garbage, no silent loss).
+//!
 //! Invariants: `position()` only grows; records are returned in seq order, each at most
-//! once; a record returned has a matching CRC and `seq >= position()` before the call.
+//! once; a record returned has a matching CRC (and, if encrypted, authenticated) and
+//! `seq >= position()` before the call. A reader never reads a segment file under a different
+//! epoch than the one its cursor was opened with (an active segment without records may be
+//! replaced under the same name when encryption is switched).
 
 use std::io;
 use std::sync::Arc;
@@ -17,9 +25,10 @@ use bytes::Bytes;
 use crate::LogRecord;
 use crate::error::{Error, Result};
 use crate::format::{
-    Parsed, RECORD_HEADER_LEN, RecordHeader, SEGMENT_HEADER_LEN, find_next_valid, parse_record,
+    Parsed, RECORD_HEADER_LEN, RecordHeader, find_next_valid, parse_record, record_aad,
 };
 use crate::fs::FsFile;
+use crate::segment::Sealing;
 use crate::shared::Shared;
 
 /// Bytes read from a segment at a time.
@@ -49,6 +58,10 @@ struct Cursor {
     offset: u64,
     /// Readable end (durable, valid) as last seen in the segment table.
     end: u64,
+    /// How the segment's records are stored.
+    sealing: Sealing,
+    /// The segment file's epoch when the cursor was opened.
+    epoch: u64,
 }
 
 impl std::fmt::Debug for LogReader {
@@ -71,7 +84,7 @@ impl LogReader {
                 durable,
             });
         }
-        let (base, path, offset, end, oldest) = {
+        let (base, path, offset, end, oldest, sealing, epoch) = {
             let table = shared.segments();
             let oldest = table.oldest_base().unwrap_or(durable);
             let seg = table.locate(from_seq).ok_or(Error::NotRetained {
@@ -84,6 +97,8 @@ impl LogReader {
                 seg.seek_offset(from_seq),
                 seg.end,
                 oldest,
+                seg.sealing.clone(),
+                seg.epoch,
             )
         };
         let file = shared.fs.open(&path).map_err(|e| match e.kind() {
@@ -101,6 +116,8 @@ impl LogReader {
                 file,
                 offset,
                 end,
+                sealing,
+                epoch,
             },
             buf: Bytes::new(),
             buf_start: 0,
@@ -129,24 +146,31 @@ impl LogReader {
             } else {
                 None
             };
+            let flavor = self.cursor.sealing.flavor();
             let Some(header) =
-                header.filter(|h| h.plausible_len() && h.total_len() as u64 <= avail)
+                header.filter(|h| h.plausible_len(flavor) && h.total_len() as u64 <= avail)
             else {
                 self.skip_damage()?;
                 continue;
             };
             let bytes = self.fill_bytes(start, header.total_len())?;
-            if !matches!(parse_record(&bytes, self.scan_min), Parsed::Valid(_)) {
+            if !matches!(
+                parse_record(&bytes, self.scan_min, flavor),
+                Parsed::Valid(_)
+            ) {
                 self.skip_damage()?;
                 continue;
             }
-            self.scan_min = header.seq + 1;
-            let data = bytes.slice(RECORD_HEADER_LEN..);
-            self.cursor.offset += header.total_len() as u64;
             if header.seq < self.pos {
                 // Positioning: the segment index points at or before the wanted seq.
+                self.scan_min = header.seq + 1;
+                self.cursor.offset += header.total_len() as u64;
                 continue;
             }
+            // Decrypt before moving on: a record that fails stays the next one (fail closed).
+            let data = self.open_record(bytes.slice(RECORD_HEADER_LEN..), &header)?;
+            self.scan_min = header.seq + 1;
+            self.cursor.offset += header.total_len() as u64;
             self.pos = header.seq + 1;
             return Ok(Some(LogRecord {
                 seq: header.seq,
@@ -154,6 +178,57 @@ impl LogReader {
                 data,
             }));
         }
+    }
+
+    /// The data of a valid record: as stored, or decrypted and authenticated.
+    fn open_record(&self, stored: Bytes, header: &RecordHeader) -> Result<Bytes> {
+        match &self.cursor.sealing {
+            Sealing::Plain => Ok(stored),
+            Sealing::Sealed { key, .. } => {
+                let context = self
+                    .shared
+                    .config
+                    .encryption
+                    .as_ref()
+                    .map_or(&[][..], |e| &e.context[..]);
+                let mut aad = Vec::new();
+                record_aad(
+                    &mut aad,
+                    context,
+                    self.cursor.base,
+                    header.seq,
+                    header.arrival_ms,
+                );
+                let mut buf = stored.to_vec();
+                let len = key
+                    .open_in_place(lakehose_crypto::nonce(header.seq, 0), &aad, &mut buf)
+                    .map_err(|e| {
+                        tracing::error!(segment = self.cursor.base, seq = header.seq, error = %e,
+                            "an encrypted record failed authentication");
+                        Error::encryption(
+                            self.segment_path(),
+                            format!(
+                                "record {} failed authentication (tampered, moved, or written \
+                                 under another key): {e}",
+                                header.seq
+                            ),
+                        )
+                    })?
+                    .len();
+                buf.truncate(len);
+                Ok(Bytes::from(buf))
+            }
+            Sealing::Locked(reason) => Err(Error::encryption(
+                self.segment_path(),
+                format!("record {} cannot be decrypted: {reason}", header.seq),
+            )),
+        }
+    }
+
+    fn segment_path(&self) -> std::path::PathBuf {
+        self.shared
+            .dir
+            .join(crate::segment::segment_file_name(self.cursor.base))
     }
 
     /// The next seq this reader will return (or a larger one, if records are missing).
@@ -171,29 +246,39 @@ impl LogReader {
     fn advance(&mut self) -> Result<bool> {
         let next = {
             let table = self.shared.segments();
-            if let Some(seg) = table.get(self.cursor.base)
-                && seg.end > self.cursor.offset
-            {
-                self.cursor.end = seg.end;
-                return Ok(true);
-            }
-            // Sealed (a later segment exists) or reclaimed: move on.
-            match table.after(self.cursor.base) {
-                Some(seg) => (seg.base, seg.path.clone(), seg.end),
-                None => return Ok(false),
+            match table.get(self.cursor.base) {
+                Some(seg) if seg.epoch == self.cursor.epoch => {
+                    if seg.end > self.cursor.offset {
+                        // The same file, grown.
+                        self.cursor.end = seg.end;
+                        return Ok(true);
+                    }
+                    table.after(self.cursor.base).cloned()
+                }
+                // Replaced under the same name (it had no record): open the new file.
+                Some(seg) => {
+                    tracing::debug!(segment = seg.base, "reader reopens a replaced segment");
+                    Some(seg.clone())
+                }
+                None => table.after(self.cursor.base).cloned(),
             }
         };
-        let (base, path, end) = next;
+        // Sealed (a later segment exists) or reclaimed: move on.
+        let Some(seg) = next else {
+            return Ok(false);
+        };
         let file = self
             .shared
             .fs
-            .open(&path)
-            .map_err(|e| Error::io("open", &path, e))?;
+            .open(&seg.path)
+            .map_err(|e| Error::io("open", &seg.path, e))?;
         self.cursor = Cursor {
-            base,
+            base: seg.base,
             file,
-            offset: SEGMENT_HEADER_LEN,
-            end,
+            offset: seg.start,
+            end: seg.end,
+            sealing: seg.sealing,
+            epoch: seg.epoch,
         };
         self.buf = Bytes::new();
         Ok(true)
@@ -242,7 +327,8 @@ impl LogReader {
             .read_exact_at(&mut rest, start)
             .map_err(|e| self.read_error(e))?;
         self.buf = Bytes::new();
-        let (skipped, lost) = match find_next_valid(&rest, self.scan_min) {
+        let flavor = self.cursor.sealing.flavor();
+        let (skipped, lost) = match find_next_valid(&rest, self.scan_min, flavor) {
             Some((off, h)) => (off as u64, h.seq.saturating_sub(self.pos).max(1)),
             None => (rest.len() as u64, 1),
         };
@@ -258,12 +344,6 @@ impl LogReader {
     }
 
     fn read_error(&self, e: io::Error) -> Error {
-        Error::io(
-            "read",
-            self.shared
-                .dir
-                .join(crate::segment::segment_file_name(self.cursor.base)),
-            e,
-        )
+        Error::io("read", self.segment_path(), e)
     }
 }

@@ -19,6 +19,20 @@
 //!   records, which carry their own CRC and seq, are still recovered (read-only); appending
 //!   continues in a new segment.
 //! - A header of an unknown format version stops the open with an error: never guess.
+//! - Encrypted (version-2) segments: their records are scanned with the sealed CRC flavor
+//!   (no key is needed to find them), and the data key in the header is unwrapped with the
+//!   keyring. If that fails (master key missing, another key under its id, no keyring) and
+//!   the segment holds a record at or above the checkpoint, the open fails with
+//!   [`Error::Encryption`]: fail closed, nothing is truncated or written. A segment whose
+//!   records were all delivered only becomes unreadable ("locked").
+//! - A segment whose header is damaged and whose records only check as encrypted lost its
+//!   data key with its header: its records are counted as corrupt (never returned) and
+//!   `next_seq` moves past them.
+//! - The last segment is appended to again only if it is plaintext and the log writes
+//!   plaintext. Otherwise (an encrypted segment, whose nonces must never be reused after a
+//!   crash tore records under its key, or a mode change) appends go to a new segment at
+//!   `next_seq` under a fresh data key — replacing the last segment if it has no record
+//!   (same name).
 //! - `next_seq = max(checkpoint.committed, every segment base, last valid seq + 1)`, so
 //!   seqs never go backwards, even when every segment was reclaimed.
 //! - With `fsync` on, the state recovery built on is made durable (the active segment's
@@ -31,15 +45,19 @@
 
 use std::path::Path;
 
+use std::sync::Arc;
+
+use crate::LogConfig;
 use crate::checkpoint::{self, Checkpoint};
 use crate::error::{Error, Result};
 use crate::format::{
-    Header, Parsed, SEGMENT_HEADER_LEN, decode_segment_header, find_next_valid, parse_record,
+    Flavor, Header, Parsed, SEGMENT_HEADER_LEN, decode_segment_header, find_next_valid,
+    parse_record, segment_wrap_context,
 };
 use crate::fs::{Fs, FsFile};
 use crate::segment::{
-    SegmentMeta, SegmentTable, create_segment, maybe_index, parse_segment_file_name,
-    segment_file_name,
+    SealWith, Sealing, SegmentMeta, SegmentTable, create_segment, maybe_index, next_epoch,
+    parse_segment_file_name, segment_file_name,
 };
 
 /// What recovery found on open.
@@ -65,6 +83,9 @@ pub struct Recovery {
     pub next_seq: u64,
     /// The checkpoint's committed position (0 without checkpoint).
     pub committed: u64,
+    /// Encrypted segments among the retained ones (after recovery), the new active one
+    /// included.
+    pub encrypted_segments: u64,
 }
 
 /// The recovered state handed to the writer and the `Log`.
@@ -78,6 +99,7 @@ pub(crate) struct Recovered {
 }
 
 /// Tracks expected seqs across segments and turns gaps and damaged regions into counts.
+#[derive(Clone)]
 struct Damage {
     expected: u64,
     committed: u64,
@@ -98,11 +120,26 @@ impl Damage {
         self.dirty = true;
     }
 
+    /// Seqs up to `end` were lost (an encrypted segment without its key): counted like a gap.
+    fn lost_until(&mut self, end: u64) {
+        self.corrupt_records += end.saturating_sub(self.expected.max(self.committed));
+        self.dirty = false;
+        self.expected = self.expected.max(end);
+    }
+
     fn finish(&mut self) {
         if self.dirty {
             self.corrupt_records += 1;
             self.dirty = false;
         }
+    }
+}
+
+/// Bytes a record of `flavor` stores beyond its payload.
+fn flavor_overhead(flavor: Flavor) -> u64 {
+    match flavor {
+        Flavor::Plain => 0,
+        Flavor::Sealed => lakehose_crypto::TAG_LEN as u64,
     }
 }
 
@@ -118,29 +155,29 @@ struct Scan {
     tail: Option<u64>,
 }
 
-fn scan_segment(data: &[u8], damage: &mut Damage) -> Scan {
+fn scan_segment(data: &[u8], start: u64, flavor: Flavor, damage: &mut Damage) -> Scan {
     let mut scan = Scan {
         records: 0,
         bytes: 0,
-        end: SEGMENT_HEADER_LEN,
+        end: start,
         next_seq: None,
         index: Vec::new(),
         tail: None,
     };
-    let mut pos = SEGMENT_HEADER_LEN as usize;
+    let mut pos = start as usize;
     while pos < data.len() {
-        match parse_record(&data[pos..], damage.expected) {
+        match parse_record(&data[pos..], damage.expected, flavor) {
             Parsed::Valid(h) => {
                 damage.valid(h.seq);
                 maybe_index(&mut scan.index, h.seq, pos as u64);
                 scan.records += 1;
-                scan.bytes += u64::from(h.len);
+                scan.bytes += u64::from(h.len) - flavor_overhead(flavor);
                 scan.next_seq = Some(h.seq + 1);
                 pos += h.total_len();
                 scan.end = pos as u64;
             }
             Parsed::Incomplete | Parsed::Invalid => {
-                match find_next_valid(&data[pos..], damage.expected) {
+                match find_next_valid(&data[pos..], damage.expected, flavor) {
                     Some((skip, _)) => {
                         tracing::warn!(
                             offset = pos,
@@ -161,7 +198,72 @@ fn scan_segment(data: &[u8], damage: &mut Damage) -> Scan {
     scan
 }
 
-pub(crate) fn recover(fs: &dyn Fs, dir: &Path, fsync: bool) -> Result<Recovered> {
+/// How recovery treats one segment's header.
+enum Kind {
+    /// Good header: records start at `start`.
+    Good { start: u64 },
+    /// Damaged header.
+    Damaged,
+}
+
+/// The sealing of a segment with a good version-2 header: its data key unwrapped, or
+/// `Locked` when that fails and every record is below `committed` (else the open fails).
+fn unwrap_segment_key(
+    config: &LogConfig,
+    path: &std::path::Path,
+    base: u64,
+    wrapped: &lakehose_crypto::WrappedKey,
+    holds_undelivered: bool,
+) -> Result<Sealing> {
+    let unwrapped = match &config.encryption {
+        Some(enc) => enc
+            .keyring
+            .unwrap(wrapped, &segment_wrap_context(&enc.context, base))
+            .map_err(|e| e.to_string()),
+        None => Err(format!(
+            "the segment is encrypted with master key '{}' but no keyring is configured",
+            wrapped.master_key_id
+        )),
+    };
+    match unwrapped {
+        Ok(key) => Ok(Sealing::Sealed {
+            key: Arc::new(key),
+            master_key_id: wrapped.master_key_id.as_str().into(),
+        }),
+        Err(reason) if holds_undelivered => Err(Error::encryption(
+            path,
+            format!("{reason}; refusing to open the log (its undelivered records cannot be read)"),
+        )),
+        Err(reason) => {
+            tracing::warn!(path = %path.display(), %reason,
+                "encrypted segment cannot be decrypted; all its records were delivered, so it is only kept until reclaimed");
+            Ok(Sealing::Locked(reason.into()))
+        }
+    }
+}
+
+pub(crate) fn recover(fs: &dyn Fs, dir: &Path, config: &LogConfig) -> Result<Recovered> {
+    let fsync = config.fsync;
+    let write_key = config
+        .encryption
+        .as_ref()
+        .and_then(|e| e.write_key.as_deref());
+    let seal = match (&config.encryption, write_key) {
+        (Some(enc), Some(id)) => {
+            if !enc.keyring.contains(id) {
+                return Err(Error::encryption(
+                    dir,
+                    lakehose_crypto::Error::MissingKey(id.to_string()),
+                ));
+            }
+            Some(SealWith {
+                keyring: &enc.keyring,
+                master_key_id: id,
+                context: &enc.context,
+            })
+        }
+        _ => None,
+    };
     fs.create_dir_all(dir)
         .map_err(|e| Error::io("create directory", dir, e))?;
     let checkpoint = checkpoint::read(fs, dir)?.unwrap_or_default();
@@ -188,8 +290,12 @@ pub(crate) fn recover(fs: &dyn Fs, dir: &Path, fsync: bool) -> Result<Recovered>
     };
     let mut table = SegmentTable::default();
     let mut next_seq = committed;
-    // Handle of the last retained segment, if it can take appends (valid header).
+    // Handle of the last retained segment, if it can take appends (valid plaintext header,
+    // and the log writes plaintext).
     let mut appendable: Option<Box<dyn FsFile>> = None;
+    // Whether the last retained segment's header is good (it may then be replaced when it
+    // holds no record).
+    let mut last_header_ok = false;
     let mut data = Vec::new();
 
     for (i, &base) in bases.iter().enumerate() {
@@ -204,22 +310,100 @@ pub(crate) fn recover(fs: &dyn Fs, dir: &Path, fsync: bool) -> Result<Recovered>
         file.read_exact_at(&mut data, 0)
             .map_err(|e| Error::io("read", &path, e))?;
 
-        let header_ok = match decode_segment_header(&data) {
-            Header::Valid { base_seq } if base_seq == base => true,
-            Header::Valid { base_seq } => {
+        let (kind, wrapped) = match decode_segment_header(&data) {
+            Header::Valid { base_seq, key } if base_seq == base => {
+                let flavor = if key.is_some() {
+                    Flavor::Sealed
+                } else {
+                    Flavor::Plain
+                };
+                (
+                    Kind::Good {
+                        start: flavor.data_start(),
+                    },
+                    key,
+                )
+            }
+            Header::Valid { base_seq, .. } => {
                 tracing::warn!(path = %path.display(), header_base = base_seq, "segment header does not match its file name");
-                false
+                (Kind::Damaged, None)
             }
             Header::Unsupported { version } => {
                 return Err(Error::UnsupportedVersion { path, version });
             }
             Header::Invalid(reason) => {
                 tracing::warn!(path = %path.display(), reason, "damaged segment header");
-                false
+                (Kind::Damaged, None)
             }
         };
+        let header_ok = matches!(kind, Kind::Good { .. });
 
-        let scan = scan_segment(&data, &mut damage);
+        let (scan, sealing, start) = match kind {
+            Kind::Good { start } => {
+                let flavor = if wrapped.is_some() {
+                    Flavor::Sealed
+                } else {
+                    Flavor::Plain
+                };
+                // The scan needs no key (CRCs only); whether the key is needed depends on it.
+                let scan = scan_segment(&data, start, flavor, &mut damage);
+                let sealing = match &wrapped {
+                    Some(w) => {
+                        let undelivered = scan.next_seq.is_some_and(|n| n > committed);
+                        unwrap_segment_key(config, &path, base, w, undelivered)?
+                    }
+                    None => Sealing::Plain,
+                };
+                (scan, sealing, start)
+            }
+            Kind::Damaged => {
+                let mut plain_damage = damage.clone();
+                let scan =
+                    scan_segment(&data, SEGMENT_HEADER_LEN, Flavor::Plain, &mut plain_damage);
+                let mut sealed_damage = damage.clone();
+                let sealed = (scan.records == 0).then(|| {
+                    scan_segment(
+                        &data,
+                        SEGMENT_HEADER_LEN,
+                        Flavor::Sealed,
+                        &mut sealed_damage,
+                    )
+                });
+                match sealed {
+                    Some(sealed) if sealed.records > 0 => {
+                        // An encrypted segment that lost its data key with its header: its
+                        // records can never be read. Count them lost, keep seqs monotonic.
+                        let end = sealed.next_seq.unwrap_or(base);
+                        tracing::error!(path = %path.display(), records = sealed.records,
+                            "encrypted segment with a damaged header: its records are lost");
+                        damage.lost_until(end);
+                        report.corrupt_segments += 1;
+                        let meta = SegmentMeta {
+                            base,
+                            path,
+                            start: SEGMENT_HEADER_LEN,
+                            end: SEGMENT_HEADER_LEN,
+                            next_seq: end,
+                            index: Vec::new(),
+                            disk_len: len,
+                            sealing: Sealing::Locked(
+                                "the segment's header (with its data key) is damaged".into(),
+                            ),
+                            epoch: next_epoch(),
+                        };
+                        next_seq = next_seq.max(end);
+                        table.push(meta);
+                        appendable = None;
+                        last_header_ok = false;
+                        continue;
+                    }
+                    _ => {
+                        damage = plain_damage;
+                        (scan, Sealing::Plain, SEGMENT_HEADER_LEN)
+                    }
+                }
+            }
+        };
 
         if !header_ok && scan.records == 0 && last {
             // Torn segment creation: nothing in it was ever acknowledged.
@@ -258,15 +442,20 @@ pub(crate) fn recover(fs: &dyn Fs, dir: &Path, fsync: bool) -> Result<Recovered>
 
         report.records += scan.records;
         report.bytes += scan.bytes;
+        let reusable = matches!(sealing, Sealing::Plain) && seal.is_none();
         table.push(SegmentMeta {
             base,
             path,
+            start,
             end: scan.end,
             next_seq: scan.next_seq.unwrap_or(base),
             index: scan.index,
             disk_len,
+            sealing,
+            epoch: next_epoch(),
         });
-        appendable = (last && header_ok).then_some(file);
+        appendable = (last && header_ok && reusable).then_some(file);
+        last_header_ok = header_ok;
     }
     damage.finish();
     report.corrupt_records = damage.corrupt_records;
@@ -296,12 +485,19 @@ pub(crate) fn recover(fs: &dyn Fs, dir: &Path, fsync: bool) -> Result<Recovered>
             file
         }
         None => {
-            // Never reuse the name of a retained segment (one whose header is damaged may end
-            // below `next_seq` only through garbage, but `create` would truncate it).
             if let Some(last) = table.segments.back() {
-                next_seq = next_seq.max(last.base.saturating_add(1));
+                if last_header_ok && last.base == next_seq {
+                    // A good last segment without records, of the wrong kind (encrypted, or
+                    // not the mode the log writes now): replace it, under a fresh data key.
+                    table.pop_last();
+                } else {
+                    // Never reuse the name of a retained segment (one whose header is
+                    // damaged may end below `next_seq` only through garbage, but `create`
+                    // would truncate it).
+                    next_seq = next_seq.max(last.base.saturating_add(1));
+                }
             }
-            let (file, meta) = create_segment(fs, dir, next_seq, fsync)?;
+            let (file, meta) = create_segment(fs, dir, next_seq, fsync, seal)?;
             table.push(meta);
             file
         }
@@ -318,6 +514,11 @@ pub(crate) fn recover(fs: &dyn Fs, dir: &Path, fsync: bool) -> Result<Recovered>
     }
 
     report.next_seq = next_seq;
+    report.encrypted_segments = table
+        .segments
+        .iter()
+        .filter(|s| !matches!(s.sealing, Sealing::Plain))
+        .count() as u64;
     tracing::info!(
         dir = %dir.display(),
         segments = report.segments,
@@ -325,6 +526,7 @@ pub(crate) fn recover(fs: &dyn Fs, dir: &Path, fsync: bool) -> Result<Recovered>
         torn_tail_bytes = report.torn_tail_bytes,
         corrupt_records = report.corrupt_records,
         corrupt_segments = report.corrupt_segments,
+        encrypted_segments = report.encrypted_segments,
         next_seq,
         committed,
         "log recovered"

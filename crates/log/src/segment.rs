@@ -9,13 +9,23 @@
 //! - `next_seq` is one past the largest valid seq in the segment (`base` if it has none);
 //! - `index` holds sparse `(seq, offset)` pairs of valid record starts, increasing in both,
 //!   used to position readers without scanning a whole segment;
-//! - segments are reclaimed only from the front, so the retained ones are contiguous.
+//! - segments are reclaimed only from the front, so the retained ones are contiguous;
+//! - a segment's `sealing` and `start` never change; a segment *replaced* under the same name
+//!   (only ever an active segment without records, see `writer::Writer::switch`) gets a new
+//!   `epoch`, which is how readers notice the file is not the one they opened.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use lakehose_crypto::{DataKey, Keyring};
 
 use crate::error::{Error, Result};
-use crate::format::{SEGMENT_HEADER_LEN, encode_segment_header};
+use crate::format::{
+    Flavor, SEGMENT_HEADER_LEN, encode_encrypted_segment_header, encode_segment_header,
+    segment_wrap_context,
+};
 use crate::fs::{Fs, FsFile};
 
 /// Suffix of segment file names.
@@ -37,16 +47,70 @@ pub fn parse_segment_file_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// How a segment's records are stored, and what reading them needs.
+#[derive(Debug, Clone)]
+pub(crate) enum Sealing {
+    /// Version 1: plaintext.
+    Plain,
+    /// Version 2: encrypted with `key`, which master key `master_key_id` wrapped.
+    Sealed {
+        key: Arc<DataKey>,
+        master_key_id: Arc<str>,
+    },
+    /// Version 2, but the data key could not be unwrapped (`reason`); recovery allows this
+    /// only for segments whose records are all below the checkpoint. Reading one fails.
+    Locked(Arc<str>),
+}
+
+impl Sealing {
+    pub fn flavor(&self) -> Flavor {
+        match self {
+            Sealing::Plain => Flavor::Plain,
+            Sealing::Sealed { .. } | Sealing::Locked(_) => Flavor::Sealed,
+        }
+    }
+
+    /// The master key id of a sealed segment.
+    pub fn master_key_id(&self) -> Option<&str> {
+        match self {
+            Sealing::Sealed { master_key_id, .. } => Some(master_key_id),
+            Sealing::Plain | Sealing::Locked(_) => None,
+        }
+    }
+}
+
+/// How a new segment is encrypted: a fresh data key wrapped by `master_key_id` of `keyring`,
+/// bound to the log's `context`.
+#[derive(Clone, Copy)]
+pub(crate) struct SealWith<'a> {
+    pub keyring: &'a Keyring,
+    pub master_key_id: &'a str,
+    pub context: &'a [u8],
+}
+
+static EPOCH: AtomicU64 = AtomicU64::new(1);
+
+/// A number no other segment meta of this process has.
+pub(crate) fn next_epoch() -> u64 {
+    EPOCH.fetch_add(1, Ordering::Relaxed)
+}
+
 /// What the log knows about one retained segment.
 #[derive(Debug, Clone)]
 pub(crate) struct SegmentMeta {
     pub base: u64,
     pub path: PathBuf,
+    /// Offset of the first record (the header's length).
+    pub start: u64,
     pub end: u64,
     pub next_seq: u64,
     pub index: Vec<(u64, u64)>,
     /// Length of the file on disk (may exceed `end` when a sealed segment has a damaged tail).
     pub disk_len: u64,
+    /// How its records are stored.
+    pub sealing: Sealing,
+    /// Identifies this file (see the module docs).
+    pub epoch: u64,
 }
 
 impl SegmentMeta {
@@ -54,7 +118,7 @@ impl SegmentMeta {
     pub fn seek_offset(&self, target: u64) -> u64 {
         let i = self.index.partition_point(|&(seq, _)| seq <= target);
         if i == 0 {
-            SEGMENT_HEADER_LEN
+            self.start
         } else {
             self.index[i - 1].1
         }
@@ -79,6 +143,13 @@ pub(crate) struct SegmentTable {
 }
 
 impl SegmentTable {
+    /// Removes the last segment (recovery and the writer replace an empty active segment).
+    pub fn pop_last(&mut self) -> Option<SegmentMeta> {
+        let meta = self.segments.pop_back()?;
+        self.disk_bytes -= meta.disk_len;
+        Some(meta)
+    }
+
     pub fn push(&mut self, meta: SegmentMeta) {
         debug_assert!(
             self.segments
@@ -133,18 +204,47 @@ impl SegmentTable {
 }
 
 /// Creates a new, empty segment file with its header, durable before returning (file and
-/// directory entry) when `fsync` is set.
+/// directory entry) when `fsync` is set. With `seal`, the segment is encrypted (version 2)
+/// under a fresh data key. An existing file of that name is truncated (only ever an active
+/// segment without records).
 pub(crate) fn create_segment(
     fs: &dyn Fs,
     dir: &Path,
     base: u64,
     fsync: bool,
+    seal: Option<SealWith<'_>>,
 ) -> Result<(Box<dyn FsFile>, SegmentMeta)> {
     let path = dir.join(segment_file_name(base));
+    // Make the key first: nothing is created when the keyring cannot wrap it.
+    let sealed = match seal {
+        Some(s) => {
+            let key = DataKey::generate().map_err(|e| Error::encryption(&path, e))?;
+            let wrapped = s
+                .keyring
+                .wrap(
+                    s.master_key_id,
+                    &key,
+                    &segment_wrap_context(s.context, base),
+                )
+                .map_err(|e| Error::encryption(&path, e))?;
+            Some((key, wrapped))
+        }
+        None => None,
+    };
+    let (header, sealing) = match sealed {
+        Some((key, wrapped)) => (
+            encode_encrypted_segment_header(base, &wrapped).to_vec(),
+            Sealing::Sealed {
+                key: Arc::new(key),
+                master_key_id: wrapped.master_key_id.as_str().into(),
+            },
+        ),
+        None => (encode_segment_header(base).to_vec(), Sealing::Plain),
+    };
     let file = fs
         .create(&path)
         .map_err(|e| Error::io("create", &path, e))?;
-    file.write_at(&encode_segment_header(base), 0)
+    file.write_at(&header, 0)
         .map_err(|e| Error::io("write", &path, e))?;
     if fsync {
         file.sync_data()
@@ -152,13 +252,17 @@ pub(crate) fn create_segment(
         fs.sync_dir(dir)
             .map_err(|e| Error::io("fsync directory", dir, e))?;
     }
+    let start = header.len() as u64;
     let meta = SegmentMeta {
         base,
         path,
-        end: SEGMENT_HEADER_LEN,
+        start,
+        end: start,
         next_seq: base,
         index: Vec::new(),
-        disk_len: SEGMENT_HEADER_LEN,
+        disk_len: start,
+        sealing,
+        epoch: next_epoch(),
     };
     Ok((file, meta))
 }
@@ -189,10 +293,13 @@ mod tests {
         SegmentMeta {
             base,
             path: PathBuf::new(),
+            start: SEGMENT_HEADER_LEN,
             end: SEGMENT_HEADER_LEN,
             next_seq,
             index: Vec::new(),
             disk_len: 100,
+            sealing: Sealing::Plain,
+            epoch: next_epoch(),
         }
     }
 

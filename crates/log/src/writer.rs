@@ -13,6 +13,13 @@
 //!    `fdatasync`, directory fsync);
 //! 7. answer every request of the group.
 //!
+//! In an encrypted active segment, step 3 seals each record's data with the segment's data
+//! key (nonce = the record's seq, which is never sealed twice under one key: seqs only grow
+//! within a segment, and a segment is never appended to after a reopen). An encryption
+//! change ([`Msg::Encrypt`]) is handled between groups, in queue order: appends submitted
+//! after it are written in the new mode. It takes effect at once by starting a new segment
+//! (or, if the active segment has no record, by replacing it under the same name).
+//!
 //! Invariants:
 //! - a request is answered `Ok` only after step 4 succeeded for its bytes;
 //! - seqs are assigned in commit order without gaps; `next_seq` only grows;
@@ -32,14 +39,22 @@ use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
 use crate::Durable;
 use crate::error::{Error, Result};
-use crate::format::{SEGMENT_HEADER_LEN, encode_record, encoded_len};
+use crate::format::{
+    SEGMENT_HEADER_LEN, encode_record, encode_sealed_record, encoded_len, record_aad,
+};
 use crate::fs::FsFile;
-use crate::segment::{create_segment, maybe_index};
+use crate::segment::{SealWith, Sealing, create_segment, maybe_index};
 use crate::shared::Shared;
 
 /// A message to the writer thread.
 pub(crate) enum Msg {
     Append(Request),
+    /// From now on write new segments encrypted under this master key (`None`: plaintext),
+    /// starting with a new active segment unless the active one already matches.
+    Encrypt {
+        master_key_id: Option<String>,
+        reply: oneshot::Sender<Result<()>>,
+    },
     /// Finish what is queued, then stop.
     Close,
 }
@@ -65,12 +80,21 @@ pub(crate) struct Writer {
     rx: Receiver<Msg>,
     active: Box<dyn FsFile>,
     active_path: PathBuf,
+    /// Base seq of the active segment.
+    active_base: u64,
+    /// How the active segment stores records.
+    active_sealing: Sealing,
+    /// Master key of new segments (`None`: plaintext).
+    write_key: Option<String>,
     /// Write offset in the active segment (= its durable end while not poisoned).
     end: u64,
     next_seq: u64,
     durable_bytes: u64,
     buf: Vec<u8>,
-    carry: Option<Request>,
+    /// Scratch for the associated data of sealed records.
+    aad: Vec<u8>,
+    /// A message taken from the queue that did not fit the last group.
+    carry: Option<Msg>,
 }
 
 impl Writer {
@@ -80,23 +104,32 @@ impl Writer {
         active: Box<dyn FsFile>,
         next_seq: u64,
     ) -> Writer {
-        let (active_path, end) = {
+        let (active_path, end, active_base, active_sealing) = {
             let table = shared.segments();
             let last = table
                 .segments
                 .back()
                 .expect("recovery leaves an active segment");
-            (last.path.clone(), last.end)
+            (last.path.clone(), last.end, last.base, last.sealing.clone())
         };
+        let write_key = shared
+            .config
+            .encryption
+            .as_ref()
+            .and_then(|e| e.write_key.clone());
         Writer {
             shared,
             rx,
             active,
             active_path,
+            active_base,
+            active_sealing,
+            write_key,
             end,
             next_seq,
             durable_bytes: 0,
             buf: Vec::new(),
+            aad: Vec::new(),
             carry: None,
         }
     }
@@ -105,30 +138,37 @@ impl Writer {
         let max = self.shared.config.max_commit_bytes;
         let mut closing = false;
         loop {
-            let first = match self.carry.take() {
-                Some(req) => req,
-                None => {
-                    let msg = if closing {
-                        self.rx.try_recv().ok()
-                    } else {
-                        self.rx.recv().ok()
-                    };
-                    match msg {
-                        Some(Msg::Append(req)) => req,
-                        Some(Msg::Close) => {
-                            closing = true;
-                            continue;
-                        }
-                        None => break,
-                    }
+            let msg = match self.carry.take() {
+                Some(msg) => Some(msg),
+                None if closing => self.rx.try_recv().ok(),
+                None => self.rx.recv().ok(),
+            };
+            let first = match msg {
+                Some(Msg::Append(req)) => req,
+                Some(Msg::Encrypt {
+                    master_key_id,
+                    reply,
+                }) => {
+                    let _ = reply.send(self.switch(master_key_id));
+                    continue;
                 }
+                Some(Msg::Close) => {
+                    closing = true;
+                    continue;
+                }
+                None => break,
             };
             let mut bytes = first.encoded;
             let mut group = vec![first];
             while bytes < max {
                 match self.rx.try_recv() {
                     Ok(Msg::Append(req)) if bytes + req.encoded > max => {
-                        self.carry = Some(req);
+                        self.carry = Some(Msg::Append(req));
+                        break;
+                    }
+                    // Appends after an encryption change are written after it, in its mode.
+                    Ok(msg @ Msg::Encrypt { .. }) => {
+                        self.carry = Some(msg);
                         break;
                     }
                     Ok(Msg::Append(req)) => {
@@ -165,14 +205,51 @@ impl Writer {
         let mut seq = first_seq;
         let mut payload = 0u64;
         let mut ranges = Vec::with_capacity(group.len());
-        for req in &group {
+        let context = self
+            .shared
+            .config
+            .encryption
+            .as_ref()
+            .map_or(&[][..], |e| &e.context[..]);
+        let mut failure = None;
+        'encode: for req in &group {
             let start = seq;
             for data in &req.records {
-                encode_record(&mut self.buf, seq, req.arrival_ms, data);
+                match &self.active_sealing {
+                    Sealing::Plain => encode_record(&mut self.buf, seq, req.arrival_ms, data),
+                    Sealing::Sealed { key, .. } => {
+                        record_aad(
+                            &mut self.aad,
+                            context,
+                            self.active_base,
+                            seq,
+                            req.arrival_ms,
+                        );
+                        if let Err(e) = encode_sealed_record(
+                            &mut self.buf,
+                            key,
+                            &self.aad,
+                            seq,
+                            req.arrival_ms,
+                            data,
+                        ) {
+                            failure = Some(format!("encrypting a record: {e}"));
+                            break 'encode;
+                        }
+                    }
+                    // Recovery never leaves a locked segment active.
+                    Sealing::Locked(reason) => {
+                        failure = Some(format!("the active segment is locked: {reason}"));
+                        break 'encode;
+                    }
+                }
                 payload += data.len() as u64;
                 seq += 1;
             }
             ranges.push(start..seq);
+        }
+        if let Some(reason) = failure {
+            return self.fail(group, "encrypt for", io::Error::other(reason));
         }
         let offset = self.end;
 
@@ -221,19 +298,67 @@ impl Writer {
         }
     }
 
-    /// Starts the next segment at `next_seq`. The old one is sealed as is.
-    fn roll(&mut self) {
+    /// Starts the next segment at `next_seq` (encrypted under `write_key` if set). The old
+    /// one is sealed as is. With `replace`, the active segment has no record and `next_seq`
+    /// is its base: it is replaced by the new one under the same name (readers notice by its
+    /// new epoch; none read it, as it had no record).
+    fn roll_to(&mut self, replace: bool) {
         let shared = &self.shared;
-        match create_segment(&*shared.fs, &shared.dir, self.next_seq, shared.config.fsync) {
+        let seal = match (&shared.config.encryption, &self.write_key) {
+            (Some(enc), Some(id)) => Some(SealWith {
+                keyring: &enc.keyring,
+                master_key_id: id,
+                context: &enc.context,
+            }),
+            _ => None,
+        };
+        match create_segment(
+            &*shared.fs,
+            &shared.dir,
+            self.next_seq,
+            shared.config.fsync,
+            seal,
+        ) {
             Ok((file, meta)) => {
-                tracing::debug!(path = %meta.path.display(), "rolled to a new segment");
+                tracing::debug!(path = %meta.path.display(), replace, encrypted = seal.is_some(), "rolled to a new segment");
                 self.active = file;
                 self.active_path = meta.path.clone();
+                self.active_base = meta.base;
+                self.active_sealing = meta.sealing.clone();
                 self.end = meta.end;
-                shared.segments().push(meta);
+                let mut table = shared.segments();
+                if replace {
+                    table.pop_last();
+                }
+                table.push(meta);
             }
+            // A replacement may have truncated the active segment's header already: either
+            // way the state of the active segment is unknown, so stop writing.
             Err(e) => shared.poison(format!("rolling to a new segment: {e}")),
         }
+    }
+
+    fn roll(&mut self) {
+        self.roll_to(false);
+    }
+
+    /// Handles [`Msg::Encrypt`]: new segments are written under `master_key_id` from now on,
+    /// starting now unless the active segment already is.
+    fn switch(&mut self, master_key_id: Option<String>) -> Result<()> {
+        self.shared.check_poison()?;
+        let matches = match (&self.active_sealing, &master_key_id) {
+            (Sealing::Plain, None) => true,
+            (Sealing::Sealed { master_key_id, .. }, Some(id)) => &**master_key_id == id,
+            _ => false,
+        };
+        self.write_key = master_key_id;
+        if !matches {
+            let replace = self.next_seq == self.active_base;
+            self.roll_to(replace);
+            tracing::info!(dir = %self.shared.dir.display(), encrypted = self.write_key.is_some(),
+                master_key_id = self.write_key.as_deref().unwrap_or(""), "log encryption changed");
+        }
+        self.shared.check_poison()
     }
 
     /// Poisons the log and fails the whole group with the I/O error.

@@ -10,6 +10,10 @@
 //! - **Power loss with a control**: many rounds of appends and power losses with fsync on
 //!   must lose nothing acknowledged; the same run with `fsync: false` must be caught losing
 //!   acknowledged records, which proves the checker can see the bug.
+//!
+//! The workloads include encrypted logs and encryption switched on and off while running
+//! (rolling to a new segment, or replacing an empty active one), so every crash point of
+//! those is checked the same way; the power-loss rounds run encrypted too.
 
 mod common;
 
@@ -25,6 +29,8 @@ enum Step {
     /// Checkpoint at the durable end.
     CheckpointAll,
     Reopen,
+    /// `Log::set_encryption`: write new segments under this master key (`None`: plaintext).
+    Encrypt(Option<&'static str>),
 }
 
 struct Workload {
@@ -79,6 +85,58 @@ fn workloads() -> Vec<Workload> {
             },
             steps: vec![Append(vec![30]), Reopen, Append(vec![60])],
         },
+        Workload {
+            name: "encrypted: 3 appends, a segment roll after each",
+            config: LogConfig {
+                encryption: common::encryption(Some("k1")),
+                ..roll_each()
+            },
+            steps: vec![Append(vec![7]), Append(vec![0]), Append(vec![4000, 1])],
+        },
+        Workload {
+            name: "encrypted: 2 appends, checkpoint reclaiming segments, reopen, append",
+            config: LogConfig {
+                encryption: common::encryption(Some("k1")),
+                ..roll_each()
+            },
+            steps: vec![
+                Append(vec![7]),
+                Append(vec![8, 0]),
+                CheckpointAll,
+                Reopen,
+                Append(vec![9]),
+            ],
+        },
+        Workload {
+            name: "encryption switched on, off and to another key amid appends",
+            config: LogConfig {
+                encryption: common::encryption(None),
+                ..default()
+            },
+            steps: vec![
+                Append(vec![5]),
+                Encrypt(Some("k1")),
+                Append(vec![0, 300]),
+                Encrypt(Some("k2")),
+                Append(vec![1]),
+                Encrypt(None),
+                Append(vec![2]),
+            ],
+        },
+        Workload {
+            name: "encryption switched on an empty segment (replaced), append, reopen",
+            config: LogConfig {
+                encryption: common::encryption(None),
+                ..default()
+            },
+            steps: vec![
+                Encrypt(Some("k2")),
+                Append(vec![40]),
+                Reopen,
+                Encrypt(None),
+                Append(vec![3]),
+            ],
+        },
     ]
 }
 
@@ -93,6 +151,7 @@ fn run(w: &Workload, seed: u64, prepare: impl FnOnce(&SimFs)) -> Result<Harness,
             Step::Append(sizes) => h.append(std::slice::from_ref(sizes))?,
             Step::CheckpointAll => h.checkpoint(255)?,
             Step::Reopen => h.reopen()?,
+            Step::Encrypt(key) => h.set_encryption(*key)?,
         }
     }
     Ok(h)
@@ -198,9 +257,18 @@ fn every_fault_point_of_small_workloads() {
 /// Rounds of appends (some concurrent) and checkpoints, each ended by power loss; returns
 /// the first violation the checker found.
 fn power_loss_rounds(fsync: bool, rounds: u64) -> Result<Harness, String> {
+    power_loss_rounds_with(fsync, rounds, None)
+}
+
+fn power_loss_rounds_with(
+    fsync: bool,
+    rounds: u64,
+    encryption: Option<lakehose_log::LogEncryption>,
+) -> Result<Harness, String> {
     let config = LogConfig {
         fsync,
         segment_bytes: 2048,
+        encryption,
         ..LogConfig::default()
     };
     let mut h = Harness::new(SimFs::with_seed(7), config);
@@ -232,6 +300,14 @@ fn power_loss_never_loses_acknowledged_records() {
     assert!(h.model.acked_records > 1000, "{}", h.model.acked_records);
     assert_eq!(h.crashes, 300);
     assert!(h.model.checks >= 300);
+}
+
+#[test]
+fn power_loss_never_loses_acknowledged_encrypted_records() {
+    let h = power_loss_rounds_with(true, 150, common::encryption(Some("k1")))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(h.model.acked_records > 500, "{}", h.model.acked_records);
+    assert_eq!(h.crashes, 150);
 }
 
 /// The control: without fsync the same run must be caught losing acknowledged records.

@@ -3,7 +3,9 @@
 //! concurrent ones that share a group commit), checkpoints that reclaim segments, clean
 //! reopens, crashes with random survival of unsynced data, injected EIO/ENOSPC and the
 //! process dying at a random I/O call — and checks every recovery against what was
-//! acknowledged (the invariant is in `common/mod.rs`).
+//! acknowledged (the invariant is in `common/mod.rs`). Logs are plaintext, encrypted, or
+//! switched between plaintext and two master keys while running (`Log::set_encryption`):
+//! the durability contract is the same for encrypted segments.
 //!
 //! Cases: `LOG_MODEL_CASES` (default 2000). Seed: `LOG_MODEL_SEED` (a number; `random` for
 //! a fresh one, printed), default fixed so that CI is reproducible.
@@ -52,6 +54,8 @@ enum Action {
     },
     /// The process dies during the recovery of a clean reopen.
     DieInReopen { after: u64, mode: CrashMode },
+    /// Switch encryption: plaintext (`None`) or master key `k1`/`k2`.
+    Encrypt(Option<&'static str>),
 }
 
 fn record_size() -> impl Strategy<Value = usize> {
@@ -101,6 +105,7 @@ fn action() -> impl Strategy<Value = Action> {
                 mode
             }),
         1 => (0u64..8, crash_mode()).prop_map(|(after, mode)| Action::DieInReopen { after, mode }),
+        2 => prop_oneof![Just(None), Just(Some("k1")), Just(Some("k2"))].prop_map(Action::Encrypt),
     ]
 }
 
@@ -108,10 +113,13 @@ fn log_config() -> impl Strategy<Value = LogConfig> {
     (
         prop_oneof![Just(1u64), Just(300), Just(4096), Just(1 << 20)],
         prop_oneof![3 => Just(16usize << 20), 1 => Just(200usize)],
+        // No keyring; a keyring writing plaintext; encrypted under k1.
+        prop_oneof![2 => Just(None), 1 => Just(common::encryption(None)), 2 => Just(common::encryption(Some("k1")))],
     )
-        .prop_map(|(segment_bytes, max_commit_bytes)| LogConfig {
+        .prop_map(|(segment_bytes, max_commit_bytes, encryption)| LogConfig {
             segment_bytes,
             max_commit_bytes,
+            encryption,
             ..LogConfig::default()
         })
 }
@@ -159,6 +167,9 @@ fn run_case(seed: u64, config: LogConfig, actions: &[Action]) -> Result<(), Stri
                 h.die_in(*after);
                 h.open(false).and_then(|()| h.crash(*mode))
             }
+            Action::Encrypt(key) => h
+                .set_encryption(*key)
+                .and_then(|()| h.probe_power_loss(CrashMode::DropAll)),
         }
         .map_err(step)?;
     }

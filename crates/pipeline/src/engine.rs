@@ -9,6 +9,22 @@
 //! Invariants: a stream is visible to the API only after its spec and log exist on disk; a put is
 //! acknowledged only after `Log::append` returned (data fsync'd); delete stops delivery before the
 //! folder is removed.
+//!
+//! Encryption at rest (`[encryption]` keyring, see `lakehose_crypto`):
+//! - A stream whose `DeliveryStreamEncryption` status is `ENABLED` (or `ENABLING`) has its log
+//!   opened encrypting new segments under a keyring key: the active one for `AWS_OWNED_CMK`,
+//!   the one the `KeyARN`'s last path segment names for `CUSTOMER_MANAGED_CMK`
+//!   (`arn:aws:kms:REGION:ACCOUNT:key/KEYID`). The log's context (bound into every record's
+//!   authenticated data) is the stream's ARN and creation time.
+//! - Start/Stop persist `ENABLING`/`DISABLING` first, switch the running log
+//!   (`Log::set_encryption`: every record acknowledged afterwards is in the new mode), then
+//!   persist `ENABLED`/`DISABLED`; an open finishes a transition a crash interrupted.
+//! - A key that is not available fails closed: `InvalidKMSResourceException` and no change for
+//!   API calls; a stream that cannot open its log (a key removed from the keyring while it
+//!   holds undelivered encrypted records) stops the start of the engine.
+//! - `KMSEncryptionConfig` on the destination (or backup) selects the sink that encrypts
+//!   objects ([`lakehose_sinks::Buckets::sink_with_kms`]); for local buckets the key must be in
+//!   the keyring, checked with the rest of the spec.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,11 +33,12 @@ use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use lakehose_api::model::{PutOutcome, RecordOutcome};
+use lakehose_api::model::{EncryptionConfiguration, PutOutcome, RecordOutcome};
+use lakehose_api::stream::StreamEncryption;
 use lakehose_api::{ApiError, ErrorKind, SpecChange, StreamService, StreamSpec};
 use lakehose_catalog::CatalogStore;
 use lakehose_formats::convert::ConversionConfig;
-use lakehose_log::{Fs, Log, LogConfig, StdFs};
+use lakehose_log::{Fs, Keyring, Log, LogConfig, LogEncryption, StdFs};
 use lakehose_process::{LambdaEndpoints, ProcessorChain};
 use lakehose_sinks::{Buckets, SinkResult, StoreSink};
 use tokio::sync::{Mutex, watch};
@@ -56,6 +73,10 @@ pub struct EngineConfig {
     /// Most distinct dynamic partitions in one buffer (AWS: 500); records beyond go to the
     /// error output.
     pub max_active_partitions: usize,
+    /// Master keys for encryption at rest (`[encryption]` in lakehose.toml): stream logs after
+    /// `StartDeliveryStreamEncryption`, objects of local buckets with `KMSEncryptionConfig`.
+    /// `None`: such requests fail with `InvalidKMSResourceException`.
+    pub keyring: Option<Arc<Keyring>>,
 }
 
 impl Default for EngineConfig {
@@ -71,6 +92,7 @@ impl Default for EngineConfig {
             log_fs: Arc::new(StdFs),
             lambdas: LambdaEndpoints::default(),
             max_active_partitions: 500,
+            keyring: None,
         }
     }
 }
@@ -108,6 +130,34 @@ impl StreamStats {
 pub(crate) struct Derived {
     chain: ProcessorChain,
     conversion: Option<ConversionConfig>,
+    /// `KMSEncryptionConfig.AWSKMSKeyARN` of the destination, and of the backup destination.
+    kms: Option<String>,
+    backup_kms: Option<String>,
+}
+
+/// The `AWSKMSKeyARN` of a `KMSEncryptionConfig`, if set.
+fn kms_arn(e: Option<&EncryptionConfiguration>) -> Option<String> {
+    e.and_then(|e| e.kms_encryption_config.as_ref())
+        .and_then(|k| k.get("AWSKMSKeyARN"))
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+}
+
+/// Whether the stream's log writes encrypted segments: `ENABLED`, or `ENABLING` (a start that
+/// a crash interrupted, finished on open).
+fn log_encrypted(e: &StreamEncryption) -> bool {
+    matches!(e.status.as_str(), "ENABLED" | "ENABLING")
+}
+
+/// Whether a spec change changes what the log must write.
+fn encryption_changed(before: &StreamEncryption, after: &StreamEncryption) -> bool {
+    log_encrypted(before) != log_encrypted(after)
+        || (log_encrypted(after)
+            && (before.key_type != after.key_type || before.key_arn != after.key_arn))
+}
+
+fn kms_error(message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorKind::InvalidKmsResource, message)
 }
 
 /// One running stream.
@@ -175,13 +225,29 @@ impl StreamRuntime {
         }
     }
 
+    /// The sink of the backup bucket (with the backup destination's KMS key, if any).
     pub(crate) fn sink_for(&self, bucket: &str) -> SinkResult<Arc<StoreSink>> {
-        self.buckets.sink(bucket)
+        let kms = self
+            .derived
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .backup_kms
+            .clone();
+        self.buckets.sink_with_kms(bucket, kms.as_deref())
     }
 
+    /// The sink of the destination bucket (with its KMS key, if any).
     pub(crate) fn sink(&self) -> SinkResult<Arc<StoreSink>> {
-        self.buckets
-            .sink(self.spec.read().unwrap_or_else(|e| e.into_inner()).bucket())
+        let kms = self
+            .derived
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .kms
+            .clone();
+        self.buckets.sink_with_kms(
+            self.spec.read().unwrap_or_else(|e| e.into_inner()).bucket(),
+            kms.as_deref(),
+        )
     }
 
     pub(crate) fn time_zone(&self) -> chrono_tz::Tz {
@@ -322,6 +388,7 @@ fn report_recovery(stream: &str, r: &lakehose_log::Recovery, took: std::time::Du
         segments = r.segments,
         undelivered,
         reclaimed_segments = r.reclaimed_segments,
+        encrypted_segments = r.encrypted_segments,
         committed = r.committed,
         next_seq = r.next_seq,
         took_ms = took.as_millis() as u64,
@@ -349,6 +416,8 @@ fn report_recovery(stream: &str, r: &lakehose_log::Recovery, took: std::time::Du
         .set(r.corrupt_segments as f64);
     metrics::gauge!("LogRecovery.ReclaimedSegments", "stream" => s.clone())
         .set(r.reclaimed_segments as f64);
+    metrics::gauge!("LogRecovery.EncryptedSegments", "stream" => s.clone())
+        .set(r.encrypted_segments as f64);
     metrics::gauge!("LogRecovery.Milliseconds", "stream" => s).set(took.as_secs_f64() * 1e3);
 }
 
@@ -368,6 +437,8 @@ fn api_error(e: Error) -> ApiError {
         Error::Log(lakehose_log::Error::Closed) => {
             ApiError::new(ErrorKind::ResourceNotFound, "The stream was deleted.")
         }
+        Error::Encryption(message) => kms_error(message),
+        Error::Log(e @ lakehose_log::Error::Encryption { .. }) => kms_error(e.to_string()),
         other => ApiError::internal(other),
     }
 }
@@ -401,6 +472,7 @@ impl Engine {
         for dir in dirs {
             let spec: StreamSpec = serde_json::from_slice(&std::fs::read(dir.join("spec.json"))?)?;
             let rt = engine.start_stream(spec, &dir)?;
+            engine.finish_encryption_change(&rt, &dir)?;
             engine.insert(rt);
         }
         let weak = Arc::downgrade(&engine);
@@ -416,6 +488,67 @@ impl Engine {
             }
         });
         Ok(engine)
+    }
+
+    /// The keyring key that wraps the data keys of the stream's log segments (`None`: the log
+    /// writes plaintext): the active key for `AWS_OWNED_CMK`, the key the `KeyARN` names for
+    /// `CUSTOMER_MANAGED_CMK`. `InvalidKMSResourceException` when that key is not available.
+    fn stream_master_key(&self, e: &StreamEncryption) -> lakehose_api::Result<Option<String>> {
+        if !log_encrypted(e) {
+            return Ok(None);
+        }
+        let Some(keyring) = &self.config.keyring else {
+            return Err(kms_error(
+                "No KMS key is available: encryption at rest needs a keyring ([encryption] \
+                 keyring_file in lakehose.toml, or the LAKEHOSE_MASTER_KEY environment variable).",
+            ));
+        };
+        match e.key_type.as_deref() {
+            Some("CUSTOMER_MANAGED_CMK") => {
+                let arn = e.key_arn.as_deref().unwrap_or_default();
+                let id = lakehose_crypto::key_id_from_arn(arn).ok_or_else(|| {
+                    kms_error(format!(
+                        "KeyARN '{arn}' names no key (arn:aws:kms:<region>:<account>:key/<key id>)."
+                    ))
+                })?;
+                if !keyring.contains(id) {
+                    return Err(kms_error(format!(
+                        "KMS key '{arn}' is not accessible: the keyring has no key '{id}'."
+                    )));
+                }
+                Ok(Some(id.to_string()))
+            }
+            _ => Ok(Some(keyring.active_id().to_string())),
+        }
+    }
+
+    /// The log settings of a stream: the engine's, with its encryption.
+    fn log_config(&self, spec: &StreamSpec) -> lakehose_api::Result<LogConfig> {
+        let write_key = self.stream_master_key(&spec.encryption)?;
+        Ok(LogConfig {
+            encryption: self.config.keyring.clone().map(|keyring| LogEncryption {
+                keyring,
+                write_key,
+                context: format!("{}#{}", spec.arn, spec.created_ms).into_bytes(),
+            }),
+            ..self.config.log.clone()
+        })
+    }
+
+    /// Finishes an `ENABLING`/`DISABLING` that a crash interrupted (the log was opened in the
+    /// target mode).
+    fn finish_encryption_change(&self, rt: &StreamRuntime, dir: &Path) -> Result<()> {
+        let mut spec = rt.spec();
+        let done = match spec.encryption.status.as_str() {
+            "ENABLING" => "ENABLED",
+            "DISABLING" => "DISABLED",
+            _ => return Ok(()),
+        };
+        spec.encryption.status = done.into();
+        write_atomic(&dir.join("spec.json"), &serde_json::to_vec_pretty(&spec)?)?;
+        tracing::info!(stream = %spec.name, status = done, "finished an interrupted encryption change");
+        *rt.spec.write().unwrap_or_else(|e| e.into_inner()) = spec;
+        Ok(())
     }
 
     fn insert(&self, rt: Arc<StreamRuntime>) {
@@ -463,17 +596,38 @@ impl Engine {
             }
             None => None,
         };
-        Ok(Derived { chain, conversion })
+        let kms = kms_arn(spec.destination.encryption_configuration.as_ref());
+        if let Some(arn) = &kms
+            && let Some(problem) = self.buckets.kms_problem(spec.bucket(), arn)
+        {
+            return Err(kms_error(problem));
+        }
+        let backup = spec.destination.s3_backup_configuration.as_ref();
+        let backup_kms = backup.and_then(|b| kms_arn(b.encryption_configuration.as_ref()));
+        if let (Some(arn), Some(b)) = (&backup_kms, backup) {
+            let bucket = lakehose_api::stream::bucket_name(b.bucket_arn.as_deref().unwrap_or(""))?;
+            if let Some(problem) = self.buckets.kms_problem(bucket, arn) {
+                return Err(kms_error(problem));
+            }
+        }
+        Ok(Derived {
+            chain,
+            conversion,
+            kms,
+            backup_kms,
+        })
     }
 
     fn start_stream(&self, spec: StreamSpec, dir: &Path) -> Result<Arc<StreamRuntime>> {
         let derived = self.derive(&spec);
+        // Fail closed: a stream whose encryption key is not available is not started (and its
+        // log not opened, so nothing is written in plaintext).
+        let log_config = self
+            .log_config(&spec)
+            .map_err(|e| Error::Encryption(format!("stream {}: {}", spec.name, e.message)))?;
         let opened = std::time::Instant::now();
-        let (log, recovery) = Log::open_with_fs(
-            &dir.join("log"),
-            self.config.log.clone(),
-            self.config.log_fs.clone(),
-        )?;
+        let (log, recovery) =
+            Log::open_with_fs(&dir.join("log"), log_config, self.config.log_fs.clone())?;
         report_recovery(&spec.name, &recovery, opened.elapsed());
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (derived, startable) = match derived {
@@ -485,6 +639,8 @@ impl Engine {
                     Derived {
                         chain: ProcessorChain::identity(),
                         conversion: None,
+                        kms: None,
+                        backup_kms: None,
                     },
                     false,
                 )
@@ -565,6 +721,8 @@ impl StreamService for Engine {
             ));
         }
         self.derive(&spec)?;
+        // Fails (InvalidKMSResourceException) before anything is created.
+        self.stream_master_key(&spec.encryption)?;
         let dir = stream_dir(&self.root, &spec.name);
         if dir.exists() {
             // Left over from a delete that crashed half-way: its data belonged to a deleted stream.
@@ -621,14 +779,58 @@ impl StreamService for Engine {
         let rt = self
             .runtime(name)
             .ok_or_else(|| ApiError::stream_not_found(name))?;
-        let mut next = rt.spec();
+        let before = rt.spec();
+        let mut next = before.clone();
         change(&mut next)?;
         let derived = self.derive(&next)?;
-        let bytes = serde_json::to_vec_pretty(&next).map_err(ApiError::internal)?;
-        write_atomic(&stream_dir(&self.root, name).join("spec.json"), &bytes)
-            .map_err(ApiError::internal)?;
-        *rt.spec.write().unwrap_or_else(|e| e.into_inner()) = next.clone();
+        // An encryption change: the key must be available (else nothing changes), and the
+        // transitional status is persisted before the log switches, so a crash in between is
+        // finished by the next open.
+        let switch = if encryption_changed(&before.encryption, &next.encryption) {
+            let key = self.stream_master_key(&next.encryption)?;
+            next.encryption.status = if key.is_some() {
+                "ENABLING"
+            } else {
+                "DISABLING"
+            }
+            .into();
+            Some(key)
+        } else {
+            None
+        };
+        let path = stream_dir(&self.root, name).join("spec.json");
+        let persist = |spec: &StreamSpec| -> lakehose_api::Result<()> {
+            let bytes = serde_json::to_vec_pretty(spec).map_err(ApiError::internal)?;
+            write_atomic(&path, &bytes).map_err(ApiError::internal)?;
+            *rt.spec.write().unwrap_or_else(|e| e.into_inner()) = spec.clone();
+            Ok(())
+        };
+        persist(&next)?;
         *rt.derived.write().unwrap_or_else(|e| e.into_inner()) = derived;
+        if let Some(key) = switch {
+            let result = rt.log.set_encryption(key.as_deref()).await;
+            let enabling = key.is_some();
+            next.encryption.status = match (&result, enabling) {
+                (Ok(()), true) => "ENABLED",
+                (Ok(()), false) => "DISABLED",
+                (Err(_), true) => "ENABLING_FAILED",
+                (Err(_), false) => "DISABLING_FAILED",
+            }
+            .into();
+            persist(&next)?;
+            match result {
+                Ok(()) => {
+                    tracing::info!(stream = name, status = %next.encryption.status,
+                        master_key_id = key.as_deref().unwrap_or(""), "stream encryption changed");
+                    metrics::gauge!("Encryption.Enabled", "stream" => name.to_string())
+                        .set(if enabling { 1.0 } else { 0.0 });
+                }
+                Err(e) => {
+                    tracing::error!(stream = name, error = %e, "switching the stream's log encryption failed");
+                    return Err(api_error(e.into()));
+                }
+            }
+        }
         Ok(next)
     }
 
@@ -659,8 +861,9 @@ impl StreamService for Engine {
             None => rt.inflight.reserve_prefix(&sizes),
         };
         let throttled = total - admitted;
-        let encrypted = false;
         let mut outcomes = Vec::with_capacity(total);
+        // Whether the acknowledged records were written encrypted (`Encrypted` in the answer).
+        let mut encrypted = false;
         if admitted > 0 {
             let mut records = records;
             records.truncate(admitted);
@@ -672,8 +875,12 @@ impl StreamService for Engine {
                 api_error(e.into())
             })?;
             drop(reservation);
-            // Read one field under the lock rather than cloning the whole spec per request.
-            let incarnation = rt.spec.read().unwrap_or_else(|e| e.into_inner()).created_ms;
+            // Read fields under the lock rather than cloning the whole spec per request.
+            let (incarnation, encrypted_now) = {
+                let spec = rt.spec.read().unwrap_or_else(|e| e.into_inner());
+                (spec.created_ms, spec.encryption.status == "ENABLED")
+            };
+            encrypted = encrypted_now;
             outcomes.extend(range.map(|seq| RecordOutcome::Accepted(record_id(incarnation, seq))));
             rt.stats
                 .incoming_records

@@ -35,6 +35,10 @@ pub enum Error {
     /// A task failed unexpectedly.
     #[error("internal: {0}")]
     Internal(String),
+    /// Encryption at rest cannot be set up as the stream's spec asks (a key missing from the
+    /// keyring, no keyring): the stream is not started rather than run unencrypted.
+    #[error("encryption: {0}")]
+    Encryption(String),
 }
 
 /// `Result` with the pipeline's [`Error`].

@@ -492,6 +492,11 @@ fn not_found(id: &str) -> ApiError {
     invalid(format!("QueryExecution {id} was not found"))
 }
 
+/// The ARN of workgroup `name` in `region`.
+pub fn work_group_arn(region: &str, name: &str) -> String {
+    lakehose_api::authz::arn("athena", region, &format!("workgroup/{name}"))
+}
+
 fn check_work_group(name: &str) -> ApiResult<()> {
     if name == PRIMARY_WORK_GROUP {
         Ok(())
@@ -567,6 +572,59 @@ fn new_uuid() -> String {
 impl JsonService for AthenaApi {
     fn target_prefix(&self) -> &'static str {
         "AmazonAthena"
+    }
+
+    fn iam_prefix(&self) -> &'static str {
+        "athena"
+    }
+
+    /// The workgroup an operation acts on (`arn:aws:athena:REGION:ACCOUNT:workgroup/NAME`):
+    /// the `WorkGroup` member (default `primary`) of StartQueryExecution, ListQueryExecutions
+    /// and GetWorkGroup; the workgroup of each named execution for the operations on
+    /// executions; `*` for ListWorkGroups, an unknown execution, or a body that cannot be read.
+    fn resources(&self, op: &str, region: &str, body: &[u8]) -> Vec<String> {
+        let workgroup = |name: &str| work_group_arn(region, name);
+        let star = || vec!["*".to_string()];
+        let lookup = |id: &str| {
+            self.registry()
+                .executions
+                .get(id)
+                .map_or("*".to_string(), |e| workgroup(&e.workgroup))
+        };
+        match op {
+            "StartQueryExecution" | "ListQueryExecutions" => match parse::<WorkGroupReq>(body) {
+                Ok(req) => vec![workgroup(
+                    req.work_group.as_deref().unwrap_or(PRIMARY_WORK_GROUP),
+                )],
+                Err(_) => star(),
+            },
+            "GetWorkGroup" => match parse::<WorkGroupReq>(body) {
+                Ok(WorkGroupReq {
+                    work_group: Some(name),
+                }) => vec![workgroup(&name)],
+                _ => star(),
+            },
+            "GetQueryExecution" | "GetQueryResults" | "StopQueryExecution" => {
+                match parse::<IdReq>(body) {
+                    Ok(IdReq {
+                        query_execution_id: Some(id),
+                    }) => vec![lookup(&id)],
+                    _ => star(),
+                }
+            }
+            "BatchGetQueryExecution" => match parse::<BatchReq>(body) {
+                Ok(BatchReq {
+                    query_execution_ids: Some(ids),
+                }) if !ids.is_empty() => {
+                    let mut out: Vec<String> = ids.iter().map(|id| lookup(id)).collect();
+                    out.sort();
+                    out.dedup();
+                    out
+                }
+                _ => star(),
+            },
+            _ => star(),
+        }
     }
 
     async fn call(&self, op: &str, _region: &str, body: &[u8]) -> ApiResult<Value> {

@@ -14,6 +14,11 @@
 //! - `DELETE /v1/query/{query_id}` cancels a running query (204; 404 when none runs under that
 //!   id). A client that disconnects cancels its query too (the handler's future is dropped).
 //!
+//! - With authentication on, both routes are behind the SigV4 layer (scope service `athena` or
+//!   `lakehose`), and the caller's policy must allow `athena:StartQueryExecution` (run) or
+//!   `athena:StopQueryExecution` (cancel) on `arn:aws:athena:REGION:ACCOUNT:workgroup/primary`;
+//!   otherwise `AccessDeniedException` (AWS's error shape, status 400).
+//!
 //! Invariant: a query id is registered only while its query runs; the registry never grows
 //! with finished queries.
 
@@ -21,11 +26,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use arrow_array::RecordBatch;
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post};
+use axum::{Extension, Json};
+use lakehose_api::Caller;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -56,13 +62,20 @@ pub struct QueryRequest {
 struct HttpState {
     engine: QueryEngine,
     running: Arc<Mutex<HashMap<String, tokio::task::AbortHandle>>>,
+    audit: Option<Arc<lakehose_api::audit::AuditLog>>,
 }
 
-/// The routes above, for merging into the server's router.
-pub fn router(engine: QueryEngine) -> axum::Router {
+/// The routes above, for merging into the server's router. With `audit`, every run and cancel
+/// is recorded (as Athena's `StartQueryExecution` / `StopQueryExecution`, with whether it was
+/// allowed; not the SQL, which may hold data).
+pub fn router(
+    engine: QueryEngine,
+    audit: Option<Arc<lakehose_api::audit::AuditLog>>,
+) -> axum::Router {
     let state = HttpState {
         engine,
         running: Arc::default(),
+        audit,
     };
     axum::Router::new()
         .route("/v1/query", post(run_query))
@@ -109,7 +122,66 @@ impl Drop for Registration {
     }
 }
 
-async fn run_query(State(state): State<HttpState>, body: axum::body::Bytes) -> Response {
+/// Authorizes a `/v1/query` call when authentication is on: running SQL is Athena's
+/// `StartQueryExecution` in workgroup `primary`, cancelling it `StopQueryExecution`. A refusal
+/// is `AccessDeniedException`, answered in AWS's error shape like the authentication layer's
+/// own errors on this route.
+fn authorize(caller: Option<&Caller>, action: &str) -> Result<(), lakehose_api::ApiError> {
+    let Some(caller) = caller else {
+        return Ok(());
+    };
+    let resource =
+        crate::athena::work_group_arn(caller.region(), crate::athena::PRIMARY_WORK_GROUP);
+    caller.authorize(action, &[resource])
+}
+
+/// [`authorize`], recording the call in the audit log.
+fn authorize_audited(
+    state: &HttpState,
+    caller: Option<&Caller>,
+    peer: Option<std::net::IpAddr>,
+    operation: &str,
+) -> Result<(), lakehose_api::ApiError> {
+    let result = authorize(caller, &format!("athena:{operation}"));
+    if let Some(audit) = &state.audit {
+        let region = caller.map_or("", |c| c.region());
+        let request_id = uuid::Uuid::new_v4().to_string();
+        audit.record(&lakehose_api::audit::AuditEvent {
+            event_source: "athena.amazonaws.com",
+            event_name: operation,
+            region,
+            access_key_id: caller.map(|c| c.access_key_id()),
+            source_ip: peer,
+            resources: vec![crate::athena::work_group_arn(
+                region,
+                crate::athena::PRIMARY_WORK_GROUP,
+            )],
+            request_id: &request_id,
+            read_only: false,
+            outcome: match &result {
+                Ok(()) => lakehose_api::audit::Outcome::Success,
+                Err(e) => lakehose_api::audit::Outcome::Failure {
+                    code: e.kind.aws_type().to_string(),
+                    message: e.message.clone(),
+                },
+            },
+        });
+    }
+    result
+}
+
+type Peer = Option<Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>;
+
+async fn run_query(
+    State(state): State<HttpState>,
+    caller: Option<Extension<Caller>>,
+    peer: Peer,
+    body: axum::body::Bytes,
+) -> Response {
+    let peer = peer.map(|p| p.0.0.ip());
+    if let Err(denied) = authorize_audited(&state, caller.as_deref(), peer, "StartQueryExecution") {
+        return denied.into_response();
+    }
     let request: QueryRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
@@ -167,7 +239,16 @@ async fn run_query(State(state): State<HttpState>, body: axum::body::Bytes) -> R
     }
 }
 
-async fn cancel_query(State(state): State<HttpState>, Path(id): Path<String>) -> StatusCode {
+async fn cancel_query(
+    State(state): State<HttpState>,
+    caller: Option<Extension<Caller>>,
+    peer: Peer,
+    Path(id): Path<String>,
+) -> Response {
+    let peer = peer.map(|p| p.0.0.ip());
+    if let Err(denied) = authorize_audited(&state, caller.as_deref(), peer, "StopQueryExecution") {
+        return denied.into_response();
+    }
     let handle = state
         .running
         .lock()
@@ -176,9 +257,9 @@ async fn cancel_query(State(state): State<HttpState>, Path(id): Path<String>) ->
     match handle {
         Some(h) => {
             h.abort();
-            StatusCode::NO_CONTENT
+            StatusCode::NO_CONTENT.into_response()
         }
-        None => StatusCode::NOT_FOUND,
+        None => StatusCode::NOT_FOUND.into_response(),
     }
 }
 

@@ -666,3 +666,43 @@ async fn primary_work_group() {
     let list = f.ok("ListWorkGroups", json!({})).await;
     assert_eq!(list["WorkGroups"][0]["Name"], "primary");
 }
+
+/// Authorization names the workgroup each operation acts on (`JsonService::resources`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resources_name_the_workgroup() {
+    let f = fixture(|a| a);
+    let wg = |n: &str| format!("arn:aws:athena:eu-west-1:000000000000:workgroup/{n}");
+    let res = |op: &str, body: Value| {
+        f.api
+            .resources(op, "eu-west-1", body.to_string().as_bytes())
+    };
+    let start = json!({"QueryString": "SELECT 1"});
+    assert_eq!(res("StartQueryExecution", start), [wg("primary")]);
+    let other = json!({"QueryString": "SELECT 1", "WorkGroup": "other"});
+    assert_eq!(res("StartQueryExecution", other), [wg("other")]);
+    assert_eq!(res("ListQueryExecutions", json!({})), [wg("primary")]);
+    assert_eq!(res("GetWorkGroup", json!({"WorkGroup": "x"})), [wg("x")]);
+    assert_eq!(res("GetWorkGroup", json!({})), ["*"]);
+    assert_eq!(res("ListWorkGroups", json!({})), ["*"]);
+    let id = f.start("SELECT 1").await;
+    assert_eq!(
+        res("GetQueryExecution", json!({ "QueryExecutionId": id })),
+        [wg("primary")]
+    );
+    assert_eq!(
+        res("GetQueryResults", json!({ "QueryExecutionId": "unknown" })),
+        ["*"]
+    );
+    assert_eq!(
+        res(
+            "BatchGetQueryExecution",
+            json!({ "QueryExecutionIds": [id, id] })
+        ),
+        [wg("primary")]
+    );
+    assert_eq!(
+        f.api.resources("StartQueryExecution", "eu-west-1", b"[1]"),
+        ["*"]
+    );
+    f.wait(&id).await;
+}

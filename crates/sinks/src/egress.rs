@@ -344,10 +344,7 @@ mod tests {
             "https://0x7f.1/",     // 127.0.0.1 in hex shorthand
         ] {
             assert!(
-                matches!(
-                    p.check_syntax(url),
-                    Err(EgressError::PrivateAddress { .. })
-                ),
+                matches!(p.check_syntax(url), Err(EgressError::PrivateAddress { .. })),
                 "{url} must be refused"
             );
         }
@@ -380,7 +377,11 @@ mod tests {
         let allowed = policy(&["localhost"], &["localhost"]);
         let d = allowed.resolve("http://localhost:9/x").await.unwrap();
         assert!(!d.addrs.is_empty());
-        assert!(d.addrs.iter().all(|a| a.ip().is_loopback() && a.port() == 9));
+        assert!(
+            d.addrs
+                .iter()
+                .all(|a| a.ip().is_loopback() && a.port() == 9)
+        );
         let by_net = policy(&[], &["127.0.0.0/8", "::1/128"]);
         assert!(by_net.resolve("https://localhost/").await.is_ok());
         assert!(matches!(

@@ -3,12 +3,14 @@
 //! between retry and error output from that alone.
 //!
 //! - [`object`]: S3 buckets (a local folder by default, any S3-compatible endpoint when mapped).
+//! - [`sealed`]: reading encrypted (`KMSEncryptionConfig`) objects of local buckets.
 //! - [`keys`]: Firehose's object key naming (prefix expressions and the fixed suffix).
 //! - [`egress`]: which URLs a destination may connect to (the SSRF guard).
 
 pub mod egress;
 pub mod keys;
 pub mod object;
+pub mod sealed;
 
 pub use object::{Buckets, ObjectSink, S3BucketConfig, StoreSink};
 

@@ -6,6 +6,13 @@
 //! (object_store's atomic write) and then fsync'd together with its folders, so a power loss after
 //! the delivery was committed cannot lose it. A put of the same key again replaces the object
 //! whole, which is what makes redelivery after a crash idempotent.
+//!
+//! Encryption (`KMSEncryptionConfig` of a destination, see [`Buckets::sink_with_kms`]): a bucket
+//! mapped to S3 gets the objects with SSE-KMS (`x-amz-server-side-encryption: aws:kms` and the
+//! key id headers, set by object_store on every put of a store built for that key: one store
+//! per bucket and key, as object_store sets SSE on the builder, not per request). A local
+//! bucket stores each object sealed (`lakehose_crypto::object`) under the keyring key the
+//! ARN names; without that key nothing is written (fail closed).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -18,6 +25,8 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
+
+use lakehose_crypto::Keyring;
 
 use crate::{SinkError, SinkResult};
 
@@ -76,6 +85,10 @@ pub struct StoreSink {
     /// Folders already fsync'd as entries of their parents: only a new object's own folder
     /// needs an fsync for its new entry, not every ancestor every time.
     durable_dirs: Arc<Mutex<std::collections::HashSet<PathBuf>>>,
+    /// Local buckets with `KMSEncryptionConfig`: objects are sealed under this keyring key.
+    seal: Option<(Arc<Keyring>, String)>,
+    /// Local buckets with a keyring configured: reads open sealed objects.
+    keyring: Option<Arc<Keyring>>,
 }
 
 fn object_path(key: &str) -> ObjectPath {
@@ -124,8 +137,21 @@ fn sync_path(
 
 impl StoreSink {
     /// The object store under the sink (keys are object keys), for readers such as queries.
+    /// For a local bucket with a keyring configured it opens sealed objects transparently
+    /// ([`crate::sealed::OpenSealed`]); writes through it are stored as given.
     pub fn store(&self) -> Arc<dyn ObjectStore> {
-        self.store.clone()
+        match (&self.keyring, &self.local_root) {
+            (Some(keyring), Some(_)) => Arc::new(crate::sealed::OpenSealed::new(
+                self.store.clone(),
+                keyring.clone(),
+            )),
+            _ => self.store.clone(),
+        }
+    }
+
+    /// Whether puts are sealed (a local bucket with `KMSEncryptionConfig`).
+    pub fn seals(&self) -> bool {
+        self.seal.is_some()
     }
 }
 
@@ -133,6 +159,20 @@ impl StoreSink {
 impl ObjectSink for StoreSink {
     async fn put(&self, key: &str, parts: Vec<Bytes>) -> SinkResult<()> {
         let path = object_path(key);
+        let parts = match &self.seal {
+            Some((keyring, key_id)) => {
+                let (keyring, key_id) = (keyring.clone(), key_id.clone());
+                let sealed = tokio::task::spawn_blocking(move || {
+                    let slices: Vec<&[u8]> = parts.iter().map(|p| p.as_ref()).collect();
+                    lakehose_crypto::object::seal(&keyring, &key_id, &slices)
+                })
+                .await
+                .map_err(|e| SinkError::Retryable(e.to_string()))?
+                .map_err(|e| SinkError::Config(format!("sealing the object: {e}")))?;
+                vec![Bytes::from(sealed)]
+            }
+            None => parts,
+        };
         let payload: PutPayload = parts.into_iter().collect();
         self.store.put(&path, payload).await.map_err(classify)?;
         if let Some(root) = &self.local_root {
@@ -149,7 +189,17 @@ impl ObjectSink for StoreSink {
 
     async fn get(&self, key: &str) -> SinkResult<Bytes> {
         let result = self.store.get(&object_path(key)).await.map_err(classify)?;
-        result.bytes().await.map_err(classify)
+        let bytes = result.bytes().await.map_err(classify)?;
+        match &self.keyring {
+            Some(keyring)
+                if self.local_root.is_some() && lakehose_crypto::object::is_sealed(&bytes) =>
+            {
+                lakehose_crypto::object::open(keyring, &bytes)
+                    .map(Bytes::from)
+                    .map_err(|e| SinkError::Permanent(format!("opening sealed object {key}: {e}")))
+            }
+            _ => Ok(bytes),
+        }
     }
 
     async fn list(&self, prefix: &str) -> SinkResult<Vec<String>> {
@@ -172,8 +222,14 @@ impl ObjectSink for StoreSink {
 pub struct Buckets {
     local_root: PathBuf,
     mapped: HashMap<String, S3BucketConfig>,
-    cache: Mutex<HashMap<String, Arc<StoreSink>>>,
+    /// Master keys for sealed objects of local buckets.
+    keyring: Option<Arc<Keyring>>,
+    /// By bucket and KMS key ARN (`None`: no encryption).
+    cache: Mutex<HashMap<SinkKey, Arc<StoreSink>>>,
 }
+
+/// A cached sink's bucket and KMS key ARN.
+type SinkKey = (String, Option<String>);
 
 impl Buckets {
     /// Local buckets live in `local_root/NAME/`; `mapped` buckets at their endpoints.
@@ -181,8 +237,21 @@ impl Buckets {
         Self {
             local_root,
             mapped,
+            keyring: None,
             cache: Mutex::default(),
         }
+    }
+
+    /// Uses `keyring` to seal objects of local buckets whose destination has a
+    /// `KMSEncryptionConfig`, and to open them when read.
+    pub fn with_keyring(mut self, keyring: Option<Arc<Keyring>>) -> Self {
+        self.keyring = keyring;
+        self
+    }
+
+    /// The keyring, if one is configured.
+    pub fn keyring(&self) -> Option<&Arc<Keyring>> {
+        self.keyring.as_ref()
     }
 
     /// The folder a local bucket lives in.
@@ -190,10 +259,49 @@ impl Buckets {
         (!self.mapped.contains_key(bucket)).then(|| self.local_root.join(bucket))
     }
 
+    /// Why objects of `bucket` cannot be encrypted under `kms_key_arn`, if they cannot: a
+    /// local bucket needs a keyring holding the key the ARN names
+    /// (`arn:aws:kms:REGION:ACCOUNT:key/KEYID` names keyring key `KEYID`); a mapped bucket
+    /// leaves the key to S3.
+    pub fn kms_problem(&self, bucket: &str, kms_key_arn: &str) -> Option<String> {
+        if self.mapped.contains_key(bucket) {
+            return None;
+        }
+        let Some(id) = lakehose_crypto::key_id_from_arn(kms_key_arn) else {
+            return Some(format!(
+                "AWSKMSKeyARN '{kms_key_arn}' is not a KMS key ARN \
+                 (arn:aws:kms:<region>:<account>:key/<key id>)."
+            ));
+        };
+        match &self.keyring {
+            None => Some(format!(
+                "Bucket '{bucket}' is a local bucket and no keyring is configured to encrypt its \
+                 objects with key '{id}' ([encryption] in lakehose.toml or {}).",
+                lakehose_crypto::MASTER_KEY_ENV
+            )),
+            Some(k) if !k.contains(id) => Some(format!(
+                "The keyring has no key '{id}' (named by AWSKMSKeyARN '{kms_key_arn}')."
+            )),
+            Some(_) => None,
+        }
+    }
+
     /// The sink for `bucket` (created on first use and cached).
     pub fn sink(&self, bucket: &str) -> SinkResult<Arc<StoreSink>> {
+        self.sink_with_kms(bucket, None)
+    }
+
+    /// The sink for `bucket` that encrypts objects under `kms_key_arn` (`None`: no
+    /// encryption): SSE-KMS for a mapped bucket, sealed objects for a local one (an error,
+    /// and nothing written, when the keyring lacks the key).
+    pub fn sink_with_kms(
+        &self,
+        bucket: &str,
+        kms_key_arn: Option<&str>,
+    ) -> SinkResult<Arc<StoreSink>> {
+        let cache_key = (bucket.to_string(), kms_key_arn.map(str::to_string));
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(sink) = cache.get(bucket) {
+        if let Some(sink) = cache.get(&cache_key) {
             return Ok(sink.clone());
         }
         let sink = match self.mapped.get(bucket) {
@@ -219,6 +327,9 @@ impl Buckets {
                 if let Some(s) = &cfg.secret_access_key {
                     builder = builder.with_secret_access_key(s);
                 }
+                if let Some(arn) = kms_key_arn {
+                    builder = builder.with_sse_kms_encryption(arn);
+                }
                 let store = builder
                     .build()
                     .map_err(|e| SinkError::Config(e.to_string()))?;
@@ -226,9 +337,22 @@ impl Buckets {
                     store: Arc::new(store),
                     local_root: None,
                     durable_dirs: Arc::default(),
+                    seal: None,
+                    keyring: None,
                 }
             }
             None => {
+                let seal = match kms_key_arn {
+                    Some(arn) => {
+                        if let Some(problem) = self.kms_problem(bucket, arn) {
+                            return Err(SinkError::Config(problem));
+                        }
+                        let id = lakehose_crypto::key_id_from_arn(arn).expect("checked");
+                        let keyring = self.keyring.clone().expect("checked");
+                        Some((keyring, id.to_string()))
+                    }
+                    None => None,
+                };
                 let root = self.local_root.join(bucket);
                 std::fs::create_dir_all(&root).map_err(|e| {
                     SinkError::Retryable(format!("creating {}: {e}", root.display()))
@@ -239,11 +363,13 @@ impl Buckets {
                     store: Arc::new(store),
                     local_root: Some(root),
                     durable_dirs: Arc::default(),
+                    seal,
+                    keyring: self.keyring.clone(),
                 }
             }
         };
         let sink = Arc::new(sink);
-        cache.insert(bucket.to_string(), sink.clone());
+        cache.insert(cache_key, sink.clone());
         Ok(sink)
     }
 }
@@ -276,5 +402,79 @@ mod tests {
             sink.get("nope").await,
             Err(SinkError::NotFound(_))
         ));
+    }
+
+    fn keyring(ids: &[&str]) -> Arc<Keyring> {
+        let lines: Vec<String> = ids
+            .iter()
+            .map(|id| lakehose_crypto::generate_key_line(id).unwrap())
+            .collect();
+        Arc::new(Keyring::parse(&lines.join("\n")).unwrap())
+    }
+
+    const ARN: &str = "arn:aws:kms:us-east-1:123456789012:key/objects";
+
+    #[tokio::test]
+    async fn kms_objects_of_local_buckets_are_sealed() {
+        let dir = tempfile::tempdir().unwrap();
+        let buckets = Buckets::new(dir.path().to_path_buf(), HashMap::new())
+            .with_keyring(Some(keyring(&["objects"])));
+        let sink = buckets.sink_with_kms("b1", Some(ARN)).unwrap();
+        assert!(sink.seals());
+        let parts = vec![
+            Bytes::from_static(b"{\"m\":\"SECRET-MARKER\"}\n"),
+            Bytes::from_static(b"{\"m\":2}\n"),
+        ];
+        sink.put("2024/k", parts).await.unwrap();
+        let raw = std::fs::read(dir.path().join("b1/2024/k")).unwrap();
+        assert!(lakehose_crypto::object::is_sealed(&raw));
+        assert!(!raw.windows(13).any(|w| w == b"SECRET-MARKER"));
+        // Reads (the plain sink of the same bucket too) open it.
+        let plain = "{\"m\":\"SECRET-MARKER\"}\n{\"m\":2}\n";
+        assert_eq!(&sink.get("2024/k").await.unwrap()[..], plain.as_bytes());
+        let unsealed = buckets.sink("b1").unwrap();
+        assert!(!unsealed.seals());
+        assert_eq!(&unsealed.get("2024/k").await.unwrap()[..], plain.as_bytes());
+        // And so does the store queries read through, sizes included.
+        let store = unsealed.store();
+        let meta = store.head(&object_path("2024/k")).await.unwrap();
+        assert_eq!(meta.size, plain.len() as u64);
+        let range = store
+            .get_range(&object_path("2024/k"), 3..14)
+            .await
+            .unwrap();
+        assert_eq!(&range[..], &plain.as_bytes()[3..14]);
+    }
+
+    #[tokio::test]
+    async fn kms_without_the_key_fails_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let none = Buckets::new(dir.path().to_path_buf(), HashMap::new());
+        assert!(none.kms_problem("b1", ARN).unwrap().contains("no keyring"));
+        assert!(matches!(
+            none.sink_with_kms("b1", Some(ARN)),
+            Err(SinkError::Config(_))
+        ));
+        let other = Buckets::new(dir.path().to_path_buf(), HashMap::new())
+            .with_keyring(Some(keyring(&["other"])));
+        assert!(
+            other
+                .kms_problem("b1", ARN)
+                .unwrap()
+                .contains("no key 'objects'")
+        );
+        assert!(other.kms_problem("b1", "arn:aws:s3:::x").is_some());
+        assert!(other.sink_with_kms("b1", Some(ARN)).is_err());
+        // Mapped buckets leave the key to S3.
+        let mut mapped = HashMap::new();
+        mapped.insert("s3b".to_string(), S3BucketConfig::default());
+        let m = Buckets::new(dir.path().to_path_buf(), mapped);
+        assert_eq!(m.kms_problem("s3b", ARN), None);
+        assert!(
+            !dir.path()
+                .join("b1")
+                .read_dir()
+                .is_ok_and(|mut d| d.next().is_some())
+        );
     }
 }

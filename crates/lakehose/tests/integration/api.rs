@@ -347,7 +347,8 @@ fn update_destination_versions_and_conflicts() {
 
 #[test]
 fn tags_and_encryption() {
-    let server = Server::start();
+    // Encryption needs a keyring (without one it fails closed: see encryption.rs).
+    let (_tmp, server) = crate::encryption::server_with_keyring();
     let c = server.client();
     rt().block_on(async {
         c.create_delivery_stream()

@@ -31,6 +31,14 @@ impl Server {
         s
     }
 
+    /// A server on a fresh data dir with `config` as its `lakehose.toml` (e.g. `[auth]` keys).
+    pub fn start_with_config(config: &str) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = Self::start_in(tmp.path(), Some(config));
+        s._tmp = Some(tmp);
+        s
+    }
+
     /// A server on `data_dir`, with an optional `lakehose.toml` body.
     pub fn start_in(data_dir: &Path, config: Option<&str>) -> Self {
         Self::start_wrapped(data_dir, config, &[])
@@ -39,6 +47,16 @@ impl Server {
     /// Like [`Server::start_in`], run through `wrapper` (a command that ends by exec'ing its
     /// arguments, e.g. one that first joins a cgroup).
     pub fn start_wrapped(data_dir: &Path, config: Option<&str>, wrapper: &[&str]) -> Self {
+        Self::start_full(data_dir, config, wrapper, &[])
+    }
+
+    /// Like [`Server::start_in`], with more `serve` flags (e.g. `--tls-cert`). The endpoint is
+    /// the URL the server prints, `http://` or `https://`.
+    pub fn start_args(data_dir: &Path, config: Option<&str>, args: &[&str]) -> Self {
+        Self::start_full(data_dir, config, &[], args)
+    }
+
+    fn start_full(data_dir: &Path, config: Option<&str>, wrapper: &[&str], args: &[&str]) -> Self {
         let mut cmd = match wrapper.split_first() {
             Some((program, args)) => {
                 let mut cmd = Command::new(program);
@@ -48,7 +66,8 @@ impl Server {
             None => Command::new(env!("CARGO_BIN_EXE_lakehose")),
         };
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir);
+            .arg(data_dir)
+            .args(args);
         if let Some(config) = config {
             let path = data_dir.with_extension("toml");
             std::fs::write(&path, config).unwrap();
@@ -142,7 +161,18 @@ impl Drop for Server {
 }
 
 pub fn client_for(endpoint: &str, retry: RetryConfig) -> Client {
-    let creds = aws_credential_types::Credentials::new("test", "test", None, None, "tests");
+    client_with_key(endpoint, retry, "test", "test")
+}
+
+/// An SDK client signing with the access key `access_key_id` / `secret` (for servers with
+/// `[auth]` keys; see [`Server::start_with_config`]).
+pub fn client_with_key(
+    endpoint: &str,
+    retry: RetryConfig,
+    access_key_id: &str,
+    secret: &str,
+) -> Client {
+    let creds = aws_credential_types::Credentials::new(access_key_id, secret, None, None, "tests");
     let conf = aws_sdk_firehose::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
@@ -156,6 +186,33 @@ pub fn client_for(endpoint: &str, retry: RetryConfig) -> Client {
         )
         .build();
     Client::from_conf(conf)
+}
+
+/// Puts `lines` with PutRecordBatch, 500 records per call, asserting that none failed; the
+/// `Encrypted` flag of the last answer.
+pub async fn put_lines(c: &Client, stream: &str, lines: &[String]) -> Option<bool> {
+    let mut encrypted = None;
+    for chunk in lines.chunks(500) {
+        let records: Vec<aws_sdk_firehose::types::Record> = chunk
+            .iter()
+            .map(|l| {
+                aws_sdk_firehose::types::Record::builder()
+                    .data(aws_sdk_firehose::primitives::Blob::new(l.clone()))
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        let out = c
+            .put_record_batch()
+            .delivery_stream_name(stream)
+            .set_records(Some(records))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.failed_put_count, 0);
+        encrypted = out.encrypted;
+    }
+    encrypted
 }
 
 /// An Extended S3 destination on `bucket` with the given hints.

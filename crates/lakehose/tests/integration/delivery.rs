@@ -25,28 +25,6 @@ async fn create(c: &Client, name: &str, dest: ExtendedS3DestinationConfiguration
         .unwrap();
 }
 
-async fn put_lines(c: &Client, stream: &str, lines: &[String]) {
-    for chunk in lines.chunks(500) {
-        let records: Vec<Record> = chunk
-            .iter()
-            .map(|l| {
-                Record::builder()
-                    .data(Blob::new(l.clone()))
-                    .build()
-                    .unwrap()
-            })
-            .collect();
-        let out = c
-            .put_record_batch()
-            .delivery_stream_name(stream)
-            .set_records(Some(records))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(out.failed_put_count, 0);
-    }
-}
-
 fn decode(name: &str, data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     if name.ends_with(".gz") {

@@ -1,11 +1,15 @@
 //! One integration-test binary: the real `lakehose` binary driven by the official AWS SDK.
 
 mod api;
+mod audit;
+mod auth;
 mod bad_input;
 mod cli;
 mod common;
 mod crash;
 mod delivery;
 mod disk_full;
+mod encryption;
 mod overload;
 mod slow_clients;
+mod tls;

@@ -34,13 +34,33 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use lakehose_log::sim::{CrashMode, Op, SimFs};
-use lakehose_log::{Checkpoint, Error, Log, LogConfig, LogRecord, Recovery};
+use lakehose_log::{
+    Checkpoint, Error, Keyring, Log, LogConfig, LogEncryption, LogRecord, Recovery,
+};
 use tokio::runtime::Runtime;
 
 pub const DIR: &str = "/sim/log";
 
 pub fn dir() -> PathBuf {
     PathBuf::from(DIR)
+}
+
+/// Encryption of the crash tests' logs: a fixed keyring of `k1` and `k2`, writing new
+/// segments under `write` (`None`: plaintext, the keyring only reads).
+pub fn encryption(write: Option<&str>) -> Option<LogEncryption> {
+    let keyring = Keyring::new(
+        vec![
+            ("k1".to_string(), [0x11; 32]),
+            ("k2".to_string(), [0x22; 32]),
+        ],
+        None,
+    )
+    .expect("keyring");
+    Some(LogEncryption {
+        keyring: Arc::new(keyring),
+        write_key: write.map(str::to_string),
+        context: b"sim-stream".to_vec(),
+    })
 }
 
 pub fn runtime() -> Runtime {
@@ -448,6 +468,44 @@ impl Harness {
             Err(Error::Poisoned(_)) if was_poisoned => {}
             Err(Error::Io { .. }) => self.model.checkpoint_attempts.push(cp),
             Err(e) => return Err(format!("checkpoint {committed} failed unexpectedly: {e}")),
+        }
+        self.note_faults()
+    }
+
+    /// Switches the open log's encryption (`Log::set_encryption`) to master key `key`
+    /// (`None`: plaintext). The setting is "persisted" first (the harness's config, used by
+    /// every later open, as the engine persists its stream spec before switching), so a crash
+    /// at any point reopens in the new mode. Without a keyring, a key is refused unchanged.
+    pub fn set_encryption(&mut self, key: Option<&str>) -> Check {
+        let Some(log) = self.log.clone() else {
+            return Ok(());
+        };
+        let was_poisoned = self.expect_poisoned || log.poisoned().is_some();
+        let Some(enc) = self.config.encryption.as_mut() else {
+            let count = log.segment_count();
+            return match (key, self.rt.block_on(log.set_encryption(key))) {
+                (Some(_), Err(Error::Encryption { .. })) if log.segment_count() == count => Ok(()),
+                (_, Err(Error::Poisoned(_))) if was_poisoned => Ok(()),
+                (None, Ok(())) if !was_poisoned => Ok(()),
+                (_, other) => Err(format!(
+                    "set_encryption({key:?}) without keyring: {other:?}"
+                )),
+            };
+        };
+        enc.write_key = key.map(str::to_string);
+        match self.rt.block_on(log.set_encryption(key)) {
+            Ok(()) if was_poisoned => return Err("a poisoned log switched encryption".into()),
+            Ok(()) => {
+                let active = log.active_master_key();
+                if active.as_deref() != key {
+                    return Err(format!(
+                        "set_encryption({key:?}) left the active segment under {active:?}"
+                    ));
+                }
+            }
+            // A failed roll (fault, or the process died) poisons the log.
+            Err(Error::Poisoned(_)) if log.poisoned().is_some() => {}
+            Err(e) => return Err(format!("set_encryption({key:?}) failed unexpectedly: {e}")),
         }
         self.note_faults()
     }
