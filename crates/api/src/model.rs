@@ -241,6 +241,69 @@ shape! {
     }
 }
 
+shape! {
+    /// `HttpEndpointConfiguration`.
+    pub struct HttpEndpointConfiguration {
+        /// The endpoint's URL (1..=1000 characters).
+        url: String = "Url",
+        /// A display name (1..=256 characters).
+        name: String = "Name",
+        /// Sent verbatim in `X-Amz-Firehose-Access-Key` (never described).
+        access_key: String = "AccessKey",
+    }
+}
+
+/// `HttpEndpointCommonAttribute`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, remote = "Self")]
+pub struct HttpEndpointCommonAttribute {
+    /// 1..=256 characters.
+    #[serde(rename = "AttributeName")]
+    pub name: String,
+    /// 0..=1024 characters.
+    #[serde(rename = "AttributeValue")]
+    pub value: String,
+}
+object_only!(HttpEndpointCommonAttribute);
+
+shape! {
+    /// `HttpEndpointRequestConfiguration`.
+    pub struct HttpEndpointRequestConfiguration {
+        /// `NONE | GZIP`.
+        content_encoding: String = "ContentEncoding",
+        /// Sent in `X-Amz-Firehose-Common-Attributes` (0..=50).
+        common_attributes: Vec<HttpEndpointCommonAttribute> = "CommonAttributes",
+    }
+}
+
+shape! {
+    /// `HttpEndpointDestinationConfiguration`, and (with `S3Update`) `HttpEndpointDestinationUpdate`.
+    pub struct HttpEndpointDestinationConfiguration {
+        /// The endpoint.
+        endpoint_configuration: HttpEndpointConfiguration = "EndpointConfiguration",
+        /// Buffering thresholds (1..=64 MiB, 0..=900 s).
+        buffering_hints: BufferingHints = "BufferingHints",
+        /// Error logging.
+        cloud_watch_logging_options: CloudWatchLoggingOptions = "CloudWatchLoggingOptions",
+        /// Body encoding and common attributes.
+        request_configuration: HttpEndpointRequestConfiguration = "RequestConfiguration",
+        /// Record processors.
+        processing_configuration: ProcessingConfiguration = "ProcessingConfiguration",
+        /// IAM role (stored, not enforced).
+        role_arn: String = "RoleARN",
+        /// How long failed requests are retried (0..=7200 s, default 300).
+        retry_options: RetryOptions = "RetryOptions",
+        /// `FailedDataOnly | AllData`.
+        s3_backup_mode: String = "S3BackupMode",
+        /// The backup bucket.
+        s3_configuration: S3DestinationConfiguration = "S3Configuration",
+        /// `S3Update` (update requests only).
+        s3_update: S3DestinationConfiguration = "S3Update",
+        /// Secrets Manager instead of `AccessKey` (not supported).
+        secrets_manager_configuration: Value = "SecretsManagerConfiguration",
+    }
+}
+
 /// `Tag`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, remote = "Self")]
@@ -296,7 +359,7 @@ shape! {
         /// Splunk destination.
         splunk_destination_configuration: Value = "SplunkDestinationConfiguration",
         /// HTTP endpoint destination.
-        http_endpoint_destination_configuration: Value = "HttpEndpointDestinationConfiguration",
+        http_endpoint_destination_configuration: HttpEndpointDestinationConfiguration = "HttpEndpointDestinationConfiguration",
         /// Snowflake destination.
         snowflake_destination_configuration: Value = "SnowflakeDestinationConfiguration",
         /// Iceberg destination.
@@ -330,7 +393,7 @@ shape! {
         /// Splunk update.
         splunk_destination_update: Value = "SplunkDestinationUpdate",
         /// HTTP endpoint update.
-        http_endpoint_destination_update: Value = "HttpEndpointDestinationUpdate",
+        http_endpoint_destination_update: HttpEndpointDestinationConfiguration = "HttpEndpointDestinationUpdate",
         /// Snowflake update.
         snowflake_destination_update: Value = "SnowflakeDestinationUpdate",
         /// Iceberg update.

@@ -91,6 +91,9 @@ pub enum DestinationKind {
     S3,
     /// `ExtendedS3DestinationConfiguration`.
     ExtendedS3,
+    /// `HttpEndpointDestinationConfiguration`: records are POSTed to an endpoint; the
+    /// destination (`StreamSpec::destination`) is its `S3Configuration`, the backup bucket.
+    HttpEndpoint,
 }
 
 /// A validated delivery stream.
@@ -120,6 +123,10 @@ pub struct StreamSpec {
     pub tags: Vec<Tag>,
     /// Server-side encryption state.
     pub encryption: StreamEncryption,
+    /// The HTTP endpoint destination (kind `HttpEndpoint`); its `S3Configuration` is also
+    /// in `destination`, with its processors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpEndpointDestinationConfiguration>,
 }
 
 fn validation(field: &str, value: &str, constraint: &str) -> ApiError {
@@ -411,6 +418,134 @@ pub fn validate_destination(d: &ExtendedS3DestinationConfiguration) -> Result<()
     Ok(())
 }
 
+/// Validates an HTTP endpoint destination (the URL's egress policy is checked by the engine).
+pub fn validate_http_destination(h: &HttpEndpointDestinationConfiguration) -> Result<()> {
+    let endpoint = h
+        .endpoint_configuration
+        .as_ref()
+        .ok_or_else(|| ApiError::invalid("EndpointConfiguration is required."))?;
+    let url = endpoint
+        .url
+        .as_deref()
+        .ok_or_else(|| ApiError::invalid("EndpointConfiguration.Url is required."))?;
+    if url.is_empty() || url.chars().count() > 1000 {
+        return Err(validation(
+            "endpointConfiguration.url",
+            url,
+            "Member must have length between 1 and 1000",
+        ));
+    }
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Err(validation(
+            "endpointConfiguration.url",
+            url,
+            "Member must satisfy regular expression pattern: ^https://.*",
+        ));
+    }
+    if let Some(name) = &endpoint.name
+        && (name.is_empty() || name.chars().count() > 256)
+    {
+        return Err(validation(
+            "endpointConfiguration.name",
+            name,
+            "Member must have length between 1 and 256",
+        ));
+    }
+    if let Some(key) = &endpoint.access_key
+        && key.len() > 4096
+    {
+        return Err(validation(
+            "endpointConfiguration.accessKey",
+            "***",
+            "Member must have length less than or equal to 4096",
+        ));
+    }
+    validate_buffering(h.buffering_hints.as_ref())?;
+    if let Some(size) = h.buffering_hints.as_ref().and_then(|b| b.size_in_mbs)
+        && !(1..=64).contains(&size)
+    {
+        return Err(validation(
+            "bufferingHints.sizeInMBs",
+            &size.to_string(),
+            "Member must have value between 1 and 64",
+        ));
+    }
+    if let Some(r) = &h.request_configuration {
+        match r.content_encoding.as_deref() {
+            None | Some("NONE") | Some("GZIP") => {}
+            Some(other) => {
+                return Err(validation(
+                    "requestConfiguration.contentEncoding",
+                    other,
+                    "Member must satisfy enum value set: [NONE, GZIP]",
+                ));
+            }
+        }
+        let attrs = r.common_attributes.as_deref().unwrap_or_default();
+        if attrs.len() > 50 {
+            return Err(validation(
+                "requestConfiguration.commonAttributes",
+                "[...]",
+                "Member must have length less than or equal to 50",
+            ));
+        }
+        for a in attrs {
+            if a.name.is_empty() || a.name.chars().count() > 256 {
+                return Err(validation(
+                    "requestConfiguration.commonAttributes.member.attributeName",
+                    &a.name,
+                    "Member must have length between 1 and 256",
+                ));
+            }
+            if a.value.chars().count() > 1024 {
+                return Err(validation(
+                    "requestConfiguration.commonAttributes.member.attributeValue",
+                    "...",
+                    "Member must have length less than or equal to 1024",
+                ));
+            }
+        }
+    }
+    if let Some(retry) = h.retry_options.as_ref().and_then(|r| r.duration_in_seconds)
+        && !(0..=7200).contains(&retry)
+    {
+        return Err(validation(
+            "retryOptions.durationInSeconds",
+            &retry.to_string(),
+            "Member must have value between 0 and 7200",
+        ));
+    }
+    match h.s3_backup_mode.as_deref() {
+        None | Some("FailedDataOnly") | Some("AllData") => {}
+        Some(other) => {
+            return Err(validation(
+                "s3BackupMode",
+                other,
+                "Member must satisfy enum value set: [FailedDataOnly, AllData]",
+            ));
+        }
+    }
+    if h.secrets_manager_configuration.is_some() {
+        return Err(ApiError::invalid(
+            "SecretsManagerConfiguration is not supported by Lakehose; use EndpointConfiguration.AccessKey.",
+        ));
+    }
+    validate_processing(h.processing_configuration.as_ref())?;
+    let s3 = h
+        .s3_configuration
+        .as_ref()
+        .ok_or_else(|| ApiError::invalid("S3Configuration is required."))?;
+    validate_s3_common(&s3_to_extended(s3.clone()), false)
+}
+
+/// The backup bucket's destination of an HTTP endpoint stream: its `S3Configuration`, with
+/// the endpoint's processors (so the pipeline runs them as for S3 streams).
+fn http_backing(h: &HttpEndpointDestinationConfiguration) -> ExtendedS3DestinationConfiguration {
+    let mut d = s3_to_extended(h.s3_configuration.clone().unwrap_or_default());
+    d.processing_configuration = h.processing_configuration.clone();
+    d
+}
+
 fn validate_tags(tags: &[Tag]) -> Result<()> {
     for tag in tags {
         if tag.key.is_empty() || tag.key.chars().count() > 128 {
@@ -578,12 +713,27 @@ impl StreamSpec {
                 }
             )));
         }
+        let mut http = None;
         let (kind, destination) = match (
             input.s3_destination_configuration,
             input.extended_s3_destination_configuration,
+            input.http_endpoint_destination_configuration,
         ) {
-            (Some(s3), None) => (DestinationKind::S3, s3_to_extended(s3)),
-            (None, Some(ext)) => (DestinationKind::ExtendedS3, ext),
+            (Some(s3), None, None) => (DestinationKind::S3, s3_to_extended(s3)),
+            (None, Some(ext), None) => (DestinationKind::ExtendedS3, ext),
+            (None, None, Some(mut h)) => {
+                if h.s3_update.is_some() {
+                    return Err(ApiError::invalid(
+                        "S3Update is only valid in HttpEndpointDestinationUpdate; use S3Configuration.",
+                    ));
+                }
+                validate_http_destination(&h)?;
+                h.s3_backup_mode
+                    .get_or_insert_with(|| "FailedDataOnly".into());
+                let backing = http_backing(&h);
+                http = Some(h);
+                (DestinationKind::HttpEndpoint, backing)
+            }
             _ => {
                 return Err(ApiError::invalid(format!(
                     "{} is not supported by this Lakehose version; use ExtendedS3DestinationConfiguration.",
@@ -591,7 +741,9 @@ impl StreamSpec {
                 )));
             }
         };
-        validate_destination(&destination)?;
+        if http.is_none() {
+            validate_destination(&destination)?;
+        }
         let tags = input.tags.unwrap_or_default();
         if tags.len() > 50 {
             return Err(ApiError::new(
@@ -624,6 +776,7 @@ impl StreamSpec {
             direct_put_source: input.direct_put_source_configuration,
             tags,
             encryption,
+            http,
         })
     }
 
@@ -670,6 +823,14 @@ impl StreamSpec {
                 "Exactly one destination update must be specified.",
             ));
         }
+        if let Some(update) = &input.http_endpoint_destination_update {
+            return self.apply_http_update(update, now_ms);
+        }
+        if self.kind == DestinationKind::HttpEndpoint {
+            return Err(ApiError::invalid(
+                "This stream has an HTTP endpoint destination; update it with HttpEndpointDestinationUpdate.",
+            ));
+        }
         let mut merged = self.destination.clone();
         if let Some(s3) = &input.s3_destination_update {
             merge_common(&mut merged, s3_to_extended(s3.clone()));
@@ -704,6 +865,85 @@ impl StreamSpec {
         Ok(())
     }
 
+    fn apply_http_update(
+        &mut self,
+        update: &HttpEndpointDestinationConfiguration,
+        now_ms: i64,
+    ) -> Result<()> {
+        let Some(current) = &self.http else {
+            return Err(ApiError::invalid(
+                "Changing the destination type is not supported by this Lakehose version.",
+            ));
+        };
+        if update.s3_configuration.is_some() {
+            return Err(ApiError::invalid(
+                "Use S3Update, not S3Configuration, in HttpEndpointDestinationUpdate.",
+            ));
+        }
+        let mut next = current.clone();
+        if let Some(e) = &update.endpoint_configuration {
+            let mut endpoint = e.clone();
+            // The access key is kept unless the update names one (it is never described).
+            if endpoint.access_key.is_none() {
+                endpoint.access_key = current
+                    .endpoint_configuration
+                    .as_ref()
+                    .and_then(|c| c.access_key.clone());
+            }
+            next.endpoint_configuration = Some(endpoint);
+        }
+        macro_rules! take {
+            ($($f:ident),*) => { $( if update.$f.is_some() { next.$f = update.$f.clone(); } )* };
+        }
+        take!(
+            buffering_hints,
+            cloud_watch_logging_options,
+            request_configuration,
+            processing_configuration,
+            role_arn,
+            retry_options,
+            s3_backup_mode,
+            secrets_manager_configuration
+        );
+        if current.s3_backup_mode.as_deref() == Some("AllData")
+            && next.s3_backup_mode.as_deref() == Some("FailedDataOnly")
+        {
+            return Err(ApiError::invalid(
+                "S3BackupMode cannot be changed from AllData to FailedDataOnly.",
+            ));
+        }
+        if let Some(s3) = &update.s3_update {
+            let mut backing = s3_to_extended(next.s3_configuration.clone().unwrap_or_default());
+            merge_common(&mut backing, s3_to_extended(s3.clone()));
+            next.s3_configuration = Some(S3DestinationConfiguration {
+                role_arn: backing.role_arn,
+                bucket_arn: backing.bucket_arn,
+                prefix: backing.prefix,
+                error_output_prefix: backing.error_output_prefix,
+                buffering_hints: backing.buffering_hints,
+                compression_format: backing.compression_format,
+                encryption_configuration: backing.encryption_configuration,
+                cloud_watch_logging_options: backing.cloud_watch_logging_options,
+            });
+        }
+        validate_http_destination(&next)?;
+        self.destination = http_backing(&next);
+        self.http = Some(next);
+        self.version += 1;
+        self.updated_ms = Some(now_ms);
+        Ok(())
+    }
+
+    /// The HTTP endpoint's retry duration in seconds (`RetryOptions`, default 300).
+    pub fn http_retry_seconds(&self) -> u64 {
+        self.http
+            .as_ref()
+            .and_then(|h| h.retry_options.as_ref())
+            .and_then(|r| r.duration_in_seconds)
+            .unwrap_or(300)
+            .clamp(0, 7200) as u64
+    }
+
     /// Whether dynamic partitioning is enabled.
     pub fn dynamic_partitioning(&self) -> bool {
         self.destination
@@ -720,7 +960,10 @@ impl StreamSpec {
 
     /// `(size in bytes, interval in seconds)` with Firehose's defaults (5 MiB, 300 s).
     pub fn buffering(&self) -> (u64, u64) {
-        let h = self.destination.buffering_hints.clone().unwrap_or_default();
+        let h = match &self.http {
+            Some(http) => http.buffering_hints.clone().unwrap_or_default(),
+            None => self.destination.buffering_hints.clone().unwrap_or_default(),
+        };
         let size = h.size_in_mbs.unwrap_or(5).clamp(1, 128) as u64;
         let interval = h.interval_in_seconds.unwrap_or(300).clamp(0, 900) as u64;
         (size * 1024 * 1024, interval)
@@ -838,10 +1081,28 @@ impl StreamSpec {
         if let Some(v) = &d.custom_time_zone {
             ext.insert("CustomTimeZone".into(), json!(v));
         }
-        let mut destination = json!({
-            "DestinationId": DESTINATION_ID,
-            "ExtendedS3DestinationDescription": Value::Object(ext),
-        });
+        let mut destination = match &self.http {
+            Some(h) => {
+                let mut s3 = extended.clone();
+                // The backup bucket's own hints (the endpoint's are described below).
+                let hints = d.buffering_hints.clone().unwrap_or(BufferingHints {
+                    size_in_mbs: Some(5),
+                    interval_in_seconds: Some(300),
+                });
+                s3.insert(
+                    "BufferingHints".into(),
+                    serde_json::to_value(hints).unwrap_or_default(),
+                );
+                json!({
+                    "DestinationId": DESTINATION_ID,
+                    "HttpEndpointDestinationDescription": self.describe_http(h, size, interval, s3),
+                })
+            }
+            None => json!({
+                "DestinationId": DESTINATION_ID,
+                "ExtendedS3DestinationDescription": Value::Object(ext),
+            }),
+        };
         if self.kind == DestinationKind::S3 {
             destination["S3DestinationDescription"] = Value::Object(extended);
         }
@@ -870,6 +1131,40 @@ impl StreamSpec {
             out["Source"] = json!({ "DirectPutSourceDescription": source });
         }
         out
+    }
+
+    fn describe_http(
+        &self,
+        h: &HttpEndpointDestinationConfiguration,
+        size: u64,
+        interval: u64,
+        s3: serde_json::Map<String, Value>,
+    ) -> Value {
+        let endpoint = h.endpoint_configuration.clone().unwrap_or_default();
+        let mut e = serde_json::Map::new();
+        e.insert("Url".into(), json!(endpoint.url));
+        if let Some(name) = endpoint.name {
+            e.insert("Name".into(), json!(name));
+        }
+        let request = h.request_configuration.clone().unwrap_or_default();
+        json!({
+            "EndpointConfiguration": Value::Object(e),
+            "BufferingHints": {"SizeInMBs": size / (1024 * 1024), "IntervalInSeconds": interval},
+            "CloudWatchLoggingOptions": serde_json::to_value(h.cloud_watch_logging_options.clone().unwrap_or(
+                CloudWatchLoggingOptions { enabled: Some(false), ..Default::default() },
+            )).unwrap_or_default(),
+            "RequestConfiguration": {
+                "ContentEncoding": request.content_encoding.unwrap_or_else(|| "NONE".into()),
+                "CommonAttributes": serde_json::to_value(request.common_attributes.unwrap_or_default()).unwrap_or_default(),
+            },
+            "ProcessingConfiguration": serde_json::to_value(h.processing_configuration.clone().unwrap_or(
+                ProcessingConfiguration { enabled: Some(false), processors: Some(vec![]) },
+            )).unwrap_or_default(),
+            "RoleARN": h.role_arn,
+            "RetryOptions": {"DurationInSeconds": self.http_retry_seconds()},
+            "S3BackupMode": h.s3_backup_mode.clone().unwrap_or_else(|| "FailedDataOnly".into()),
+            "S3DestinationDescription": Value::Object(s3),
+        })
     }
 
     /// Adds or replaces tags (at most 50 in all).
@@ -1082,6 +1377,97 @@ mod tests {
         assert_eq!(spec.bucket(), "b");
         let err = spec.apply_update(&update, 3_000).unwrap_err();
         assert_eq!(err.kind, ErrorKind::ConcurrentModification);
+    }
+
+    fn http(extra: Value) -> Value {
+        let mut h = json!({
+            "EndpointConfiguration": {"Url": "https://collector.example.com/in", "Name": "c", "AccessKey": "k"},
+            "S3Configuration": {"RoleARN": "arn:aws:iam::123456789012:role/r", "BucketARN": "arn:aws:s3:::bk"}});
+        h.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        json!({ "HttpEndpointDestinationConfiguration": h })
+    }
+
+    #[test]
+    fn http_endpoint_create_and_describe() {
+        let spec = create(http(json!({
+            "BufferingHints": {"SizeInMBs": 2, "IntervalInSeconds": 0},
+            "RequestConfiguration": {"ContentEncoding": "GZIP",
+                "CommonAttributes": [{"AttributeName": "a", "AttributeValue": "b"}]},
+            "RetryOptions": {"DurationInSeconds": 30},
+        })))
+        .unwrap();
+        assert_eq!(spec.kind, DestinationKind::HttpEndpoint);
+        assert_eq!(spec.bucket(), "bk");
+        assert_eq!(spec.buffering(), (2 * 1024 * 1024, 0));
+        assert_eq!(spec.http_retry_seconds(), 30);
+        let d = spec.describe();
+        let h = &d["Destinations"][0]["HttpEndpointDestinationDescription"];
+        assert_eq!(
+            h["EndpointConfiguration"],
+            json!({"Url": "https://collector.example.com/in", "Name": "c"})
+        );
+        assert!(!d.to_string().contains("AccessKey"));
+        assert_eq!(h["S3BackupMode"], "FailedDataOnly");
+        assert_eq!(h["RequestConfiguration"]["ContentEncoding"], "GZIP");
+        assert_eq!(
+            h["S3DestinationDescription"]["BucketARN"],
+            "arn:aws:s3:::bk"
+        );
+        assert!(
+            d["Destinations"][0]
+                .get("ExtendedS3DestinationDescription")
+                .is_none()
+        );
+        // Survives a round trip through the stored spec.
+        let stored: StreamSpec =
+            serde_json::from_slice(&serde_json::to_vec(&spec).unwrap()).unwrap();
+        assert_eq!(stored, spec);
+        let defaults = create(http(json!({}))).unwrap();
+        assert_eq!(defaults.buffering(), (5 * 1024 * 1024, 300));
+        assert_eq!(defaults.http_retry_seconds(), 300);
+    }
+
+    #[test]
+    fn http_endpoint_validation() {
+        for bad in [
+            json!({"BufferingHints": {"SizeInMBs": 65, "IntervalInSeconds": 60}}),
+            json!({"RetryOptions": {"DurationInSeconds": 7201}}),
+            json!({"S3BackupMode": "Enabled"}),
+            json!({"RequestConfiguration": {"ContentEncoding": "ZSTD"}}),
+            json!({"EndpointConfiguration": {"Url": "ftp://x/"}}),
+            json!({"EndpointConfiguration": {"Name": "no url"}}),
+            json!({"S3Configuration": null}),
+        ] {
+            let err = create(http(bad.clone())).unwrap_err();
+            assert_eq!(err.kind, ErrorKind::InvalidArgument, "{bad}");
+        }
+    }
+
+    #[test]
+    fn http_endpoint_update() {
+        let mut spec = create(http(json!({}))).unwrap();
+        let update: UpdateDestinationInput = serde_json::from_value(json!({
+            "DeliveryStreamName": "s1", "CurrentDeliveryStreamVersionId": "1",
+            "DestinationId": DESTINATION_ID,
+            "HttpEndpointDestinationUpdate": {
+                "EndpointConfiguration": {"Url": "https://other.example.com/"},
+                "S3Update": {"Prefix": "p/"}}}))
+        .unwrap();
+        spec.apply_update(&update, 2_000).unwrap();
+        let h = spec.http.as_ref().unwrap();
+        let e = h.endpoint_configuration.as_ref().unwrap();
+        assert_eq!(e.url.as_deref(), Some("https://other.example.com/"));
+        assert_eq!(e.access_key.as_deref(), Some("k"), "the key is kept");
+        assert_eq!(spec.destination.prefix.as_deref(), Some("p/"));
+        assert_eq!(spec.version, 2);
+        let s3: UpdateDestinationInput = serde_json::from_value(json!({
+            "DeliveryStreamName": "s1", "CurrentDeliveryStreamVersionId": "2",
+            "DestinationId": DESTINATION_ID,
+            "ExtendedS3DestinationUpdate": {"Prefix": "x/"}}))
+        .unwrap();
+        assert!(spec.apply_update(&s3, 3_000).is_err());
     }
 
     #[test]

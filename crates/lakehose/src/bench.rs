@@ -1,7 +1,9 @@
 //! `lakehose bench ingest`: starts a server (this same binary, as a child process, so its RSS is
 //! its own), creates a stream, sends PutRecordBatch load from N concurrent connections for a fixed
 //! time with fsync'd acks, and prints records/s, MB/s, p50/p99 ack latency, records/s landed in
-//! the bucket, and the server's peak RSS — for ~350-byte JSON events and 1 KiB records.
+//! the bucket, and the server's peak RSS — for ~350-byte JSON events and 1 KiB records, and for
+//! the same events with the security features on: a stream encrypted at rest (`enc`) and a
+//! second server that checks a SigV4 signature on every request (`auth`).
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -25,8 +27,14 @@ pub struct IngestArgs {
     pub connections: usize,
     /// Cases to run: `json` (~350-byte events), `1k` (1 KiB records), `jq` (json events
     /// partitioned by a jq query on `user_id` into 100 partitions), `lambda` (json events through an echo
-    /// Lambda function served by this process).
-    #[arg(long, value_delimiter = ',', default_value = "json,1k,jq,lambda")]
+    /// Lambda function served by this process), `enc` (json events into a stream encrypted at
+    /// rest), `auth` (json events, every request SigV4-signed and verified, on a second server
+    /// with an access key configured).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "json,1k,jq,lambda,enc,auth"
+    )]
     pub shapes: Vec<String>,
     /// Data dir for the server (a fresh temporary folder by default).
     #[arg(long)]
@@ -147,13 +155,35 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| tmp.path().to_path_buf());
     let lambda_url = start_echo_lambda().await?;
+    let keyring = tmp.path().join("keyring");
+    std::fs::write(&keyring, lakehose_crypto::generate_key_line("bench")?)?;
     let config = tmp.path().join("bench.toml");
+    let lambdas = format!("[lambdas]\n\"{ECHO_LAMBDA}\" = \"{lambda_url}\"\n");
     std::fs::write(
         &config,
-        format!("[lambdas]\n\"{ECHO_LAMBDA}\" = \"{lambda_url}\"\n"),
+        format!(
+            "{lambdas}[encryption]\nkeyring_file = \"{}\"\n",
+            keyring.display()
+        ),
     )?;
     let mut server = start_server(&data_dir, &config).await?;
     let client = FirehoseClient::new(&server.endpoint)?;
+    // `auth` runs against a second server that verifies SigV4 on every request.
+    let mut signed = None;
+    if args.shapes.iter().any(|s| s == "auth") {
+        let auth_config = tmp.path().join("bench-auth.toml");
+        std::fs::write(
+            &auth_config,
+            format!(
+                "{lambdas}[[auth.keys]]\naccess_key_id = \"{BENCH_KEY}\"\n\
+                 secret_access_key = \"{BENCH_SECRET}\"\nallow = [{{ actions = [\"*\"] }}]\n"
+            ),
+        )?;
+        let auth_server = start_server(&tmp.path().join("auth-data"), &auth_config).await?;
+        let auth_client =
+            FirehoseClient::new(&auth_server.endpoint)?.with_credentials(BENCH_KEY, BENCH_SECRET);
+        signed = Some((auth_server, auth_client));
+    }
     println!(
         "lakehose bench ingest: {} connections, {} s per shape, server pid {}, acks after fsync",
         args.connections, args.duration, server.pid
@@ -163,10 +193,17 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         "shape", "records/s", "MB/s", "p50 ms", "p99 ms", "landed rec/s", "peak RSS MiB"
     );
     for shape in &args.shapes {
+        let (server, client) = match (&signed, shape.as_str()) {
+            (Some((s, c)), "auth") => (s, c),
+            _ => (&server, &client),
+        };
         let stream = format!("bench-{shape}");
         client
             .call("CreateDeliveryStream", &stream_request(&stream, shape))
             .await?;
+        if shape == "enc" {
+            encrypt(client, &stream).await?;
+        }
         let make: fn(u64) -> Vec<u8> = if shape == "1k" {
             kib_record
         } else {
@@ -249,7 +286,42 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         }
     }
     let _ = server.child.kill().await;
+    if let Some((mut s, _)) = signed {
+        let _ = s.child.kill().await;
+    }
     Ok(())
+}
+
+/// The access key of the `auth` case.
+const BENCH_KEY: &str = "AKIABENCH";
+const BENCH_SECRET: &str = "bench-secret-access-key";
+
+/// Starts encryption at rest on `stream` and waits until it is `ENABLED`.
+async fn encrypt(client: &FirehoseClient, stream: &str) -> anyhow::Result<()> {
+    client
+        .call(
+            "StartDeliveryStreamEncryption",
+            &json!({
+                "DeliveryStreamName": stream,
+                "DeliveryStreamEncryptionConfigurationInput": {"KeyType": "AWS_OWNED_CMK"}
+            }),
+        )
+        .await?;
+    for _ in 0..100 {
+        let d = client
+            .call(
+                "DescribeDeliveryStream",
+                &json!({"DeliveryStreamName": stream}),
+            )
+            .await?;
+        let status =
+            &d["DeliveryStreamDescription"]["DeliveryStreamEncryptionConfiguration"]["Status"];
+        if status == "ENABLED" {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("encryption of {stream} did not become ENABLED")
 }
 
 /// The function ARN the `lambda` case uses, mapped to [`start_echo_lambda`].

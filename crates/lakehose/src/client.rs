@@ -111,6 +111,16 @@ impl FirehoseClient {
         })
     }
 
+    /// Signs every request with this key (instead of the environment's).
+    pub fn with_credentials(mut self, access_key_id: &str, secret_access_key: &str) -> Self {
+        self.credentials = Some(Credentials {
+            access_key_id: access_key_id.to_string(),
+            secret_access_key: secret_access_key.to_string(),
+            region: "us-east-1".into(),
+        });
+        self
+    }
+
     /// Calls `op` with a JSON body already serialised.
     pub async fn call_raw(&self, op: &str, body: Bytes) -> Result<Value, CallError> {
         let request = hyper::Request::post(self.endpoint.clone())

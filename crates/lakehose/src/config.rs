@@ -48,6 +48,10 @@ pub struct Config {
     /// `[audit]`: the audit log of control-plane calls.
     #[serde(default)]
     pub audit: Audit,
+    /// `[egress]`: where HTTP endpoint destinations may connect (the SSRF guard,
+    /// `lakehose_sinks::egress`).
+    #[serde(default)]
+    pub egress: lakehose_sinks::egress::EgressPolicy,
 }
 
 /// `[audit]`: where the audit log goes (see `lakehose_api::audit`). On by default, as
@@ -382,6 +386,7 @@ impl Default for Config {
             auth: Default::default(),
             encryption: Encryption::default(),
             audit: Audit::default(),
+            egress: Default::default(),
         }
     }
 }
@@ -408,6 +413,11 @@ impl Config {
             .tls
             .files()
             .with_context(|| format!("checking {}", path.display()))?;
+        config
+            .egress
+            .validate()
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("checking {}", path.display()))?;
         Ok(config)
     }
 
@@ -426,6 +436,7 @@ impl Config {
             },
             lambdas: self.lambdas.clone(),
             max_active_partitions: self.limits.max_active_partitions,
+            egress: self.egress.clone(),
             ..Default::default()
         }
     }
@@ -507,5 +518,30 @@ mod tests {
             assert!(Config::default().encryption.keyring().unwrap().is_none());
         }
         assert!(toml::from_str::<Config>("[encryption]\nkeyring = \"x\"").is_err());
+    }
+
+    #[test]
+    fn egress_section_reaches_the_engine() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lakehose.toml");
+        std::fs::write(
+            &path,
+            "[egress]\nallow_http_hosts = [\"127.0.0.1\"]\nallow_private = [\"127.0.0.0/8\"]\n",
+        )
+        .unwrap();
+        let cfg = Config::load(Some(&path)).unwrap();
+        let engine = cfg.engine();
+        assert_eq!(engine.egress.allow_http_hosts, vec!["127.0.0.1"]);
+        assert!(engine.egress.check_syntax("http://127.0.0.1:9/").is_ok());
+        assert!(
+            Config::default()
+                .engine()
+                .egress
+                .check_syntax("http://127.0.0.1:9/")
+                .is_err()
+        );
+        std::fs::write(&path, "[egress]\nallow_private = [\"10.0.0.0/33\"]\n").unwrap();
+        assert!(Config::load(Some(&path)).is_err());
+        assert!(toml::from_str::<Config>("[egress]\nallow = []").is_err());
     }
 }

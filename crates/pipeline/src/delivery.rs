@@ -272,6 +272,9 @@ async fn deliver(
     records: &[LogRecord],
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<bool> {
+    if rt.spec().http.is_some() {
+        return crate::http::deliver(rt, plan, records, shutdown).await;
+    }
     let flush = crate::flush::build(rt, plan, records).await?;
     rt.begin_delivery(plan.start, &flush);
     if !crate::flush::write(rt, plan, &flush, shutdown).await? {

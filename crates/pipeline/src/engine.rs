@@ -77,6 +77,8 @@ pub struct EngineConfig {
     /// `StartDeliveryStreamEncryption`, objects of local buckets with `KMSEncryptionConfig`.
     /// `None`: such requests fail with `InvalidKMSResourceException`.
     pub keyring: Option<Arc<Keyring>>,
+    /// Where HTTP endpoint destinations may connect (`[egress]` in lakehose.toml).
+    pub egress: lakehose_sinks::egress::EgressPolicy,
 }
 
 impl Default for EngineConfig {
@@ -93,6 +95,7 @@ impl Default for EngineConfig {
             lambdas: LambdaEndpoints::default(),
             max_active_partitions: 500,
             keyring: None,
+            egress: Default::default(),
         }
     }
 }
@@ -182,6 +185,8 @@ pub struct StreamRuntime {
     /// — including flushes announced after it took its records. Commits take this lock too, so
     /// a snapshot's reader opens before the segments under it can be reclaimed.
     announced: std::sync::Mutex<std::collections::VecDeque<(u64, Vec<String>)>>,
+    /// The HTTP endpoint client (made at first use, with the engine's egress policy).
+    http_client: std::sync::OnceLock<Arc<lakehose_sinks::http::HttpEndpointClient>>,
 }
 
 impl StreamRuntime {
@@ -208,6 +213,16 @@ impl StreamRuntime {
 
     pub(crate) fn catalog(&self) -> Arc<dyn CatalogStore> {
         self.catalog.clone()
+    }
+
+    pub(crate) fn http_client(&self) -> Arc<lakehose_sinks::http::HttpEndpointClient> {
+        self.http_client
+            .get_or_init(|| {
+                Arc::new(lakehose_sinks::http::HttpEndpointClient::new(
+                    self.config.egress.clone(),
+                ))
+            })
+            .clone()
     }
 
     pub(crate) fn max_active_partitions(&self) -> usize {
@@ -573,6 +588,19 @@ impl Engine {
                 "CustomTimeZone '{tz}' is not a known time zone."
             )));
         }
+        if let Some(url) = spec
+            .http
+            .as_ref()
+            .and_then(|h| h.endpoint_configuration.as_ref())
+            .and_then(|e| e.url.as_deref())
+        {
+            // Literal addresses and the scheme now; names are resolved (and pinned) at
+            // every delivery attempt.
+            self.config
+                .egress
+                .check_syntax(url)
+                .map_err(|e| ApiError::invalid(format!("EndpointConfiguration.Url: {e}")))?;
+        }
         let processing = spec
             .destination
             .processing_configuration
@@ -659,6 +687,7 @@ impl Engine {
             shutdown,
             task: std::sync::Mutex::new(None),
             announced: std::sync::Mutex::default(),
+            http_client: std::sync::OnceLock::new(),
         });
         if startable {
             let task = tokio::spawn(crate::delivery::run(rt.clone(), shutdown_rx));

@@ -47,6 +47,9 @@ pub(crate) enum OutputKind {
     Error,
     /// Untransformed source records (`S3BackupMode: Enabled`), in the backup bucket.
     Backup(String),
+    /// Source records of an HTTP endpoint stream with `S3BackupMode: AllData`, in its
+    /// `S3Configuration` bucket (the stream's own bucket).
+    AllDataBackup,
 }
 
 /// A record that could not be delivered as data and goes to the error output.
@@ -79,7 +82,7 @@ pub(crate) fn codec(c: CompressionFormat) -> Codec {
 }
 
 /// Compresses `parts` with `codec` on a blocking thread (no copy for uncompressed output).
-async fn compress(codec: Codec, parts: Vec<Bytes>, key: &str) -> Result<Vec<Bytes>> {
+pub(crate) async fn compress(codec: Codec, parts: Vec<Bytes>, key: &str) -> Result<Vec<Bytes>> {
     if codec == Codec::None {
         return Ok(parts);
     }
@@ -414,7 +417,12 @@ pub(crate) async fn error_outputs(
     errors: Vec<ErrorRecord>,
 ) -> Result<Vec<Output>> {
     let spec = rt.spec();
-    let (prefix, error_prefix) = spec.prefixes();
+    let (mut prefix, error_prefix) = spec.prefixes();
+    if spec.http.is_some() {
+        // HTTP endpoint streams: without an ErrorOutputPrefix, errors go to
+        // `<error-output-type>/YYYY/MM/dd/HH/` at the bucket's root, not under the Prefix.
+        prefix = Default::default();
+    }
     let mut by_type: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
     for e in errors {
         by_type
@@ -521,7 +529,7 @@ async fn write_one(
                         metrics::counter!("DeliveryToS3.ErrorRecords", "stream" => s)
                             .increment(output.records);
                     }
-                    OutputKind::Backup(_) => {
+                    OutputKind::Backup(_) | OutputKind::AllDataBackup => {
                         metrics::counter!("BackupToS3.Records", "stream" => s.clone())
                             .increment(output.records);
                         metrics::counter!("BackupToS3.Bytes", "stream" => s)

@@ -12,6 +12,7 @@ pub(crate) mod delivery;
 pub mod engine;
 pub(crate) mod flush;
 pub mod fresh;
+pub(crate) mod http;
 
 pub use engine::{Engine, EngineConfig, StreamRuntime, parse_record_id, record_id};
 pub use fresh::FreshRows;

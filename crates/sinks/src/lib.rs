@@ -8,6 +8,7 @@
 //! - [`egress`]: which URLs a destination may connect to (the SSRF guard).
 
 pub mod egress;
+pub mod http;
 pub mod keys;
 pub mod object;
 pub mod sealed;

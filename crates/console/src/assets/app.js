@@ -62,6 +62,8 @@ async function loadSession() {
 
 function destinationOf(description) {
   const d = (description.Destinations || [])[0] || {};
+  const http = d.HttpEndpointDestinationDescription;
+  if (http) return (http.EndpointConfiguration || {}).Url || "";
   const s3 = d.ExtendedS3DestinationDescription || d.S3DestinationDescription;
   return s3 ? s3.BucketARN.replace("arn:aws:s3:::", "s3://") : "";
 }

@@ -10,6 +10,7 @@ mod crash;
 mod delivery;
 mod disk_full;
 mod encryption;
+mod http_endpoint;
 mod overload;
 mod slow_clients;
 mod tls;
