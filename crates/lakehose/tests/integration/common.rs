@@ -188,6 +188,16 @@ pub fn client_with_key(
     Client::from_conf(conf)
 }
 
+/// Creates the stream `name` delivering to `dest`.
+pub async fn create(c: &Client, name: &str, dest: ExtendedS3DestinationConfiguration) {
+    c.create_delivery_stream()
+        .delivery_stream_name(name)
+        .extended_s3_destination_configuration(dest)
+        .send()
+        .await
+        .unwrap();
+}
+
 /// Puts `lines` with PutRecordBatch, 500 records per call, asserting that none failed; the
 /// `Encrypted` flag of the last answer.
 pub async fn put_lines(c: &Client, stream: &str, lines: &[String]) -> Option<bool> {

@@ -3,9 +3,8 @@
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-use aws_sdk_firehose::Client;
 use aws_sdk_firehose::primitives::Blob;
-use aws_sdk_firehose::types::{CompressionFormat, ExtendedS3DestinationConfiguration, Record};
+use aws_sdk_firehose::types::{CompressionFormat, Record};
 
 use crate::common::*;
 
@@ -14,15 +13,6 @@ fn rt() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-async fn create(c: &Client, name: &str, dest: ExtendedS3DestinationConfiguration) {
-    c.create_delivery_stream()
-        .delivery_stream_name(name)
-        .extended_s3_destination_configuration(dest)
-        .send()
-        .await
-        .unwrap();
 }
 
 fn decode(name: &str, data: &[u8]) -> Vec<u8> {

@@ -116,15 +116,6 @@ fn dest(bucket: &str, interval_s: i32) -> ExtendedS3DestinationConfiguration {
     s3_dest(bucket, 1, interval_s)
 }
 
-async fn create(c: &Client, name: &str, dest: ExtendedS3DestinationConfiguration) {
-    c.create_delivery_stream()
-        .delivery_stream_name(name)
-        .extended_s3_destination_configuration(dest)
-        .send()
-        .await
-        .unwrap();
-}
-
 async fn start_encryption(c: &Client, name: &str, key_arn: Option<&str>) -> Result<(), String> {
     let input = match key_arn {
         Some(arn) => DeliveryStreamEncryptionConfigurationInput::builder()
