@@ -304,6 +304,130 @@ shape! {
     }
 }
 
+shape! {
+    /// `CopyCommand`: how staged objects are loaded into a Redshift (here PostgreSQL) table.
+    pub struct CopyCommand {
+        /// The target table (`schema.table` or `table`).
+        data_table_name: String = "DataTableName",
+        /// Comma-separated column list, in the order of the staged fields.
+        data_table_columns: String = "DataTableColumns",
+        /// Redshift COPY options (`JSON 'auto'`, `CSV`, `DELIMITER '|'`, `GZIP`, ...).
+        copy_options: String = "CopyOptions",
+    }
+}
+
+shape! {
+    /// `RedshiftDestinationConfiguration`, and (with `S3Update`/`S3BackupUpdate`)
+    /// `RedshiftDestinationUpdate`.
+    pub struct RedshiftDestinationConfiguration {
+        /// IAM role (stored, not enforced).
+        role_arn: String = "RoleARN",
+        /// `jdbc:(redshift|postgresql)://host:port/db`, mapped to a PostgreSQL server in
+        /// `lakehose.toml`.
+        cluster_jdbc_url: String = "ClusterJDBCURL",
+        /// The COPY to run for each staged batch.
+        copy_command: CopyCommand = "CopyCommand",
+        /// Database user.
+        username: String = "Username",
+        /// Database password (never described).
+        password: String = "Password",
+        /// How long failed loads are retried (0..=7200 s, default 3600).
+        retry_options: RetryOptions = "RetryOptions",
+        /// The intermediate bucket data is staged in.
+        s3_configuration: S3DestinationConfiguration = "S3Configuration",
+        /// `S3Update` (update requests only).
+        s3_update: S3DestinationConfiguration = "S3Update",
+        /// Record processors.
+        processing_configuration: ProcessingConfiguration = "ProcessingConfiguration",
+        /// `Disabled | Enabled`: a copy of the source records in `S3BackupConfiguration`.
+        s3_backup_mode: String = "S3BackupMode",
+        /// The source-record backup bucket.
+        s3_backup_configuration: S3DestinationConfiguration = "S3BackupConfiguration",
+        /// `S3BackupUpdate` (update requests only).
+        s3_backup_update: S3DestinationConfiguration = "S3BackupUpdate",
+        /// Error logging.
+        cloud_watch_logging_options: CloudWatchLoggingOptions = "CloudWatchLoggingOptions",
+        /// Secrets Manager instead of `Username`/`Password` (not supported).
+        secrets_manager_configuration: Value = "SecretsManagerConfiguration",
+    }
+}
+
+shape! {
+    /// `DocumentIdOptions`.
+    pub struct DocumentIdOptions {
+        /// `FIREHOSE_DEFAULT` (ids stable across retries) or `NO_DOCUMENT_ID`.
+        default_document_id_format: String = "DefaultDocumentIdFormat",
+    }
+}
+
+shape! {
+    /// `AmazonopensearchserviceDestinationConfiguration` and
+    /// `ElasticsearchDestinationConfiguration` (the same members), and (with `S3Update`) their
+    /// updates.
+    pub struct OpenSearchDestinationConfiguration {
+        /// IAM role (stored, not enforced).
+        role_arn: String = "RoleARN",
+        /// The domain, mapped to a cluster endpoint in `lakehose.toml`.
+        domain_arn: String = "DomainARN",
+        /// The cluster's URL (instead of `DomainARN`).
+        cluster_endpoint: String = "ClusterEndpoint",
+        /// The index (1..=80 characters), suffixed by the rotation period.
+        index_name: String = "IndexName",
+        /// The document type (Elasticsearch 6 and older).
+        type_name: String = "TypeName",
+        /// `NoRotation | OneHour | OneDay | OneWeek | OneMonth`.
+        index_rotation_period: String = "IndexRotationPeriod",
+        /// Buffering thresholds (1..=100 MiB, 0..=900 s).
+        buffering_hints: BufferingHints = "BufferingHints",
+        /// How long failed documents are retried (0..=7200 s, default 300).
+        retry_options: RetryOptions = "RetryOptions",
+        /// `FailedDocumentsOnly | AllDocuments`.
+        s3_backup_mode: String = "S3BackupMode",
+        /// The backup bucket.
+        s3_configuration: S3DestinationConfiguration = "S3Configuration",
+        /// `S3Update` (update requests only).
+        s3_update: S3DestinationConfiguration = "S3Update",
+        /// Record processors.
+        processing_configuration: ProcessingConfiguration = "ProcessingConfiguration",
+        /// Error logging.
+        cloud_watch_logging_options: CloudWatchLoggingOptions = "CloudWatchLoggingOptions",
+        /// VPC delivery (not applicable; refused).
+        vpc_configuration: Value = "VpcConfiguration",
+        /// Document ids.
+        document_id_options: DocumentIdOptions = "DocumentIdOptions",
+    }
+}
+
+shape! {
+    /// `SplunkDestinationConfiguration`, and (with `S3Update`) `SplunkDestinationUpdate`.
+    pub struct SplunkDestinationConfiguration {
+        /// The HTTP Event Collector's base URL.
+        hec_endpoint: String = "HECEndpoint",
+        /// `Raw | Event`.
+        hec_endpoint_type: String = "HECEndpointType",
+        /// The HEC token (never described in full).
+        hec_token: String = "HECToken",
+        /// How long to wait for indexer acknowledgement (180..=600 s, default 180).
+        hec_acknowledgment_timeout_in_seconds: i64 = "HECAcknowledgmentTimeoutInSeconds",
+        /// How long failed requests are retried (0..=7200 s, default 60).
+        retry_options: RetryOptions = "RetryOptions",
+        /// `FailedEventsOnly | AllEvents`.
+        s3_backup_mode: String = "S3BackupMode",
+        /// The backup bucket.
+        s3_configuration: S3DestinationConfiguration = "S3Configuration",
+        /// `S3Update` (update requests only).
+        s3_update: S3DestinationConfiguration = "S3Update",
+        /// Record processors.
+        processing_configuration: ProcessingConfiguration = "ProcessingConfiguration",
+        /// Error logging.
+        cloud_watch_logging_options: CloudWatchLoggingOptions = "CloudWatchLoggingOptions",
+        /// Buffering thresholds (1..=5 MiB, 0..=60 s).
+        buffering_hints: BufferingHints = "BufferingHints",
+        /// Secrets Manager instead of `HECToken` (not supported).
+        secrets_manager_configuration: Value = "SecretsManagerConfiguration",
+    }
+}
+
 /// `Tag`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, remote = "Self")]
@@ -349,15 +473,15 @@ shape! {
         /// Extended S3 destination.
         extended_s3_destination_configuration: ExtendedS3DestinationConfiguration = "ExtendedS3DestinationConfiguration",
         /// Redshift destination.
-        redshift_destination_configuration: Value = "RedshiftDestinationConfiguration",
+        redshift_destination_configuration: RedshiftDestinationConfiguration = "RedshiftDestinationConfiguration",
         /// Elasticsearch destination.
-        elasticsearch_destination_configuration: Value = "ElasticsearchDestinationConfiguration",
+        elasticsearch_destination_configuration: OpenSearchDestinationConfiguration = "ElasticsearchDestinationConfiguration",
         /// OpenSearch destination.
-        amazonopensearchservice_destination_configuration: Value = "AmazonopensearchserviceDestinationConfiguration",
+        amazonopensearchservice_destination_configuration: OpenSearchDestinationConfiguration = "AmazonopensearchserviceDestinationConfiguration",
         /// OpenSearch Serverless destination.
         amazon_open_search_serverless_destination_configuration: Value = "AmazonOpenSearchServerlessDestinationConfiguration",
         /// Splunk destination.
-        splunk_destination_configuration: Value = "SplunkDestinationConfiguration",
+        splunk_destination_configuration: SplunkDestinationConfiguration = "SplunkDestinationConfiguration",
         /// HTTP endpoint destination.
         http_endpoint_destination_configuration: HttpEndpointDestinationConfiguration = "HttpEndpointDestinationConfiguration",
         /// Snowflake destination.
@@ -383,15 +507,15 @@ shape! {
         /// Extended S3 update.
         extended_s3_destination_update: ExtendedS3DestinationConfiguration = "ExtendedS3DestinationUpdate",
         /// Redshift update.
-        redshift_destination_update: Value = "RedshiftDestinationUpdate",
+        redshift_destination_update: RedshiftDestinationConfiguration = "RedshiftDestinationUpdate",
         /// Elasticsearch update.
-        elasticsearch_destination_update: Value = "ElasticsearchDestinationUpdate",
+        elasticsearch_destination_update: OpenSearchDestinationConfiguration = "ElasticsearchDestinationUpdate",
         /// OpenSearch update.
-        amazonopensearchservice_destination_update: Value = "AmazonopensearchserviceDestinationUpdate",
+        amazonopensearchservice_destination_update: OpenSearchDestinationConfiguration = "AmazonopensearchserviceDestinationUpdate",
         /// OpenSearch Serverless update.
         amazon_open_search_serverless_destination_update: Value = "AmazonOpenSearchServerlessDestinationUpdate",
         /// Splunk update.
-        splunk_destination_update: Value = "SplunkDestinationUpdate",
+        splunk_destination_update: SplunkDestinationConfiguration = "SplunkDestinationUpdate",
         /// HTTP endpoint update.
         http_endpoint_destination_update: HttpEndpointDestinationConfiguration = "HttpEndpointDestinationUpdate",
         /// Snowflake update.

@@ -13,6 +13,9 @@ use crate::error::{ApiError, ErrorKind, Result};
 use crate::model::*;
 use crate::prefix::{PrefixTemplate, validate_prefixes};
 
+mod remote;
+pub use remote::{validate_opensearch, validate_redshift, validate_splunk};
+
 /// The only destination id a Lakehose stream has (one destination per stream, as in AWS).
 pub const DESTINATION_ID: &str = "destinationId-000000000001";
 /// The account id shown in ARNs.
@@ -94,6 +97,52 @@ pub enum DestinationKind {
     /// `HttpEndpointDestinationConfiguration`: records are POSTed to an endpoint; the
     /// destination (`StreamSpec::destination`) is its `S3Configuration`, the backup bucket.
     HttpEndpoint,
+    /// `RedshiftDestinationConfiguration`: staged to its `S3Configuration` bucket, then loaded
+    /// into a PostgreSQL table with COPY.
+    Redshift,
+    /// `AmazonopensearchserviceDestinationConfiguration`: indexed with `_bulk`.
+    AmazonOpenSearchService,
+    /// `ElasticsearchDestinationConfiguration`: indexed with `_bulk`.
+    Elasticsearch,
+    /// `SplunkDestinationConfiguration`: sent to an HTTP Event Collector.
+    Splunk,
+}
+
+impl DestinationKind {
+    /// The destination's name in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::S3 | Self::ExtendedS3 => "S3",
+            Self::HttpEndpoint => "HTTP endpoint",
+            Self::Redshift => "Redshift",
+            Self::AmazonOpenSearchService => "Amazon OpenSearch Service",
+            Self::Elasticsearch => "Elasticsearch",
+            Self::Splunk => "Splunk",
+        }
+    }
+
+    /// The `UpdateDestination` member that updates this kind of destination.
+    pub fn update_member(self) -> &'static str {
+        match self {
+            Self::S3 | Self::ExtendedS3 => "ExtendedS3DestinationUpdate",
+            Self::HttpEndpoint => "HttpEndpointDestinationUpdate",
+            Self::Redshift => "RedshiftDestinationUpdate",
+            Self::AmazonOpenSearchService => "AmazonopensearchserviceDestinationUpdate",
+            Self::Elasticsearch => "ElasticsearchDestinationUpdate",
+            Self::Splunk => "SplunkDestinationUpdate",
+        }
+    }
+
+    /// The metric namespace of deliveries: `DeliveryTo<name>.Records` and so on.
+    pub fn metric_name(self) -> &'static str {
+        match self {
+            Self::S3 | Self::ExtendedS3 => "S3",
+            Self::HttpEndpoint => "HttpEndpoint",
+            Self::Redshift => "Redshift",
+            Self::AmazonOpenSearchService | Self::Elasticsearch => "AmazonOpenSearchService",
+            Self::Splunk => "Splunk",
+        }
+    }
 }
 
 /// A validated delivery stream.
@@ -127,6 +176,15 @@ pub struct StreamSpec {
     /// in `destination`, with its processors.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpEndpointDestinationConfiguration>,
+    /// The Redshift destination (kind `Redshift`); its staging bucket is `destination`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redshift: Option<RedshiftDestinationConfiguration>,
+    /// The OpenSearch or Elasticsearch destination; its backup bucket is `destination`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opensearch: Option<OpenSearchDestinationConfiguration>,
+    /// The Splunk destination; its backup bucket is `destination`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub splunk: Option<SplunkDestinationConfiguration>,
 }
 
 fn validation(field: &str, value: &str, constraint: &str) -> ApiError {
@@ -541,9 +599,7 @@ pub fn validate_http_destination(h: &HttpEndpointDestinationConfiguration) -> Re
 /// The backup bucket's destination of an HTTP endpoint stream: its `S3Configuration`, with
 /// the endpoint's processors (so the pipeline runs them as for S3 streams).
 fn http_backing(h: &HttpEndpointDestinationConfiguration) -> ExtendedS3DestinationConfiguration {
-    let mut d = s3_to_extended(h.s3_configuration.clone().unwrap_or_default());
-    d.processing_configuration = h.processing_configuration.clone();
-    d
+    remote::backing(h.s3_configuration.as_ref(), h.processing_configuration.as_ref())
 }
 
 fn validate_tags(tags: &[Tag]) -> Result<()> {
@@ -713,7 +769,7 @@ impl StreamSpec {
                 }
             )));
         }
-        let mut http = None;
+        let (mut http, mut redshift, mut opensearch, mut splunk) = (None, None, None, None);
         let (kind, destination) = match (
             input.s3_destination_configuration,
             input.extended_s3_destination_configuration,
@@ -721,6 +777,46 @@ impl StreamSpec {
         ) {
             (Some(s3), None, None) => (DestinationKind::S3, s3_to_extended(s3)),
             (None, Some(ext), None) => (DestinationKind::ExtendedS3, ext),
+            _ if input.redshift_destination_configuration.is_some() => {
+                let r = input.redshift_destination_configuration.unwrap_or_default();
+                if r.s3_update.is_some() || r.s3_backup_update.is_some() {
+                    return Err(ApiError::invalid(
+                        "S3Update and S3BackupUpdate are only valid in RedshiftDestinationUpdate.",
+                    ));
+                }
+                validate_redshift(&r)?;
+                let backing = remote::backing(r.s3_configuration.as_ref(), r.processing_configuration.as_ref());
+                redshift = Some(r);
+                (DestinationKind::Redshift, backing)
+            }
+            _ if input.amazonopensearchservice_destination_configuration.is_some()
+                || input.elasticsearch_destination_configuration.is_some() =>
+            {
+                let (kind, o) = match input.amazonopensearchservice_destination_configuration {
+                    Some(o) => (DestinationKind::AmazonOpenSearchService, o),
+                    None => (
+                        DestinationKind::Elasticsearch,
+                        input.elasticsearch_destination_configuration.unwrap_or_default(),
+                    ),
+                };
+                if o.s3_update.is_some() {
+                    return Err(ApiError::invalid("S3Update is only valid in destination updates; use S3Configuration."));
+                }
+                validate_opensearch(&o)?;
+                let backing = remote::backing(o.s3_configuration.as_ref(), o.processing_configuration.as_ref());
+                opensearch = Some(o);
+                (kind, backing)
+            }
+            _ if input.splunk_destination_configuration.is_some() => {
+                let sp = input.splunk_destination_configuration.unwrap_or_default();
+                if sp.s3_update.is_some() {
+                    return Err(ApiError::invalid("S3Update is only valid in SplunkDestinationUpdate; use S3Configuration."));
+                }
+                validate_splunk(&sp)?;
+                let backing = remote::backing(sp.s3_configuration.as_ref(), sp.processing_configuration.as_ref());
+                splunk = Some(sp);
+                (DestinationKind::Splunk, backing)
+            }
             (None, None, Some(mut h)) => {
                 if h.s3_update.is_some() {
                     return Err(ApiError::invalid(
@@ -741,7 +837,7 @@ impl StreamSpec {
                 )));
             }
         };
-        if http.is_none() {
+        if matches!(kind, DestinationKind::S3 | DestinationKind::ExtendedS3) {
             validate_destination(&destination)?;
         }
         let tags = input.tags.unwrap_or_default();
@@ -763,7 +859,7 @@ impl StreamSpec {
             encryption.status = "ENABLED".into();
         }
         let arn = format!("arn:aws:firehose:{region}:{ACCOUNT_ID}:deliverystream/{name}");
-        Ok(StreamSpec {
+        let mut spec = StreamSpec {
             name,
             arn,
             region: region.to_string(),
@@ -777,7 +873,12 @@ impl StreamSpec {
             tags,
             encryption,
             http,
-        })
+            redshift,
+            opensearch,
+            splunk,
+        };
+        remote::fill_defaults(&mut spec);
+        Ok(spec)
     }
 
     /// Applies an UpdateDestination request (version check, merge, re-validation, version+1).
@@ -826,10 +927,49 @@ impl StreamSpec {
         if let Some(update) = &input.http_endpoint_destination_update {
             return self.apply_http_update(update, now_ms);
         }
-        if self.kind == DestinationKind::HttpEndpoint {
-            return Err(ApiError::invalid(
-                "This stream has an HTTP endpoint destination; update it with HttpEndpointDestinationUpdate.",
-            ));
+        let opensearch_update = input
+            .amazonopensearchservice_destination_update
+            .as_ref()
+            .map(|u| (DestinationKind::AmazonOpenSearchService, u))
+            .or(input
+                .elasticsearch_destination_update
+                .as_ref()
+                .map(|u| (DestinationKind::Elasticsearch, u)));
+        match (
+            self.kind,
+            &input.redshift_destination_update,
+            opensearch_update,
+            &input.splunk_destination_update,
+        ) {
+            (DestinationKind::Redshift, Some(update), None, None) => {
+                let next = remote::update_redshift(self.redshift.as_ref().unwrap_or(&Default::default()), update)?;
+                self.destination = remote::backing(next.s3_configuration.as_ref(), next.processing_configuration.as_ref());
+                self.redshift = Some(next);
+            }
+            (kind, None, Some((update_kind, update)), None) if kind == update_kind => {
+                let next = remote::update_opensearch(self.opensearch.as_ref().unwrap_or(&Default::default()), update)?;
+                self.destination = remote::backing(next.s3_configuration.as_ref(), next.processing_configuration.as_ref());
+                self.opensearch = Some(next);
+            }
+            (DestinationKind::Splunk, None, None, Some(update)) => {
+                let next = remote::update_splunk(self.splunk.as_ref().unwrap_or(&Default::default()), update)?;
+                self.destination = remote::backing(next.s3_configuration.as_ref(), next.processing_configuration.as_ref());
+                self.splunk = Some(next);
+            }
+            (DestinationKind::S3 | DestinationKind::ExtendedS3, None, None, None) => {}
+            (kind, ..) => {
+                return Err(ApiError::invalid(format!(
+                    "This stream has a {} destination; update it with {}. Changing the destination type is not supported by this Lakehose version.",
+                    kind.name(),
+                    kind.update_member()
+                )));
+            }
+        }
+        if !matches!(self.kind, DestinationKind::S3 | DestinationKind::ExtendedS3) {
+            remote::fill_defaults(self);
+            self.version += 1;
+            self.updated_ms = Some(now_ms);
+            return Ok(());
         }
         let mut merged = self.destination.clone();
         if let Some(s3) = &input.s3_destination_update {
@@ -913,18 +1053,7 @@ impl StreamSpec {
             ));
         }
         if let Some(s3) = &update.s3_update {
-            let mut backing = s3_to_extended(next.s3_configuration.clone().unwrap_or_default());
-            merge_common(&mut backing, s3_to_extended(s3.clone()));
-            next.s3_configuration = Some(S3DestinationConfiguration {
-                role_arn: backing.role_arn,
-                bucket_arn: backing.bucket_arn,
-                prefix: backing.prefix,
-                error_output_prefix: backing.error_output_prefix,
-                buffering_hints: backing.buffering_hints,
-                compression_format: backing.compression_format,
-                encryption_configuration: backing.encryption_configuration,
-                cloud_watch_logging_options: backing.cloud_watch_logging_options,
-            });
+            next.s3_configuration = Some(remote::merge_s3(next.s3_configuration.as_ref(), s3));
         }
         validate_http_destination(&next)?;
         self.destination = http_backing(&next);
@@ -934,14 +1063,38 @@ impl StreamSpec {
         Ok(())
     }
 
-    /// The HTTP endpoint's retry duration in seconds (`RetryOptions`, default 300).
-    pub fn http_retry_seconds(&self) -> u64 {
-        self.http
-            .as_ref()
-            .and_then(|h| h.retry_options.as_ref())
+    /// How long a destination outside the object store retries a failed batch, in seconds
+    /// (`RetryOptions.DurationInSeconds`, with each destination's default; 0 for S3 streams).
+    pub fn retry_seconds(&self) -> u64 {
+        let (options, default) = match self.kind {
+            DestinationKind::HttpEndpoint => (
+                self.http.as_ref().and_then(|h| h.retry_options.as_ref()),
+                300,
+            ),
+            DestinationKind::Redshift => (
+                self.redshift.as_ref().and_then(|r| r.retry_options.as_ref()),
+                remote::REDSHIFT_RETRY_DEFAULT_S,
+            ),
+            DestinationKind::AmazonOpenSearchService | DestinationKind::Elasticsearch => (
+                self.opensearch.as_ref().and_then(|o| o.retry_options.as_ref()),
+                remote::OPENSEARCH_RETRY_DEFAULT_S,
+            ),
+            DestinationKind::Splunk => (
+                self.splunk.as_ref().and_then(|s| s.retry_options.as_ref()),
+                remote::SPLUNK_RETRY_DEFAULT_S,
+            ),
+            DestinationKind::S3 | DestinationKind::ExtendedS3 => (None, 0),
+        };
+        options
             .and_then(|r| r.duration_in_seconds)
-            .unwrap_or(300)
+            .unwrap_or(default)
             .clamp(0, 7200) as u64
+    }
+
+    /// Whether records are delivered somewhere other than the object store (the bucket then
+    /// only receives failures and backups, or, for Redshift, the staged batches).
+    pub fn is_remote(&self) -> bool {
+        !matches!(self.kind, DestinationKind::S3 | DestinationKind::ExtendedS3)
     }
 
     /// Whether dynamic partitioning is enabled.
@@ -960,12 +1113,15 @@ impl StreamSpec {
 
     /// `(size in bytes, interval in seconds)` with Firehose's defaults (5 MiB, 300 s).
     pub fn buffering(&self) -> (u64, u64) {
-        let h = match &self.http {
-            Some(http) => http.buffering_hints.clone().unwrap_or_default(),
-            None => self.destination.buffering_hints.clone().unwrap_or_default(),
+        let (h, default_interval) = match (&self.http, &self.opensearch, &self.splunk) {
+            (Some(http), _, _) => (http.buffering_hints.clone(), 300),
+            (_, Some(o), _) => (o.buffering_hints.clone(), 300),
+            (_, _, Some(s)) => (s.buffering_hints.clone(), 60),
+            _ => (self.destination.buffering_hints.clone(), 300),
         };
+        let h = h.unwrap_or_default();
         let size = h.size_in_mbs.unwrap_or(5).clamp(1, 128) as u64;
-        let interval = h.interval_in_seconds.unwrap_or(300).clamp(0, 900) as u64;
+        let interval = h.interval_in_seconds.unwrap_or(default_interval).clamp(0, 900) as u64;
         (size * 1024 * 1024, interval)
     }
 
@@ -1082,6 +1238,22 @@ impl StreamSpec {
             ext.insert("CustomTimeZone".into(), json!(v));
         }
         let mut destination = match &self.http {
+            None if self.redshift.is_some() || self.opensearch.is_some() || self.splunk.is_some() => {
+                let mut s3 = extended.clone();
+                s3.insert(
+                    "BufferingHints".into(),
+                    serde_json::to_value(d.buffering_hints.clone().unwrap_or(BufferingHints {
+                        size_in_mbs: Some(5),
+                        interval_in_seconds: Some(300),
+                    }))
+                    .unwrap_or_default(),
+                );
+                let mut out = json!({ "DestinationId": DESTINATION_ID });
+                if let Some((member, value)) = self.describe_remote(s3) {
+                    out[member] = value;
+                }
+                out
+            }
             Some(h) => {
                 let mut s3 = extended.clone();
                 // The backup bucket's own hints (the endpoint's are described below).
@@ -1161,7 +1333,7 @@ impl StreamSpec {
                 ProcessingConfiguration { enabled: Some(false), processors: Some(vec![]) },
             )).unwrap_or_default(),
             "RoleARN": h.role_arn,
-            "RetryOptions": {"DurationInSeconds": self.http_retry_seconds()},
+            "RetryOptions": {"DurationInSeconds": self.retry_seconds()},
             "S3BackupMode": h.s3_backup_mode.clone().unwrap_or_else(|| "FailedDataOnly".into()),
             "S3DestinationDescription": Value::Object(s3),
         })
@@ -1401,7 +1573,7 @@ mod tests {
         assert_eq!(spec.kind, DestinationKind::HttpEndpoint);
         assert_eq!(spec.bucket(), "bk");
         assert_eq!(spec.buffering(), (2 * 1024 * 1024, 0));
-        assert_eq!(spec.http_retry_seconds(), 30);
+        assert_eq!(spec.retry_seconds(), 30);
         let d = spec.describe();
         let h = &d["Destinations"][0]["HttpEndpointDestinationDescription"];
         assert_eq!(
@@ -1426,7 +1598,7 @@ mod tests {
         assert_eq!(stored, spec);
         let defaults = create(http(json!({}))).unwrap();
         assert_eq!(defaults.buffering(), (5 * 1024 * 1024, 300));
-        assert_eq!(defaults.http_retry_seconds(), 300);
+        assert_eq!(defaults.retry_seconds(), 300);
     }
 
     #[test]

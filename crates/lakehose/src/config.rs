@@ -52,6 +52,16 @@ pub struct Config {
     /// `lakehose_sinks::egress`).
     #[serde(default)]
     pub egress: lakehose_sinks::egress::EgressPolicy,
+    /// `[opensearch_domains]`: an OpenSearch / Elasticsearch `DomainARN` -> the cluster's URL,
+    /// e.g. `"arn:aws:es:us-east-1:123456789012:domain/logs" = "http://127.0.0.1:9200"`.
+    #[serde(default)]
+    pub opensearch_domains: std::collections::BTreeMap<String, String>,
+    /// `[redshift_clusters]`: a Redshift `ClusterJDBCURL` -> the PostgreSQL server loads go to,
+    /// as a libpq connection string (`host=127.0.0.1 port=5432 dbname=dev`) or URL
+    /// (`postgresql://127.0.0.1:5432/dev`); the stream's `Username`/`Password` sign in unless
+    /// the string names a user.
+    #[serde(default)]
+    pub redshift_clusters: std::collections::BTreeMap<String, String>,
 }
 
 /// `[audit]`: where the audit log goes (see `lakehose_api::audit`). On by default, as
@@ -387,6 +397,8 @@ impl Default for Config {
             encryption: Encryption::default(),
             audit: Audit::default(),
             egress: Default::default(),
+            opensearch_domains: Default::default(),
+            redshift_clusters: Default::default(),
         }
     }
 }
@@ -437,6 +449,8 @@ impl Config {
             lambdas: self.lambdas.clone(),
             max_active_partitions: self.limits.max_active_partitions,
             egress: self.egress.clone(),
+            opensearch_domains: self.opensearch_domains.clone(),
+            redshift_clusters: self.redshift_clusters.clone(),
             ..Default::default()
         }
     }

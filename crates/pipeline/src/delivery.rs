@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lakehose_api::stream::CompressionFormat;
+use lakehose_api::stream::{CompressionFormat, DestinationKind};
 use lakehose_log::{LogReader, LogRecord};
 use lakehose_sinks::keys::{KeyContext, object_key};
 use serde::{Deserialize, Serialize};
@@ -272,8 +272,21 @@ async fn deliver(
     records: &[LogRecord],
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<bool> {
-    if rt.spec().http.is_some() {
-        return crate::http::deliver(rt, plan, records, shutdown).await;
+    match rt.spec().kind {
+        DestinationKind::S3 | DestinationKind::ExtendedS3 => {}
+        DestinationKind::HttpEndpoint => {
+            let endpoint = crate::http::Endpoint::new(rt);
+            return crate::remote::deliver(rt, &endpoint, plan, records, shutdown).await;
+        }
+        DestinationKind::Redshift => {
+            return Err(Error::Internal("WIP: redshift not wired yet".into()));
+        }
+        DestinationKind::AmazonOpenSearchService | DestinationKind::Elasticsearch => {
+            return Err(Error::Internal("WIP: opensearch not wired yet".into()));
+        }
+        DestinationKind::Splunk => {
+            return Err(Error::Internal("WIP: splunk not wired yet".into()));
+        }
     }
     let flush = crate::flush::build(rt, plan, records).await?;
     rt.begin_delivery(plan.start, &flush);

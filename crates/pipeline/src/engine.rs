@@ -79,6 +79,10 @@ pub struct EngineConfig {
     pub keyring: Option<Arc<Keyring>>,
     /// Where HTTP endpoint destinations may connect (`[egress]` in lakehose.toml).
     pub egress: lakehose_sinks::egress::EgressPolicy,
+    /// OpenSearch / Elasticsearch `DomainARN` -> cluster URL (`[opensearch_domains]`).
+    pub opensearch_domains: std::collections::BTreeMap<String, String>,
+    /// Redshift `ClusterJDBCURL` -> PostgreSQL connection string (`[redshift_clusters]`).
+    pub redshift_clusters: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for EngineConfig {
@@ -96,6 +100,8 @@ impl Default for EngineConfig {
             max_active_partitions: 500,
             keyring: None,
             egress: Default::default(),
+            opensearch_domains: Default::default(),
+            redshift_clusters: Default::default(),
         }
     }
 }
@@ -223,6 +229,11 @@ impl StreamRuntime {
                 ))
             })
             .clone()
+    }
+
+    /// The engine's settings.
+    pub(crate) fn config(&self) -> &EngineConfig {
+        &self.config
     }
 
     pub(crate) fn max_active_partitions(&self) -> usize {
@@ -601,6 +612,8 @@ impl Engine {
                 .check_syntax(url)
                 .map_err(|e| ApiError::invalid(format!("EndpointConfiguration.Url: {e}")))?;
         }
+        // Each destination checks what only the engine knows (egress policy, lakehose.toml
+        // mappings, COPY options).
         let processing = spec
             .destination
             .processing_configuration

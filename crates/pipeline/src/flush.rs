@@ -418,8 +418,9 @@ pub(crate) async fn error_outputs(
 ) -> Result<Vec<Output>> {
     let spec = rt.spec();
     let (mut prefix, error_prefix) = spec.prefixes();
-    if spec.http.is_some() {
-        // HTTP endpoint streams: without an ErrorOutputPrefix, errors go to
+    if spec.is_remote() {
+        // Streams with a destination outside the object store: without an ErrorOutputPrefix,
+        // errors go to
         // `<error-output-type>/YYYY/MM/dd/HH/` at the bucket's root, not under the Prefix.
         prefix = Default::default();
     }

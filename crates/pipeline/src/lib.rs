@@ -13,6 +13,7 @@ pub mod engine;
 pub(crate) mod flush;
 pub mod fresh;
 pub(crate) mod http;
+pub(crate) mod remote;
 
 pub use engine::{Engine, EngineConfig, StreamRuntime, parse_record_id, record_id};
 pub use fresh::FreshRows;

@@ -9,25 +9,21 @@
 //!   1 MiB) echoes the `requestId` is a success; 413 is permanent; anything else is retried.
 //! - [`backoff`] and [`next_wait`] are the retry schedule: 1 s doubling, ±15% jitter, capped
 //!   at 120 s, until the retry duration has passed since the first failure.
-//! - [`HttpEndpointClient`] sends a request. It resolves the URL through
-//!   [`EgressPolicy::resolve`] at every attempt and connects only to the addresses that call
-//!   returned (the egress module's invariant); the URL's host still names the server for the
-//!   `Host` header and TLS (SNI and certificate checks, rustls with the ring provider and the
-//!   system's roots). Redirects are never followed.
+//! - [`HttpEndpointClient`] sends a request over the shared [`crate::transport`] (egress
+//!   policy, TLS, no redirects) and applies the contract.
 
 use std::io::Write;
 use std::ops::Range;
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 
 use crate::egress::EgressPolicy;
+use crate::transport::{HttpClient, TransportError};
+pub use crate::retry::{
+    BACKOFF_CAP, BACKOFF_INITIAL, BACKOFF_JITTER, Failure, backoff, next_wait, random_jitter,
+};
 
 /// `X-Amz-Firehose-Protocol-Version`.
 pub const PROTOCOL_VERSION: &str = "1.0";
@@ -37,12 +33,6 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(180);
 pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 /// Most records in one request.
 pub const MAX_RECORDS_PER_REQUEST: usize = 10_000;
-/// The first retry's wait.
-pub const BACKOFF_INITIAL: Duration = Duration::from_secs(1);
-/// The longest wait between two attempts.
-pub const BACKOFF_CAP: Duration = Duration::from_secs(120);
-/// The jitter applied to every wait: ±15%.
-pub const BACKOFF_JITTER: f64 = 0.15;
 /// Error output type (folder) of records that could not be delivered.
 pub const ERROR_OUTPUT_TYPE: &str = "http-endpoint-failed";
 
@@ -70,27 +60,6 @@ pub struct Request {
     pub headers: Vec<(&'static str, String)>,
     /// The body, gzipped when `Content-Encoding: gzip` is among the headers.
     pub body: Bytes,
-}
-
-/// Why a request did not succeed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Failure {
-    /// Firehose's error code (`HttpEndpoint.DestinationException`, ...).
-    pub code: &'static str,
-    /// What happened.
-    pub message: String,
-    /// Not worth retrying (413).
-    pub permanent: bool,
-}
-
-impl Failure {
-    fn retry(code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-            permanent: false,
-        }
-    }
 }
 
 /// The request id of part `part` of the batch seeded by `seed`: a UUID (version 4 layout)
@@ -217,7 +186,7 @@ pub fn build_request(
 pub fn check_response(status: u16, body: &[u8], request_id: &str) -> Result<(), Failure> {
     if status == 413 {
         return Err(Failure {
-            code: "HttpEndpoint.DestinationException",
+            code: "HttpEndpoint.DestinationException".into(),
             message: "the endpoint answered 413 Request Entity Too Large (not retried)".into(),
             permanent: true,
         });
@@ -253,207 +222,58 @@ pub fn check_response(status: u16, body: &[u8], request_id: &str) -> Result<(), 
     }
 }
 
-/// The wait after the `attempt`-th failure (0-based), with `jitter` in `[-0.15, 0.15]`:
-/// 1 s · 2^attempt · (1 + jitter), at most 120 s.
-pub fn backoff(attempt: u32, jitter: f64) -> Duration {
-    let base = BACKOFF_INITIAL.as_secs_f64() * 2f64.powi(attempt.min(16) as i32);
-    let jitter = jitter.clamp(-BACKOFF_JITTER, BACKOFF_JITTER);
-    Duration::from_secs_f64((base * (1.0 + jitter)).min(BACKOFF_CAP.as_secs_f64()))
-}
-
-/// The wait before the next attempt, or `None` when the retry duration has passed:
-/// `elapsed_ms` since the first failure, `retry_ms` the configured duration. The wait is
-/// shortened so the last attempt is made when the duration ends.
-pub fn next_wait(attempt: u32, elapsed_ms: i64, retry_ms: i64, jitter: f64) -> Option<Duration> {
-    let left = retry_ms - elapsed_ms;
-    if left <= 0 {
-        return None;
-    }
-    Some(backoff(attempt, jitter).min(Duration::from_millis(left as u64)))
-}
-
-/// A jitter drawn uniformly from `[-0.15, 0.15]`.
-pub fn random_jitter() -> f64 {
-    rand::random_range(-BACKOFF_JITTER..=BACKOFF_JITTER)
-}
-
 /// Sends requests to HTTP endpoints within the egress policy.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct HttpEndpointClient {
-    policy: EgressPolicy,
-    tls: Arc<rustls::ClientConfig>,
-}
-
-impl std::fmt::Debug for HttpEndpointClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpEndpointClient")
-            .field("policy", &self.policy)
-            .finish_non_exhaustive()
-    }
+    http: HttpClient,
 }
 
 impl HttpEndpointClient {
     /// A client under `policy`, trusting the system's root certificates.
     pub fn new(policy: EgressPolicy) -> Self {
-        let mut roots = rustls::RootCertStore::empty();
-        let found = rustls_native_certs::load_native_certs();
-        for cert in found.certs {
-            let _ = roots.add(cert);
-        }
-        if roots.is_empty() {
-            tracing::warn!(
-                "no system root certificates found; https endpoints will fail verification"
-            );
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map(|b| b.with_root_certificates(roots).with_no_client_auth())
-            .unwrap_or_else(|_| {
-                rustls::ClientConfig::builder_with_provider(Arc::new(
-                    rustls::crypto::ring::default_provider(),
-                ))
-                .with_protocol_versions(&[&rustls::version::TLS13])
-                .expect("TLS 1.3 with ring")
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth()
-            });
         Self {
-            policy,
-            tls: Arc::new(tls),
+            http: HttpClient::new(policy),
         }
     }
 
     /// The egress policy.
     pub fn policy(&self) -> &EgressPolicy {
-        &self.policy
+        self.http.policy()
     }
 
     /// Sends `request` to `url` and applies the response contract, within
     /// [`REQUEST_TIMEOUT`].
     pub async fn send(&self, url: &str, request: &Request) -> Result<(), Failure> {
-        match tokio::time::timeout(REQUEST_TIMEOUT, self.send_inner(url, request)).await {
-            Ok(result) => result,
-            Err(_) => Err(Failure::retry(
-                "HttpEndpoint.RequestTimeout",
-                format!(
-                    "the endpoint did not answer within {} s",
-                    REQUEST_TIMEOUT.as_secs()
-                ),
-            )),
-        }
-    }
-
-    async fn send_inner(&self, url: &str, request: &Request) -> Result<(), Failure> {
-        let dest = self.policy.resolve(url).await.map_err(|e| {
-            Failure::retry(
-                "HttpEndpoint.ConnectionFailed",
-                format!("the address is not allowed or not resolvable: {e}"),
+        let response = self
+            .http
+            .post(
+                url,
+                &request.headers,
+                request.body.clone(),
+                MAX_RESPONSE_BYTES,
+                REQUEST_TIMEOUT,
             )
-        })?;
-        let mut last = None;
-        let mut tcp = None;
-        for addr in &dest.addrs {
-            match TcpStream::connect(addr).await {
-                Ok(s) => {
-                    tcp = Some(s);
-                    break;
-                }
-                Err(e) => last = Some(e),
+            .await;
+        match response {
+            Ok(r) => check_response(r.status, &r.body, &request.request_id),
+            Err(TransportError::TooLarge { status, .. }) if status != 200 => {
+                check_response(status, b"", &request.request_id)
             }
-        }
-        let tcp = tcp.ok_or_else(|| {
-            Failure::retry(
-                "HttpEndpoint.ConnectionFailed",
-                format!(
-                    "could not connect to the endpoint: {}",
-                    last.map(|e| e.to_string()).unwrap_or_default()
-                ),
-            )
-        })?;
-        let _ = tcp.set_nodelay(true);
-        let host = dest.url.host_str().unwrap_or_default().to_string();
-        if dest.url.scheme() == "https" {
-            let name = rustls::pki_types::ServerName::try_from(
-                host.trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .to_string(),
-            )
-            .map_err(|e| Failure::retry("HttpEndpoint.ConnectionFailed", e.to_string()))?;
-            let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
-                .connect(name, tcp)
-                .await
-                .map_err(|e| {
-                    Failure::retry(
-                        "HttpEndpoint.ConnectionFailed",
-                        format!("TLS handshake with the endpoint failed: {e}"),
-                    )
-                })?;
-            exchange(tls, &dest.url, request).await
-        } else {
-            exchange(tcp, &dest.url, request).await
+            Err(e) => Err(Failure::retry(transport_code(&e), e.to_string())),
         }
     }
 }
 
-async fn exchange<S>(io: S, url: &url::Url, request: &Request) -> Result<(), Failure>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let reset = |e: hyper::Error| {
-        Failure::retry(
-            "HttpEndpoint.ConnectionReset",
-            format!("the connection to the endpoint failed: {e}"),
-        )
-    };
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(reset)?;
-    let conn = tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let mut host = url.host_str().unwrap_or_default().to_string();
-    if let Some(port) = url.port() {
-        host = format!("{host}:{port}");
-    }
-    let path = match url.query() {
-        Some(q) => format!("{}?{q}", url.path()),
-        None => url.path().to_string(),
-    };
-    let mut builder = hyper::Request::post(path)
-        .header("host", host)
-        .header("content-length", request.body.len().to_string());
-    for (name, value) in &request.headers {
-        builder = builder.header(*name, value);
-    }
-    let req = builder
-        .body(Full::new(request.body.clone()))
-        .map_err(|e| Failure::retry("HttpEndpoint.DestinationException", e.to_string()))?;
-    let response = sender.send_request(req).await.map_err(reset)?;
-    let status = response.status().as_u16();
-    let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
-        .collect()
-        .await;
-    conn.abort();
-    let body = match body {
-        Ok(b) => b.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            if status != 200 {
-                return check_response(status, b"", &request.request_id);
-            }
-            return Err(Failure::retry(
-                "HttpEndpoint.ResponseTooLarge",
-                format!("the response body is larger than {MAX_RESPONSE_BYTES} bytes"),
-            ));
+/// Firehose's error code for a request that got no usable answer.
+fn transport_code(e: &TransportError) -> &'static str {
+    match e {
+        TransportError::NotAllowed(_) | TransportError::Connect(_) | TransportError::Tls(_) => {
+            "HttpEndpoint.ConnectionFailed"
         }
-        Err(e) => {
-            return Err(Failure::retry(
-                "HttpEndpoint.ConnectionReset",
-                format!("reading the endpoint's response failed: {e}"),
-            ));
-        }
-    };
-    check_response(status, &body, &request.request_id)
+        TransportError::Reset(_) => "HttpEndpoint.ConnectionReset",
+        TransportError::Timeout(_) => "HttpEndpoint.RequestTimeout",
+        TransportError::TooLarge { .. } => "HttpEndpoint.ResponseTooLarge",
+    }
 }
 
 #[cfg(test)]
@@ -732,7 +552,7 @@ mod tests {
         for (response, code, permanent) in cases {
             let (url, _server) = serve_once(Some(response)).await;
             let e = local_client().send(&url, &r).await.unwrap_err();
-            assert_eq!((e.code, e.permanent), (code, permanent), "{}", e.message);
+            assert_eq!((e.code.as_str(), e.permanent), (code, permanent), "{}", e.message);
         }
         // Nobody listening.
         let port = {

@@ -6,12 +6,17 @@
 //! - [`sealed`]: reading encrypted (`KMSEncryptionConfig`) objects of local buckets.
 //! - [`keys`]: Firehose's object key naming (prefix expressions and the fixed suffix).
 //! - [`egress`]: which URLs a destination may connect to (the SSRF guard).
+//! - [`transport`]: one HTTP POST within the egress policy (HTTP endpoint, OpenSearch, Splunk).
+//! - [`retry`]: failures of delivery attempts and the retry schedule.
+//! - [`http`]: Firehose's HTTP endpoint delivery protocol v1.0.
 
 pub mod egress;
 pub mod http;
 pub mod keys;
 pub mod object;
+pub mod retry;
 pub mod sealed;
+pub mod transport;
 
 pub use object::{Buckets, ObjectSink, S3BucketConfig, StoreSink};
 
