@@ -139,7 +139,8 @@ impl DestinationKind {
             Self::S3 | Self::ExtendedS3 => "S3",
             Self::HttpEndpoint => "HttpEndpoint",
             Self::Redshift => "Redshift",
-            Self::AmazonOpenSearchService | Self::Elasticsearch => "AmazonOpenSearchService",
+            Self::AmazonOpenSearchService => "AmazonOpenSearchService",
+            Self::Elasticsearch => "Elasticsearch",
             Self::Splunk => "Splunk",
         }
     }
@@ -599,7 +600,10 @@ pub fn validate_http_destination(h: &HttpEndpointDestinationConfiguration) -> Re
 /// The backup bucket's destination of an HTTP endpoint stream: its `S3Configuration`, with
 /// the endpoint's processors (so the pipeline runs them as for S3 streams).
 fn http_backing(h: &HttpEndpointDestinationConfiguration) -> ExtendedS3DestinationConfiguration {
-    remote::backing(h.s3_configuration.as_ref(), h.processing_configuration.as_ref())
+    remote::backing(
+        h.s3_configuration.as_ref(),
+        h.processing_configuration.as_ref(),
+    )
 }
 
 fn validate_tags(tags: &[Tag]) -> Result<()> {
@@ -785,35 +789,49 @@ impl StreamSpec {
                     ));
                 }
                 validate_redshift(&r)?;
-                let backing = remote::backing(r.s3_configuration.as_ref(), r.processing_configuration.as_ref());
+                let backing = remote::redshift_backing(&r);
                 redshift = Some(r);
                 (DestinationKind::Redshift, backing)
             }
-            _ if input.amazonopensearchservice_destination_configuration.is_some()
+            _ if input
+                .amazonopensearchservice_destination_configuration
+                .is_some()
                 || input.elasticsearch_destination_configuration.is_some() =>
             {
                 let (kind, o) = match input.amazonopensearchservice_destination_configuration {
                     Some(o) => (DestinationKind::AmazonOpenSearchService, o),
                     None => (
                         DestinationKind::Elasticsearch,
-                        input.elasticsearch_destination_configuration.unwrap_or_default(),
+                        input
+                            .elasticsearch_destination_configuration
+                            .unwrap_or_default(),
                     ),
                 };
                 if o.s3_update.is_some() {
-                    return Err(ApiError::invalid("S3Update is only valid in destination updates; use S3Configuration."));
+                    return Err(ApiError::invalid(
+                        "S3Update is only valid in destination updates; use S3Configuration.",
+                    ));
                 }
                 validate_opensearch(&o)?;
-                let backing = remote::backing(o.s3_configuration.as_ref(), o.processing_configuration.as_ref());
+                let backing = remote::backing(
+                    o.s3_configuration.as_ref(),
+                    o.processing_configuration.as_ref(),
+                );
                 opensearch = Some(o);
                 (kind, backing)
             }
             _ if input.splunk_destination_configuration.is_some() => {
                 let sp = input.splunk_destination_configuration.unwrap_or_default();
                 if sp.s3_update.is_some() {
-                    return Err(ApiError::invalid("S3Update is only valid in SplunkDestinationUpdate; use S3Configuration."));
+                    return Err(ApiError::invalid(
+                        "S3Update is only valid in SplunkDestinationUpdate; use S3Configuration.",
+                    ));
                 }
                 validate_splunk(&sp)?;
-                let backing = remote::backing(sp.s3_configuration.as_ref(), sp.processing_configuration.as_ref());
+                let backing = remote::backing(
+                    sp.s3_configuration.as_ref(),
+                    sp.processing_configuration.as_ref(),
+                );
                 splunk = Some(sp);
                 (DestinationKind::Splunk, backing)
             }
@@ -942,18 +960,33 @@ impl StreamSpec {
             &input.splunk_destination_update,
         ) {
             (DestinationKind::Redshift, Some(update), None, None) => {
-                let next = remote::update_redshift(self.redshift.as_ref().unwrap_or(&Default::default()), update)?;
-                self.destination = remote::backing(next.s3_configuration.as_ref(), next.processing_configuration.as_ref());
+                let next = remote::update_redshift(
+                    self.redshift.as_ref().unwrap_or(&Default::default()),
+                    update,
+                )?;
+                self.destination = remote::redshift_backing(&next);
                 self.redshift = Some(next);
             }
             (kind, None, Some((update_kind, update)), None) if kind == update_kind => {
-                let next = remote::update_opensearch(self.opensearch.as_ref().unwrap_or(&Default::default()), update)?;
-                self.destination = remote::backing(next.s3_configuration.as_ref(), next.processing_configuration.as_ref());
+                let next = remote::update_opensearch(
+                    self.opensearch.as_ref().unwrap_or(&Default::default()),
+                    update,
+                )?;
+                self.destination = remote::backing(
+                    next.s3_configuration.as_ref(),
+                    next.processing_configuration.as_ref(),
+                );
                 self.opensearch = Some(next);
             }
             (DestinationKind::Splunk, None, None, Some(update)) => {
-                let next = remote::update_splunk(self.splunk.as_ref().unwrap_or(&Default::default()), update)?;
-                self.destination = remote::backing(next.s3_configuration.as_ref(), next.processing_configuration.as_ref());
+                let next = remote::update_splunk(
+                    self.splunk.as_ref().unwrap_or(&Default::default()),
+                    update,
+                )?;
+                self.destination = remote::backing(
+                    next.s3_configuration.as_ref(),
+                    next.processing_configuration.as_ref(),
+                );
                 self.splunk = Some(next);
             }
             (DestinationKind::S3 | DestinationKind::ExtendedS3, None, None, None) => {}
@@ -1072,11 +1105,15 @@ impl StreamSpec {
                 300,
             ),
             DestinationKind::Redshift => (
-                self.redshift.as_ref().and_then(|r| r.retry_options.as_ref()),
+                self.redshift
+                    .as_ref()
+                    .and_then(|r| r.retry_options.as_ref()),
                 remote::REDSHIFT_RETRY_DEFAULT_S,
             ),
             DestinationKind::AmazonOpenSearchService | DestinationKind::Elasticsearch => (
-                self.opensearch.as_ref().and_then(|o| o.retry_options.as_ref()),
+                self.opensearch
+                    .as_ref()
+                    .and_then(|o| o.retry_options.as_ref()),
                 remote::OPENSEARCH_RETRY_DEFAULT_S,
             ),
             DestinationKind::Splunk => (
@@ -1121,7 +1158,10 @@ impl StreamSpec {
         };
         let h = h.unwrap_or_default();
         let size = h.size_in_mbs.unwrap_or(5).clamp(1, 128) as u64;
-        let interval = h.interval_in_seconds.unwrap_or(default_interval).clamp(0, 900) as u64;
+        let interval = h
+            .interval_in_seconds
+            .unwrap_or(default_interval)
+            .clamp(0, 900) as u64;
         (size * 1024 * 1024, interval)
     }
 
@@ -1238,7 +1278,10 @@ impl StreamSpec {
             ext.insert("CustomTimeZone".into(), json!(v));
         }
         let mut destination = match &self.http {
-            None if self.redshift.is_some() || self.opensearch.is_some() || self.splunk.is_some() => {
+            None if self.redshift.is_some()
+                || self.opensearch.is_some()
+                || self.splunk.is_some() =>
+            {
                 let mut s3 = extended.clone();
                 s3.insert(
                     "BufferingHints".into(),

@@ -331,6 +331,10 @@ pub struct Limits {
     /// Per stream: distinct dynamic partitions in one buffer (AWS default 500).
     #[serde(default = "default_max_active_partitions")]
     pub max_active_partitions: usize,
+    /// Seconds that cap every Splunk stream's `HECAcknowledgmentTimeoutInSeconds` (whose
+    /// minimum is 180): for tests of acknowledgement timeouts. Unset: no cap.
+    #[serde(default)]
+    pub splunk_ack_timeout_cap_seconds: Option<f64>,
 }
 
 impl Default for Limits {
@@ -344,6 +348,7 @@ impl Default for Limits {
             retention_hours: default_retention_hours(),
             segment_mib: default_segment_mib(),
             max_active_partitions: default_max_active_partitions(),
+            splunk_ack_timeout_cap_seconds: None,
         }
     }
 }
@@ -451,6 +456,11 @@ impl Config {
             egress: self.egress.clone(),
             opensearch_domains: self.opensearch_domains.clone(),
             redshift_clusters: self.redshift_clusters.clone(),
+            splunk_ack_timeout_cap: self
+                .limits
+                .splunk_ack_timeout_cap_seconds
+                .filter(|s| s.is_finite() && *s > 0.0)
+                .map(std::time::Duration::from_secs_f64),
             ..Default::default()
         }
     }

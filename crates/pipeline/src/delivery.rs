@@ -279,13 +279,15 @@ async fn deliver(
             return crate::remote::deliver(rt, &endpoint, plan, records, shutdown).await;
         }
         DestinationKind::Redshift => {
-            return Err(Error::Internal("WIP: redshift not wired yet".into()));
+            return crate::redshift::deliver(rt, plan, records, shutdown).await;
         }
         DestinationKind::AmazonOpenSearchService | DestinationKind::Elasticsearch => {
-            return Err(Error::Internal("WIP: opensearch not wired yet".into()));
+            let cluster = crate::opensearch::Cluster::new(rt)?;
+            return crate::remote::deliver(rt, &cluster, plan, records, shutdown).await;
         }
         DestinationKind::Splunk => {
-            return Err(Error::Internal("WIP: splunk not wired yet".into()));
+            let collector = crate::splunk::Collector::new(rt)?;
+            return crate::remote::deliver(rt, &collector, plan, records, shutdown).await;
         }
     }
     let flush = crate::flush::build(rt, plan, records).await?;

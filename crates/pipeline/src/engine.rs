@@ -83,6 +83,10 @@ pub struct EngineConfig {
     pub opensearch_domains: std::collections::BTreeMap<String, String>,
     /// Redshift `ClusterJDBCURL` -> PostgreSQL connection string (`[redshift_clusters]`).
     pub redshift_clusters: std::collections::BTreeMap<String, String>,
+    /// Caps Splunk's `HECAcknowledgmentTimeoutInSeconds` (whose minimum is 180 s), for tests
+    /// of acknowledgement timeouts (`[limits] splunk_ack_timeout_cap_seconds`). `None`: the
+    /// configured timeout as is.
+    pub splunk_ack_timeout_cap: Option<std::time::Duration>,
 }
 
 impl Default for EngineConfig {
@@ -102,6 +106,7 @@ impl Default for EngineConfig {
             egress: Default::default(),
             opensearch_domains: Default::default(),
             redshift_clusters: Default::default(),
+            splunk_ack_timeout_cap: None,
         }
     }
 }
@@ -193,6 +198,10 @@ pub struct StreamRuntime {
     announced: std::sync::Mutex<std::collections::VecDeque<(u64, Vec<String>)>>,
     /// The HTTP endpoint client (made at first use, with the engine's egress policy).
     http_client: std::sync::OnceLock<Arc<lakehose_sinks::http::HttpEndpointClient>>,
+    /// The OpenSearch / Elasticsearch bulk client (made at first use, like `http_client`).
+    opensearch_client: std::sync::OnceLock<Arc<lakehose_sinks::opensearch::BulkClient>>,
+    /// The Splunk HEC client (made at first use, with the engine's egress policy).
+    splunk_client: std::sync::OnceLock<Arc<lakehose_sinks::splunk::HecClient>>,
 }
 
 impl StreamRuntime {
@@ -225,6 +234,26 @@ impl StreamRuntime {
         self.http_client
             .get_or_init(|| {
                 Arc::new(lakehose_sinks::http::HttpEndpointClient::new(
+                    self.config.egress.clone(),
+                ))
+            })
+            .clone()
+    }
+
+    pub(crate) fn splunk_client(&self) -> Arc<lakehose_sinks::splunk::HecClient> {
+        self.splunk_client
+            .get_or_init(|| {
+                Arc::new(lakehose_sinks::splunk::HecClient::new(
+                    self.config.egress.clone(),
+                ))
+            })
+            .clone()
+    }
+
+    pub(crate) fn opensearch_client(&self) -> Arc<lakehose_sinks::opensearch::BulkClient> {
+        self.opensearch_client
+            .get_or_init(|| {
+                Arc::new(lakehose_sinks::opensearch::BulkClient::new(
                     self.config.egress.clone(),
                 ))
             })
@@ -614,6 +643,9 @@ impl Engine {
         }
         // Each destination checks what only the engine knows (egress policy, lakehose.toml
         // mappings, COPY options).
+        crate::splunk::check(&self.config, spec)?;
+        crate::opensearch::check(&self.config, spec)?;
+        crate::redshift::check(&self.config, spec)?;
         let processing = spec
             .destination
             .processing_configuration
@@ -701,6 +733,8 @@ impl Engine {
             task: std::sync::Mutex::new(None),
             announced: std::sync::Mutex::default(),
             http_client: std::sync::OnceLock::new(),
+            opensearch_client: std::sync::OnceLock::new(),
+            splunk_client: std::sync::OnceLock::new(),
         });
         if startable {
             let task = tokio::spawn(crate::delivery::run(rt.clone(), shutdown_rx));

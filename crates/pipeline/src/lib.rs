@@ -13,7 +13,10 @@ pub mod engine;
 pub(crate) mod flush;
 pub mod fresh;
 pub(crate) mod http;
+pub(crate) mod opensearch;
+pub(crate) mod redshift;
 pub(crate) mod remote;
+pub(crate) mod splunk;
 
 pub use engine::{Engine, EngineConfig, StreamRuntime, parse_record_id, record_id};
 pub use fresh::FreshRows;

@@ -106,7 +106,11 @@ pub(crate) async fn send_with_retries<S: Sender>(
                         .increment(1);
                     last_failure = Some(failure.clone());
                     if failure.permanent {
-                        failed.push(Failed { item, failure, attempts });
+                        failed.push(Failed {
+                            item,
+                            failure,
+                            attempts,
+                        });
                     } else {
                         still.push((item, attempts, failure));
                     }
@@ -121,11 +125,11 @@ pub(crate) async fn send_with_retries<S: Sender>(
         let wait = retry::next_wait(round, now - first, retry_ms, retry::random_jitter());
         round += 1;
         let Some(wait) = wait else {
-            failed.extend(
-                still
-                    .into_iter()
-                    .map(|(item, attempts, failure)| Failed { item, failure, attempts }),
-            );
+            failed.extend(still.into_iter().map(|(item, attempts, failure)| Failed {
+                item,
+                failure,
+                attempts,
+            }));
             break;
         };
         if let Some(f) = last_failure
@@ -162,33 +166,29 @@ pub(crate) async fn deliver<D: Destination>(
     processed.sort_by_key(|r| r.seq);
     let items = dest.items(plan, &processed)?;
     let retry_ms = (spec.retry_seconds() * 1000) as i64;
-    let failed = send_with_retries(
-        rt,
-        dest,
-        items,
-        retry_ms,
-        shutdown,
-        |item| {
-            let (count, bytes) = dest.size(item);
-            metrics::counter!(format!("DeliveryTo{metric}.Success"), "stream" => name.clone())
-                .increment(1);
-            metrics::counter!(format!("DeliveryTo{metric}.Records"), "stream" => name.clone())
-                .increment(count);
-            metrics::counter!(format!("DeliveryTo{metric}.Bytes"), "stream" => name.clone())
-                .increment(bytes);
-            rt.stats.delivered(count, bytes);
-        },
-    )
+    let failed = send_with_retries(rt, dest, items, retry_ms, shutdown, |item| {
+        let (count, bytes) = dest.size(item);
+        metrics::counter!(format!("DeliveryTo{metric}.Success"), "stream" => name.clone())
+            .increment(1);
+        metrics::counter!(format!("DeliveryTo{metric}.Records"), "stream" => name.clone())
+            .increment(count);
+        metrics::counter!(format!("DeliveryTo{metric}.Bytes"), "stream" => name.clone())
+            .increment(bytes);
+        rt.stats.delivered(count, bytes);
+    })
     .await;
     let Some(failed) = failed else {
         return Ok(false);
     };
     let ending = rt.now_ms();
+    if let Some(first) = failed.first() {
+        let records: u64 = failed.iter().map(|f| dest.size(&f.item).0).sum();
+        tracing::error!(stream = %name, destination = metric, records, items = failed.len(),
+            code = %first.failure.code, error = %first.failure.message, attempts = first.attempts,
+            "delivery failed for good; the records go to the error output (first failure shown)");
+    }
     for f in failed {
         let (count, _) = dest.size(&f.item);
-        tracing::error!(stream = %name, destination = metric, records = count, code = %f.failure.code,
-            error = %f.failure.message, attempts = f.attempts,
-            "delivery failed for good; the records go to the error output");
         metrics::counter!(format!("DeliveryTo{metric}.ProcessingFailed"), "stream" => name.clone())
             .increment(count);
         for document in dest.error_documents(&f.item, &f.failure, f.attempts, ending) {

@@ -20,10 +20,10 @@ use base64::Engine as _;
 use bytes::Bytes;
 
 use crate::egress::EgressPolicy;
-use crate::transport::{HttpClient, TransportError};
 pub use crate::retry::{
     BACKOFF_CAP, BACKOFF_INITIAL, BACKOFF_JITTER, Failure, backoff, next_wait, random_jitter,
 };
+use crate::transport::{HttpClient, TransportError};
 
 /// `X-Amz-Firehose-Protocol-Version`.
 pub const PROTOCOL_VERSION: &str = "1.0";
@@ -552,7 +552,12 @@ mod tests {
         for (response, code, permanent) in cases {
             let (url, _server) = serve_once(Some(response)).await;
             let e = local_client().send(&url, &r).await.unwrap_err();
-            assert_eq!((e.code.as_str(), e.permanent), (code, permanent), "{}", e.message);
+            assert_eq!(
+                (e.code.as_str(), e.permanent),
+                (code, permanent),
+                "{}",
+                e.message
+            );
         }
         // Nobody listening.
         let port = {

@@ -9,13 +9,19 @@
 //! - [`transport`]: one HTTP POST within the egress policy (HTTP endpoint, OpenSearch, Splunk).
 //! - [`retry`]: failures of delivery attempts and the retry schedule.
 //! - [`http`]: Firehose's HTTP endpoint delivery protocol v1.0.
+//! - [`splunk`]: Splunk's HTTP Event Collector protocol with indexer acknowledgement.
+//! - [`opensearch`]: the OpenSearch / Elasticsearch `_bulk` protocol (index rotation, document ids).
+//! - [`postgres`]: the Redshift destination's COPY into PostgreSQL.
 
 pub mod egress;
 pub mod http;
 pub mod keys;
 pub mod object;
+pub mod opensearch;
+pub mod postgres;
 pub mod retry;
 pub mod sealed;
+pub mod splunk;
 pub mod transport;
 
 pub use object::{Buckets, ObjectSink, S3BucketConfig, StoreSink};

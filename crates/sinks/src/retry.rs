@@ -66,4 +66,3 @@ pub fn next_wait(attempt: u32, elapsed_ms: i64, retry_ms: i64, jitter: f64) -> O
 pub fn random_jitter() -> f64 {
     rand::random_range(-BACKOFF_JITTER..=BACKOFF_JITTER)
 }
-

@@ -12,8 +12,10 @@
 
 use serde_json::{Value, json};
 
-use super::{StreamSpec, s3_to_extended, validate_buffering, validate_processing, validate_role,
-    validate_s3_common, validation};
+use super::{
+    StreamSpec, s3_to_extended, validate_buffering, validate_processing, validate_role,
+    validate_s3_common, validation,
+};
 use crate::error::{ApiError, Result};
 use crate::model::{
     BufferingHints, CloudWatchLoggingOptions, ExtendedS3DestinationConfiguration,
@@ -35,7 +37,10 @@ fn check_enum(field: &str, value: Option<&str>, allowed: &[&str]) -> Result<()> 
         Some(v) if !allowed.contains(&v) => Err(validation(
             field,
             v,
-            &format!("Member must satisfy enum value set: [{}]", allowed.join(", ")),
+            &format!(
+                "Member must satisfy enum value set: [{}]",
+                allowed.join(", ")
+            ),
         )),
         _ => Ok(()),
     }
@@ -99,7 +104,9 @@ fn refuse_secrets_manager(v: Option<&Value>, instead: &str) -> Result<()> {
     Ok(())
 }
 
-fn backup_bucket(s3: Option<&S3DestinationConfiguration>) -> Result<ExtendedS3DestinationConfiguration> {
+fn backup_bucket(
+    s3: Option<&S3DestinationConfiguration>,
+) -> Result<ExtendedS3DestinationConfiguration> {
     let s3 = s3.ok_or_else(|| ApiError::invalid("S3Configuration is required."))?;
     let d = s3_to_extended(s3.clone());
     validate_s3_common(&d, false)?;
@@ -114,6 +121,21 @@ pub(super) fn backing(
 ) -> ExtendedS3DestinationConfiguration {
     let mut d = s3_to_extended(s3.cloned().unwrap_or_default());
     d.processing_configuration = processing.cloned();
+    d
+}
+
+/// The staging bucket of a Redshift destination: its `S3Configuration` with its processors and
+/// its source-record backup (`S3BackupMode: Enabled`), so the pipeline stages the batches as
+/// it writes an S3 stream's objects.
+pub(super) fn redshift_backing(
+    r: &RedshiftDestinationConfiguration,
+) -> ExtendedS3DestinationConfiguration {
+    let mut d = backing(
+        r.s3_configuration.as_ref(),
+        r.processing_configuration.as_ref(),
+    );
+    d.s3_backup_mode = r.s3_backup_mode.clone();
+    d.s3_backup_configuration = r.s3_backup_configuration.clone();
     d
 }
 
@@ -155,12 +177,16 @@ fn is_jdbc_url(url: &str) -> bool {
         return false;
     };
     !host.is_empty()
-        && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
         && !port.is_empty()
         && port.len() <= 5
         && port.bytes().all(|b| b.is_ascii_digit())
         && !db.is_empty()
-        && db.bytes().all(|b| b.is_ascii_alphanumeric() || b"_$-".contains(&b))
+        && db
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_$-".contains(&b))
 }
 
 /// Validates a Redshift destination (the COPY options are checked by the engine, which
@@ -189,9 +215,11 @@ pub fn validate_redshift(r: &RedshiftDestinationConfiguration) -> Result<()> {
     check_len("copyCommand.dataTableName", Some(table), 1, 512, table)?;
     check_len("username", r.username.as_deref(), 1, 512, "***")?;
     check_len("password", r.password.as_deref(), 6, 512, "***")?;
-    refuse_secrets_manager(r.secrets_manager_configuration.as_ref(), "Username and Password")?;
-    if r.secrets_manager_configuration.is_none() && (r.username.is_none() || r.password.is_none())
-    {
+    refuse_secrets_manager(
+        r.secrets_manager_configuration.as_ref(),
+        "Username and Password",
+    )?;
+    if r.secrets_manager_configuration.is_none() && (r.username.is_none() || r.password.is_none()) {
         return Err(ApiError::invalid(
             "Username and Password are required when SecretsManagerConfiguration is not enabled.",
         ));
@@ -246,7 +274,13 @@ pub fn validate_opensearch(o: &OpenSearchDestinationConfiguration) -> Result<()>
             "IndexName '{index}' is not a valid index name: lowercase, without \\ / * ? \" < > | space , #, not starting with _ - +."
         )));
     }
-    check_len("typeName", o.type_name.as_deref(), 0, 100, o.type_name.as_deref().unwrap_or_default())?;
+    check_len(
+        "typeName",
+        o.type_name.as_deref(),
+        0,
+        100,
+        o.type_name.as_deref().unwrap_or_default(),
+    )?;
     match (o.domain_arn.as_deref(), o.cluster_endpoint.as_deref()) {
         (Some(_), Some(_)) => {
             return Err(ApiError::invalid(
@@ -366,7 +400,8 @@ pub(super) fn fill_defaults(spec: &mut StreamSpec) {
             .get_or_insert_with(|| "OneDay".into());
     }
     if let Some(s) = &mut spec.splunk {
-        s.s3_backup_mode.get_or_insert_with(|| "FailedEventsOnly".into());
+        s.s3_backup_mode
+            .get_or_insert_with(|| "FailedEventsOnly".into());
         s.hec_acknowledgment_timeout_in_seconds
             .get_or_insert(SPLUNK_ACK_TIMEOUT_DEFAULT_S);
     }
@@ -568,6 +603,201 @@ impl StreamSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{CreateDeliveryStreamInput, UpdateDestinationInput};
+    use crate::stream::DestinationKind;
+
+    const ROLE: &str = "arn:aws:iam::123456789012:role/firehose";
+
+    fn create(dest: Value) -> Result<StreamSpec> {
+        let mut body = json!({"DeliveryStreamName": "s1"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(dest.as_object().unwrap().clone());
+        let input: CreateDeliveryStreamInput = serde_json::from_value(body).unwrap();
+        StreamSpec::from_create(input, "us-east-1", 1_000)
+    }
+
+    fn update(spec: &mut StreamSpec, member: &str, value: Value) -> Result<()> {
+        let input: UpdateDestinationInput = serde_json::from_value(json!({
+            "DeliveryStreamName": "s1",
+            "CurrentDeliveryStreamVersionId": spec.version.to_string(),
+            "DestinationId": "destinationId-000000000001",
+            member: value,
+        }))
+        .unwrap();
+        spec.apply_update(&input, 2_000)
+    }
+
+    fn bucket(name: &str) -> Value {
+        json!({"RoleARN": ROLE, "BucketARN": format!("arn:aws:s3:::{name}")})
+    }
+
+    fn redshift() -> Value {
+        json!({"RedshiftDestinationConfiguration": {
+            "RoleARN": ROLE,
+            "ClusterJDBCURL": "jdbc:redshift://c.abc.us-east-1.redshift.amazonaws.com:5439/dev",
+            "CopyCommand": {"DataTableName": "events", "CopyOptions": "JSON 'auto'"},
+            "Username": "loader", "Password": "secret-password",
+            "S3Configuration": bucket("stage"),
+        }})
+    }
+
+    fn opensearch(member: &str) -> Value {
+        json!({member: {
+            "RoleARN": ROLE, "IndexName": "logs", "ClusterEndpoint": "https://search.example.com",
+            "S3Configuration": bucket("backup"),
+        }})
+    }
+
+    fn splunk() -> Value {
+        json!({"SplunkDestinationConfiguration": {
+            "HECEndpoint": "https://splunk.example.com:8088", "HECEndpointType": "Event",
+            "HECToken": "token", "S3Configuration": bucket("backup"),
+        }})
+    }
+
+    #[test]
+    fn defaults_retry_windows_and_descriptions() {
+        let r = create(redshift()).unwrap();
+        assert_eq!(r.kind, DestinationKind::Redshift);
+        assert_eq!(r.retry_seconds(), 3600);
+        assert_eq!(r.bucket(), "stage");
+        let d = r.describe();
+        let rd = &d["Destinations"][0]["RedshiftDestinationDescription"];
+        assert_eq!(rd["Username"], "loader");
+        assert!(
+            rd.get("Password").is_none(),
+            "passwords are never described"
+        );
+        assert_eq!(rd["S3BackupMode"], "Disabled");
+        assert_eq!(
+            rd["S3DestinationDescription"]["BucketARN"],
+            "arn:aws:s3:::stage"
+        );
+
+        let o = create(opensearch(
+            "AmazonopensearchserviceDestinationConfiguration",
+        ))
+        .unwrap();
+        assert_eq!(o.kind, DestinationKind::AmazonOpenSearchService);
+        assert_eq!(o.retry_seconds(), 300);
+        assert_eq!(o.buffering(), (5 * 1024 * 1024, 300));
+        let od = &o.describe()["Destinations"][0]["AmazonopensearchserviceDestinationDescription"];
+        assert_eq!(od["IndexRotationPeriod"], "OneDay");
+        assert_eq!(od["S3BackupMode"], "FailedDocumentsOnly");
+        assert_eq!(
+            od["DocumentIdOptions"]["DefaultDocumentIdFormat"],
+            "FIREHOSE_DEFAULT"
+        );
+        let e = create(opensearch("ElasticsearchDestinationConfiguration")).unwrap();
+        assert_eq!(e.kind, DestinationKind::Elasticsearch);
+        assert!(e.describe()["Destinations"][0]["ElasticsearchDestinationDescription"].is_object());
+
+        let s = create(splunk()).unwrap();
+        assert_eq!(s.retry_seconds(), 60);
+        assert_eq!(s.buffering(), (5 * 1024 * 1024, 60));
+        let sd = &s.describe()["Destinations"][0]["SplunkDestinationDescription"];
+        assert_eq!(sd["HECAcknowledgmentTimeoutInSeconds"], 180);
+        assert_eq!(sd["S3BackupMode"], "FailedEventsOnly");
+    }
+
+    #[test]
+    fn invalid_configurations_name_the_member() {
+        for (dest, says) in [
+            (
+                json!({"RedshiftDestinationConfiguration": {"RoleARN": ROLE}}),
+                "ClusterJDBCURL",
+            ),
+            (
+                json!({"SplunkDestinationConfiguration": {"HECEndpoint": "https://x", "HECEndpointType": "Json", "HECToken": "t", "S3Configuration": bucket("b")}}),
+                "hECEndpointType",
+            ),
+            (
+                json!({"AmazonopensearchserviceDestinationConfiguration": {"RoleARN": ROLE, "IndexName": "Logs", "ClusterEndpoint": "https://x", "S3Configuration": bucket("b")}}),
+                "IndexName",
+            ),
+            (
+                json!({"AmazonopensearchserviceDestinationConfiguration": {"RoleARN": ROLE, "IndexName": "logs", "S3Configuration": bucket("b")}}),
+                "DomainARN or ClusterEndpoint",
+            ),
+        ] {
+            let e = create(dest).unwrap_err();
+            assert!(e.message.contains(says), "{says}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn updates_merge_keep_secrets_and_refuse_type_changes() {
+        let mut r = create(redshift()).unwrap();
+        update(
+            &mut r,
+            "RedshiftDestinationUpdate",
+            json!({"CopyCommand": {"CopyOptions": "CSV"}, "S3Update": {"Prefix": "staged/"},
+                   "RetryOptions": {"DurationInSeconds": 10}}),
+        )
+        .unwrap();
+        let rs = r.redshift.as_ref().unwrap();
+        let copy = rs.copy_command.as_ref().unwrap();
+        assert_eq!(copy.data_table_name.as_deref(), Some("events"), "kept");
+        assert_eq!(copy.copy_options.as_deref(), Some("CSV"));
+        assert_eq!(rs.password.as_deref(), Some("secret-password"), "kept");
+        assert_eq!(r.destination.prefix.as_deref(), Some("staged/"));
+        assert_eq!(
+            r.destination.bucket_arn.as_deref(),
+            Some("arn:aws:s3:::stage")
+        );
+        assert_eq!((r.version, r.retry_seconds()), (2, 10));
+        let e = update(&mut r, "SplunkDestinationUpdate", json!({"HECToken": "x"})).unwrap_err();
+        assert!(
+            e.message.contains("RedshiftDestinationUpdate"),
+            "{}",
+            e.message
+        );
+        assert_eq!(r.version, 2, "a refused update changes nothing");
+
+        let mut s = create(splunk()).unwrap();
+        update(
+            &mut s,
+            "SplunkDestinationUpdate",
+            json!({"S3BackupMode": "AllEvents"}),
+        )
+        .unwrap();
+        let e = update(
+            &mut s,
+            "SplunkDestinationUpdate",
+            json!({"S3BackupMode": "FailedEventsOnly"}),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("AllEvents"), "{}", e.message);
+
+        let mut o = create(opensearch(
+            "AmazonopensearchserviceDestinationConfiguration",
+        ))
+        .unwrap();
+        update(
+            &mut o,
+            "AmazonopensearchserviceDestinationUpdate",
+            json!({"DomainARN": "arn:aws:es:us-east-1:123456789012:domain/logs"}),
+        )
+        .unwrap();
+        let os = o.opensearch.as_ref().unwrap();
+        assert!(
+            os.cluster_endpoint.is_none(),
+            "a DomainARN replaces the ClusterEndpoint"
+        );
+        let e = update(
+            &mut o,
+            "ElasticsearchDestinationUpdate",
+            json!({"IndexName": "x"}),
+        )
+        .unwrap_err();
+        assert!(
+            e.message
+                .contains("AmazonopensearchserviceDestinationUpdate"),
+            "{}",
+            e.message
+        );
+    }
 
     #[test]
     fn jdbc_urls() {

@@ -394,3 +394,31 @@ pub fn metric(endpoint: &str, name: &str, stream: &str) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// A private PostgreSQL server for this test process (`scripts/postgres-test-server`: Debian's
+/// `postgresql`, installed when missing, on 127.0.0.1 and a port of its own, data in a
+/// temporary directory, stopped when this process exits): its libpq connection string, user
+/// `lakehose` with a password, database `lakehose`.
+pub fn postgres() -> &'static str {
+    static SERVER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SERVER.get_or_init(|| {
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/postgres-test-server");
+        let out = Command::new(script)
+            .arg(std::process::id().to_string())
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("running scripts/postgres-test-server");
+        assert!(out.status.success(), "scripts/postgres-test-server failed");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    })
+}
+
+/// A connected client of [`postgres`].
+pub async fn postgres_client() -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(postgres(), tokio_postgres::NoTls)
+        .await
+        .expect("connecting to the test PostgreSQL");
+    tokio::spawn(connection);
+    client
+}

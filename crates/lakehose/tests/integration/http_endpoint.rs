@@ -19,7 +19,7 @@ use base64::Engine as _;
 
 use crate::common::*;
 
-const EGRESS: &str =
+pub(crate) const EGRESS: &str =
     "[egress]\nallow_http_hosts = [\"127.0.0.1\"]\nallow_private = [\"127.0.0.0/8\"]\n";
 const ACCESS_KEY: &str = "receiver-secret-key";
 
@@ -32,7 +32,7 @@ fn rt() -> tokio::runtime::Runtime {
 
 /// What the receiver answers.
 #[derive(Clone, Copy)]
-enum Mode {
+pub(crate) enum Mode {
     /// 200 with the request id.
     Accept,
     /// 500 for the first `n` requests, then accept.
@@ -53,14 +53,14 @@ struct Got {
     accepted: bool,
 }
 
-struct Receiver {
+pub(crate) struct Receiver {
     mode: Mutex<Mode>,
     got: Mutex<Vec<Got>>,
 }
 
 impl Receiver {
     /// Starts a receiver on 127.0.0.1 in its own thread; its URL and state.
-    fn start(mode: Mode) -> (String, Arc<Receiver>) {
+    pub(crate) fn start(mode: Mode) -> (String, Arc<Receiver>) {
         let state = Arc::new(Receiver {
             mode: Mutex::new(mode),
             got: Mutex::new(Vec::new()),
@@ -83,7 +83,7 @@ impl Receiver {
         (url, state)
     }
 
-    fn set_mode(&self, mode: Mode) {
+    pub(crate) fn set_mode(&self, mode: Mode) {
         *self.mode.lock().unwrap() = mode;
     }
 
@@ -92,7 +92,7 @@ impl Receiver {
     }
 
     /// The records of every accepted request, in order.
-    fn accepted_records(&self) -> Vec<String> {
+    pub(crate) fn accepted_records(&self) -> Vec<String> {
         self.got()
             .iter()
             .filter(|g| g.accepted)
