@@ -422,3 +422,42 @@ pub async fn postgres_client() -> tokio_postgres::Client {
     tokio::spawn(connection);
     client
 }
+
+/// `n` JSON lines `{"<tag>":i}` with their newline.
+pub fn lines(n: usize, tag: &str) -> Vec<String> {
+    (0..n).map(|i| format!("{{\"{tag}\":{i}}}\n")).collect()
+}
+
+/// Polls `done` every 50 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The error documents (one JSON line each) under `folder/` of the `backup` bucket.
+pub fn failure_docs(server: &Server, folder: &str) -> Vec<serde_json::Value> {
+    objects(&server.bucket("backup"))
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(&format!("{folder}/")))
+        .flat_map(|(_, body)| {
+            String::from_utf8(body)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect::<Vec<serde_json::Value>>()
+        })
+        .collect()
+}
+
+/// The decoded `rawData` of an error document.
+pub fn raw_data(doc: &serde_json::Value) -> String {
+    use base64::Engine as _;
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(doc["rawData"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap()
+}

@@ -4,7 +4,7 @@
 
 use std::io::Read;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_firehose::Client;
 use aws_sdk_firehose::types::{
@@ -220,41 +220,6 @@ async fn create(c: &Client, name: &str, dest: HttpEndpointDestinationConfigurati
         .unwrap();
 }
 
-fn lines(n: usize, tag: &str) -> Vec<String> {
-    (0..n).map(|i| format!("{{\"{tag}\":{i}}}\n")).collect()
-}
-
-fn wait_until(timeout: Duration, done: impl Fn() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The error documents under `http-endpoint-failed/` of the backup bucket.
-fn failure_docs(server: &Server) -> Vec<serde_json::Value> {
-    objects(&server.bucket("backup"))
-        .into_iter()
-        .filter(|(k, _)| k.starts_with("http-endpoint-failed/"))
-        .flat_map(|(_, body)| {
-            String::from_utf8(body)
-                .unwrap()
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect::<Vec<serde_json::Value>>()
-        })
-        .collect()
-}
-
-fn raw_data(doc: &serde_json::Value) -> String {
-    String::from_utf8(
-        base64::engine::general_purpose::STANDARD
-            .decode(doc["rawData"].as_str().unwrap())
-            .unwrap(),
-    )
-    .unwrap()
-}
-
 #[test]
 fn receiver_gets_every_record_with_the_protocol_headers() {
     let server = Server::start_with_config(EGRESS);
@@ -308,7 +273,7 @@ fn receiver_gets_every_record_with_the_protocol_headers() {
         assert!(g.body["timestamp"].as_i64().unwrap() > 1_600_000_000_000);
     }
     // Nothing failed, nothing backed up.
-    assert!(failure_docs(&server).is_empty());
+    assert!(failure_docs(&server, "http-endpoint-failed").is_empty());
     assert_eq!(
         metric(&server.endpoint, "DeliveryToHttpEndpoint_Records", "h1"),
         300.0
@@ -346,7 +311,7 @@ fn a_failing_receiver_gets_the_same_request_id_again() {
     // Exactly what was sent, once.
     assert_eq!(receiver.accepted_records(), sent);
     std::thread::sleep(Duration::from_millis(300));
-    assert!(failure_docs(&server).is_empty());
+    assert!(failure_docs(&server, "http-endpoint-failed").is_empty());
 }
 
 #[test]
@@ -380,9 +345,9 @@ fn failed_batches_land_in_the_backup_bucket() {
         put_lines(&c, "h4", &sent_b).await;
     });
     wait_until(Duration::from_secs(30), || {
-        failure_docs(&server).len() >= sent_a.len() + sent_b.len()
+        failure_docs(&server, "http-endpoint-failed").len() >= sent_a.len() + sent_b.len()
     });
-    let docs = failure_docs(&server);
+    let docs = failure_docs(&server, "http-endpoint-failed");
     assert_eq!(docs.len(), 20);
     let mut raw: Vec<String> = docs.iter().map(raw_data).collect();
     raw.sort();
@@ -490,8 +455,10 @@ fn private_endpoints_are_refused_or_never_contacted() {
         .await;
         put_lines(&c, "named", &lines(5, "f")).await;
     });
-    wait_until(Duration::from_secs(20), || failure_docs(&server).len() >= 5);
-    let docs = failure_docs(&server);
+    wait_until(Duration::from_secs(20), || {
+        failure_docs(&server, "http-endpoint-failed").len() >= 5
+    });
+    let docs = failure_docs(&server, "http-endpoint-failed");
     assert_eq!(docs.len(), 5);
     for d in &docs {
         assert_eq!(d["errorCode"], "HttpEndpoint.ConnectionFailed");

@@ -15,7 +15,6 @@ use aws_sdk_firehose::types::{
     ElasticsearchIndexRotationPeriod, ElasticsearchRetryOptions, ElasticsearchS3BackupMode,
     S3DestinationConfiguration,
 };
-use base64::Engine as _;
 
 use crate::common::*;
 use crate::opensearch_server::OpenSearchServer;
@@ -94,41 +93,6 @@ async fn create_os(
         .send()
         .await
         .unwrap();
-}
-
-fn lines(n: usize, tag: &str) -> Vec<String> {
-    (0..n).map(|i| format!("{{\"{tag}\":{i}}}\n")).collect()
-}
-
-fn wait_until(timeout: Duration, done: impl Fn() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The error documents under `folder/` of the backup bucket.
-fn failure_docs(server: &Server, folder: &str) -> Vec<serde_json::Value> {
-    objects(&server.bucket("backup"))
-        .into_iter()
-        .filter(|(k, _)| k.starts_with(&format!("{folder}/")))
-        .flat_map(|(_, body)| {
-            String::from_utf8(body)
-                .unwrap()
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect::<Vec<serde_json::Value>>()
-        })
-        .collect()
-}
-
-fn raw_data(doc: &serde_json::Value) -> String {
-    String::from_utf8(
-        base64::engine::general_purpose::STANDARD
-            .decode(doc["rawData"].as_str().unwrap())
-            .unwrap(),
-    )
-    .unwrap()
 }
 
 /// The document line of a record line (what the cluster stores).

@@ -6,14 +6,13 @@
 //! and disabled-ack failures, the `AllEvents` backup, validation and Describe.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_firehose::Client;
 use aws_sdk_firehose::types::{
     CompressionFormat, HecEndpointType, S3DestinationConfiguration, SplunkBufferingHints,
     SplunkDestinationConfiguration, SplunkRetryOptions, SplunkS3BackupMode,
 };
-use base64::Engine as _;
 
 use crate::common::*;
 use crate::splunk_server::{Endpoint, Hec};
@@ -74,41 +73,6 @@ async fn create_splunk(
         .send()
         .await
         .unwrap();
-}
-
-fn lines(n: usize, tag: &str) -> Vec<String> {
-    (0..n).map(|i| format!("{{\"{tag}\":{i}}}\n")).collect()
-}
-
-fn wait_until(timeout: Duration, done: impl Fn() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The error documents under `splunk-failed/` of the backup bucket.
-fn failure_docs(server: &Server) -> Vec<serde_json::Value> {
-    objects(&server.bucket("backup"))
-        .into_iter()
-        .filter(|(k, _)| k.starts_with("splunk-failed/"))
-        .flat_map(|(_, body)| {
-            String::from_utf8(body)
-                .unwrap()
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect::<Vec<serde_json::Value>>()
-        })
-        .collect()
-}
-
-fn raw_data(doc: &serde_json::Value) -> String {
-    String::from_utf8(
-        base64::engine::general_purpose::STANDARD
-            .decode(doc["rawData"].as_str().unwrap())
-            .unwrap(),
-    )
-    .unwrap()
 }
 
 fn now_s() -> f64 {
@@ -194,7 +158,7 @@ fn events_arrive_in_order_with_the_token_and_channel() {
         );
         assert_eq!(r.headers["x-splunk-request-channel"], channel.as_str());
     }
-    assert!(failure_docs(&server).is_empty());
+    assert!(failure_docs(&server, "splunk-failed").is_empty());
     assert_eq!(
         metric(&server.endpoint, "DeliveryToSplunk_Records", "s1"),
         sent.len() as f64
@@ -252,7 +216,7 @@ fn raw_mode_concatenates_records_on_a_stable_channel() {
             format!("Splunk {TOKEN}").as_str()
         );
     }
-    assert!(failure_docs(&server).is_empty());
+    assert!(failure_docs(&server, "splunk-failed").is_empty());
 }
 
 #[test]
@@ -294,7 +258,7 @@ fn a_busy_collector_gets_everything_once_after_retries() {
     // Indexed once: nothing was sent again after the acknowledged request.
     assert_eq!(hec.indexed_events().len(), sent.len());
     std::thread::sleep(Duration::from_millis(300));
-    assert!(failure_docs(&server).is_empty());
+    assert!(failure_docs(&server, "splunk-failed").is_empty());
 }
 
 #[test]
@@ -320,9 +284,9 @@ fn acknowledgements_that_never_come_end_in_splunk_failed() {
         put_lines(&c, "s3", &sent).await;
     });
     wait_until(Duration::from_secs(30), || {
-        failure_docs(&server).len() >= sent.len()
+        failure_docs(&server, "splunk-failed").len() >= sent.len()
     });
-    let docs = failure_docs(&server);
+    let docs = failure_docs(&server, "splunk-failed");
     assert_eq!(docs.len(), sent.len());
     let raw: Vec<String> = docs.iter().map(raw_data).collect();
     assert_eq!(raw, sent);
@@ -381,8 +345,10 @@ fn rejected_tokens_and_disabled_acks_fail_with_their_codes() {
             put_lines(&c, name, &lines(3, name)).await;
         }
     });
-    wait_until(Duration::from_secs(30), || failure_docs(&server).len() >= 6);
-    let docs = failure_docs(&server);
+    wait_until(Duration::from_secs(30), || {
+        failure_docs(&server, "splunk-failed").len() >= 6
+    });
+    let docs = failure_docs(&server, "splunk-failed");
     assert_eq!(docs.len(), 6);
     for d in &docs {
         let raw = raw_data(d);
