@@ -36,6 +36,15 @@ pub(crate) trait Target {
     fn error_records(&self, bucket_files: &[(String, Vec<u8>)], stream: &str) -> usize;
 }
 
+/// The backup (or staging) bucket `bucket`, with Firehose's defaults.
+fn backup_bucket(bucket: &str) -> aws_sdk_firehose::types::S3DestinationConfiguration {
+    aws_sdk_firehose::types::S3DestinationConfiguration::builder()
+        .role_arn(ROLE)
+        .bucket_arn(format!("arn:aws:s3:::{bucket}"))
+        .build()
+        .unwrap()
+}
+
 fn ids(stream: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{stream}:{i:04}")).collect()
 }
@@ -209,13 +218,7 @@ impl Target for Http {
                     .duration_in_seconds(retry_s)
                     .build(),
             )
-            .s3_configuration(
-                S3DestinationConfiguration::builder()
-                    .role_arn(ROLE)
-                    .bucket_arn(format!("arn:aws:s3:::{bucket}"))
-                    .build()
-                    .unwrap(),
-            )
+            .s3_configuration(backup_bucket(bucket))
             .build();
         c.create_delivery_stream()
             .delivery_stream_name(stream)
@@ -431,13 +434,7 @@ impl Target for Splunk {
                     .duration_in_seconds(retry_s)
                     .build(),
             )
-            .s3_configuration(
-                S3DestinationConfiguration::builder()
-                    .role_arn(ROLE)
-                    .bucket_arn(format!("arn:aws:s3:::{bucket}"))
-                    .build()
-                    .unwrap(),
-            )
+            .s3_configuration(backup_bucket(bucket))
             .build()
             .unwrap();
         c.create_delivery_stream()
@@ -509,13 +506,7 @@ impl Target for OpenSearch {
                     .duration_in_seconds(retry_s)
                     .build(),
             )
-            .s3_configuration(
-                S3DestinationConfiguration::builder()
-                    .role_arn(ROLE)
-                    .bucket_arn(format!("arn:aws:s3:::{bucket}"))
-                    .build()
-                    .unwrap(),
-            )
+            .s3_configuration(backup_bucket(bucket))
             .build()
             .unwrap();
         c.create_delivery_stream()
