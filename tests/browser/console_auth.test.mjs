@@ -147,13 +147,15 @@ test("the console creates and deletes streams through the session", async () => 
   const page = await context.newPage();
   await signIn(page, ADMIN);
   await page.locator("#streams").waitFor();
+  await page.click('#main-nav a[href="#/create"]');
   await page.fill("#create-name", "from-console");
   await page.fill("#create-bucket", "console-bucket");
   await page.click("#create-form button[type=submit]");
   await page.locator("#stream-rows tr", { hasText: "from-console" }).waitFor();
 
-  page.once("dialog", (dialog) => dialog.accept());
+  // The confirmation is the page's own <dialog>.
   await page.click('button[aria-label="Delete from-console"]');
+  await page.click("#confirm-ok");
   await page.waitForFunction(() => document.querySelector("#status").textContent.includes("Deleted"));
   await context.close();
 });
@@ -240,6 +242,7 @@ test("a session has its key's permissions only", async () => {
   const page = await context.newPage();
   await signIn(page, READER);
   await page.locator("#streams").waitFor();
+  await page.click('#main-nav a[href="#/create"]');
   await page.fill("#create-name", "reader-made");
   await page.fill("#create-bucket", "console-bucket");
   await page.click("#create-form button[type=submit]");

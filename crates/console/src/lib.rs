@@ -10,6 +10,10 @@
 //!   `Referrer-Policy: no-referrer`; pages cannot load anything from elsewhere.
 //! - Assets are immutable per build and served with their exact content type.
 
+pub mod api;
+pub mod dashboards;
+pub mod history;
+
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -31,6 +35,46 @@ const ASSETS: &[(&str, &str, &str)] = &[
         "app.js",
         "text/javascript; charset=utf-8",
         include_str!("assets/app.js"),
+    ),
+    (
+        "api.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/api.js"),
+    ),
+    (
+        "ui.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/ui.js"),
+    ),
+    (
+        "chart.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/chart.js"),
+    ),
+    (
+        "streams.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/streams.js"),
+    ),
+    (
+        "form.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/form.js"),
+    ),
+    (
+        "catalog.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/catalog.js"),
+    ),
+    (
+        "sql.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/sql.js"),
+    ),
+    (
+        "dashboards.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/dashboards.js"),
     ),
     (
         "style.css",

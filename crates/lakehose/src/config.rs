@@ -62,6 +62,38 @@ pub struct Config {
     /// the string names a user.
     #[serde(default)]
     pub redshift_clusters: std::collections::BTreeMap<String, String>,
+    /// `[console]`: the web console's settings.
+    #[serde(default)]
+    pub console: Console,
+}
+
+/// `[console]`: the web console's settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Console {
+    /// How often the metric history is sampled, in milliseconds (default 10 000; the charts'
+    /// steps are multiples of it). Lower values are meant for tests; at least 50.
+    #[serde(default = "default_console_sample_ms")]
+    pub sample_interval_ms: u64,
+}
+
+impl Default for Console {
+    fn default() -> Self {
+        Self {
+            sample_interval_ms: default_console_sample_ms(),
+        }
+    }
+}
+
+fn default_console_sample_ms() -> u64 {
+    10_000
+}
+
+impl Console {
+    /// The sampling interval (at least 50 ms).
+    pub fn sample_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.sample_interval_ms.max(50))
+    }
 }
 
 /// `[audit]`: where the audit log goes (see `lakehose_api::audit`). On by default, as
@@ -331,10 +363,25 @@ pub struct Limits {
     /// Per stream: distinct dynamic partitions in one buffer (AWS default 500).
     #[serde(default = "default_max_active_partitions")]
     pub max_active_partitions: usize,
+    /// How long a jq program may run on one request of up to 1,000 records in the sandbox
+    /// before those records fail with `Lakehose.JqResourceLimit`.
+    #[serde(default = "default_jq_timeout_ms")]
+    pub jq_timeout_ms: u64,
+    /// The address-space limit of each jq sandbox worker process.
+    #[serde(default = "default_jq_memory_mib")]
+    pub jq_memory_mib: u64,
     /// Seconds that cap every Splunk stream's `HECAcknowledgmentTimeoutInSeconds` (whose
     /// minimum is 180): for tests of acknowledgement timeouts. Unset: no cap.
     #[serde(default)]
     pub splunk_ack_timeout_cap_seconds: Option<f64>,
+}
+
+fn default_jq_timeout_ms() -> u64 {
+    10_000
+}
+
+fn default_jq_memory_mib() -> u64 {
+    1024
 }
 
 impl Default for Limits {
@@ -349,6 +396,8 @@ impl Default for Limits {
             segment_mib: default_segment_mib(),
             max_active_partitions: default_max_active_partitions(),
             splunk_ack_timeout_cap_seconds: None,
+            jq_timeout_ms: default_jq_timeout_ms(),
+            jq_memory_mib: default_jq_memory_mib(),
         }
     }
 }
@@ -404,6 +453,7 @@ impl Default for Config {
             egress: Default::default(),
             opensearch_domains: Default::default(),
             redshift_clusters: Default::default(),
+            console: Console::default(),
         }
     }
 }

@@ -7,6 +7,7 @@ mod bench;
 mod bench_query;
 mod client;
 mod config;
+mod console_data;
 mod crypt;
 mod lake;
 mod put;
@@ -106,6 +107,13 @@ enum Command {
     Keygen(crypt::KeygenArgs),
     /// Print (or write) the plaintext of an encrypted object of a local bucket.
     Decrypt(crypt::DecryptArgs),
+    /// Internal: a jq sandbox worker (started by `serve`; see `lakehose_process::sandbox`).
+    #[command(name = "__jq-worker", hide = true)]
+    JqWorker {
+        /// The worker's address-space limit.
+        #[arg(long)]
+        memory_mib: u64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -118,6 +126,10 @@ enum BenchCommand {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::JqWorker { memory_mib } = cli.command {
+        // No runtime, no logging: requests on stdin, answers on stdout.
+        return Ok(lakehose_process::sandbox::serve(memory_mib << 20)?);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
@@ -172,6 +184,7 @@ fn main() -> anyhow::Result<()> {
             } => bench_query::run(args).await,
             Command::Keygen(args) => crypt::keygen(args),
             Command::Decrypt(args) => crypt::decrypt(args),
+            Command::JqWorker { .. } => unreachable!("handled before the runtime starts"),
         }
     })
 }

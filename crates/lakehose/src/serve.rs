@@ -57,6 +57,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         keyring,
         ..config.engine()
     };
+    // jq programs (Lakehose.Jq, MetadataExtractionQuery) run in worker processes of this
+    // binary, so a runaway program fails its records instead of the server.
+    let exe = std::env::current_exe().context("locating the lakehose binary for jq workers")?;
+    lakehose_process::sandbox::install(lakehose_process::sandbox::SandboxConfig {
+        command: lakehose_process::sandbox::worker_command(exe, config.limits.jq_memory_mib),
+        timeout: std::time::Duration::from_millis(config.limits.jq_timeout_ms.max(1)),
+    });
     let engine = Engine::open(&config.data_dir, buckets, catalog.clone(), engine_config)
         .await
         .context("opening the data dir")?;
@@ -104,6 +111,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         )),
         None => router,
     };
+    // The console's JSON API: monitoring over the engine (metric history sampled from the
+    // registry `/metrics` renders) and saved dashboards.
+    let console = Arc::new(crate::console_data::EngineConsole::new(
+        engine.clone(),
+        config.console.sample_interval(),
+    ));
+    console.start_sampler(metrics.clone());
+    let dashboards = Arc::new(
+        lakehose_console::dashboards::Dashboards::open(&config.data_dir)
+            .context("opening the console's dashboards")?,
+    );
+    let console_api =
+        lakehose_console::api::router(console, dashboards, audit.clone(), config.region.clone());
     let mut metrics_route = axum::Router::new().route(
         "/metrics",
         get(move || std::future::ready(metrics.render())),
@@ -130,6 +150,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             query_engine,
             audit,
         )))
+        .merge(authenticated(console_api))
         .merge(lakehose_auth::session::router(sessions))
         .merge(lakehose_console::router())
         .merge(metrics_route)

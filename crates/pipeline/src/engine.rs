@@ -202,6 +202,8 @@ pub struct StreamRuntime {
     opensearch_client: std::sync::OnceLock<Arc<lakehose_sinks::opensearch::BulkClient>>,
     /// The Splunk HEC client (made at first use, with the engine's egress policy).
     splunk_client: std::sync::OnceLock<Arc<lakehose_sinks::splunk::HecClient>>,
+    /// The newest error documents written (bounded), for the console.
+    pub(crate) recent_errors: crate::recent::RecentErrors,
 }
 
 impl StreamRuntime {
@@ -364,6 +366,46 @@ impl StreamRuntime {
             announced.pop_front();
         }
         announced.push_back((start, urls));
+    }
+
+    /// The newest `limit` error documents the stream wrote (code and message), newest first.
+    pub fn recent_errors(&self, limit: usize) -> Vec<crate::recent::ErrorSummary> {
+        self.recent_errors.newest(limit)
+    }
+
+    /// The newest `limit` acknowledged records still in the log (delivered or not), oldest
+    /// first. Retries when a commit reclaims a segment under the reader.
+    pub async fn recent_records(&self, limit: usize) -> Result<Vec<lakehose_log::LogRecord>> {
+        let mut attempt = 0;
+        loop {
+            let end = self.log.durable().borrow().next_seq;
+            let start = end
+                .saturating_sub(limit as u64)
+                .max(self.log.oldest_retained_seq());
+            let read = match self.log.reader(start.min(end)) {
+                Ok(mut reader) => tokio::task::spawn_blocking(move || {
+                    let mut records = Vec::new();
+                    while records.len() < limit {
+                        match reader.next()? {
+                            Some(r) if r.seq < end => records.push(r),
+                            _ => break,
+                        }
+                    }
+                    Ok::<_, Error>(records)
+                })
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))?,
+                Err(e) => Err(e.into()),
+            };
+            match read {
+                Ok(records) => return Ok(records),
+                Err(e) if attempt < 3 => {
+                    tracing::debug!(error = %e, "recent records moved while read; retrying");
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Commits the log up to `end` (a delivered flush).
@@ -735,6 +777,7 @@ impl Engine {
             http_client: std::sync::OnceLock::new(),
             opensearch_client: std::sync::OnceLock::new(),
             splunk_client: std::sync::OnceLock::new(),
+            recent_errors: Default::default(),
         });
         if startable {
             let task = tokio::spawn(crate::delivery::run(rt.clone(), shutdown_rx));
@@ -744,7 +787,7 @@ impl Engine {
     }
 
     /// Every running stream.
-    pub(crate) fn all_streams(&self) -> Vec<Arc<StreamRuntime>> {
+    pub fn all_streams(&self) -> Vec<Arc<StreamRuntime>> {
         self.streams
             .read()
             .unwrap_or_else(|e| e.into_inner())

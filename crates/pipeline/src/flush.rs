@@ -447,6 +447,7 @@ pub(crate) async fn error_outputs(
         let key = error_object_key(&prefix, error_prefix.as_ref(), &ctx, ext)
             .map_err(|e| Error::Internal(format!("error-output key: {e}")))?;
         let records = docs.len() as u64;
+        rt.recent_errors.stage(&key, error_type, &docs);
         let mut text = String::with_capacity(docs.iter().map(|d| d.len() + 1).sum());
         for d in docs {
             text.push_str(&d);
@@ -529,6 +530,7 @@ async fn write_one(
                     OutputKind::Error => {
                         metrics::counter!("DeliveryToS3.ErrorRecords", "stream" => s)
                             .increment(output.records);
+                        rt.recent_errors.written(&output.key, rt.now_ms());
                     }
                     OutputKind::Backup(_) | OutputKind::AllDataBackup => {
                         metrics::counter!("BackupToS3.Records", "stream" => s.clone())

@@ -5,6 +5,7 @@
 //! - [`delivery`]: per stream, the loop that reads durable records, buffers them by
 //!   `BufferingHints`, writes objects through a sink with retries, and commits the log position.
 //! - [`fresh`]: the undelivered records of a table's streams as Arrow rows, for queries.
+//! - [`recent`]: the newest error documents of each stream (bounded), for the console.
 
 pub mod admit;
 pub(crate) mod convert;
@@ -14,6 +15,7 @@ pub(crate) mod flush;
 pub mod fresh;
 pub(crate) mod http;
 pub(crate) mod opensearch;
+pub mod recent;
 pub(crate) mod redshift;
 pub(crate) mod remote;
 pub(crate) mod splunk;

@@ -292,42 +292,48 @@ pub(crate) fn write_json(v: &Val, out: &mut Vec<u8>) -> Result<(), String> {
     Ok(())
 }
 
-/// `Lakehose.Jq`: each output value of the program becomes one record (compact JSON).
-pub(crate) fn transform(program: &JqProgram, w: Work, out: &mut Vec<Work>, o: &mut Outcomes) {
-    let fail = |o: &mut Outcomes, msg: String| {
-        o.fail(
-            &w,
-            error_output::PROCESSING_FAILED,
-            codes::JQ_TRANSFORM_FAILED,
-            msg,
-        )
-    };
-    let input = match parse_json(&w.data) {
-        Ok(v) => v,
-        Err(e) => return fail(o, format!("The record is not a single JSON value: {e}")),
-    };
-    let values = match program.run(input, MAX_JQ_OUTPUTS) {
-        Ok(values) => values,
-        Err(e) => return fail(o, e),
-    };
+/// A `Lakehose.Jq` result: the outputs as compact JSON records, or `(error code, message)`.
+pub(crate) type TransformResult = Result<Vec<Bytes>, (&'static str, String)>;
+
+/// `Lakehose.Jq` on one record.
+pub(crate) fn transform_one(program: &JqProgram, data: &[u8]) -> TransformResult {
+    let failed = |msg: String| (codes::JQ_TRANSFORM_FAILED, msg);
+    let input = parse_json(data)
+        .map_err(|e| failed(format!("The record is not a single JSON value: {e}")))?;
+    let values = program.run(input, MAX_JQ_OUTPUTS).map_err(failed)?;
     let mut records = Vec::with_capacity(values.len());
     for v in &values {
         let mut buf = Vec::new();
-        if let Err(e) = write_json(v, &mut buf) {
-            return fail(o, e);
-        }
+        write_json(v, &mut buf).map_err(failed)?;
         records.push(Bytes::from(buf));
     }
-    if records.is_empty() {
-        o.drop_record(&w);
-    }
-    out.extend(records.into_iter().map(|data| w.with_data(data)));
+    Ok(records)
 }
 
-/// `MetadataExtraction`: the program's single object output becomes the record's
-/// `partitionKeyFromQuery` keys.
-pub(crate) fn extract_keys(query: &JqProgram, mut w: Work, out: &mut Vec<Work>, o: &mut Outcomes) {
-    match keys_of(query, &w.data) {
+/// Applies a `Lakehose.Jq` result to its record: each output becomes one record; none drops
+/// it; an error fails it.
+pub(crate) fn apply_transform(
+    w: Work,
+    result: TransformResult,
+    out: &mut Vec<Work>,
+    o: &mut Outcomes,
+) {
+    match result {
+        Ok(records) if records.is_empty() => o.drop_record(&w),
+        Ok(records) => out.extend(records.into_iter().map(|data| w.with_data(data))),
+        Err((code, msg)) => o.fail(&w, error_output::PROCESSING_FAILED, code, msg),
+    }
+}
+
+/// `Lakehose.Jq`: each output value of the program becomes one record (compact JSON).
+pub(crate) fn transform(program: &JqProgram, w: Work, out: &mut Vec<Work>, o: &mut Outcomes) {
+    let result = transform_one(program, &w.data);
+    apply_transform(w, result, out, o);
+}
+
+/// Applies a `MetadataExtraction` result to its record.
+pub(crate) fn apply_keys(mut w: Work, result: KeysResult, out: &mut Vec<Work>, o: &mut Outcomes) {
+    match result {
         Ok(keys) => {
             w.keys.from_query = keys;
             out.push(w);
@@ -336,10 +342,22 @@ pub(crate) fn extract_keys(query: &JqProgram, mut w: Work, out: &mut Vec<Work>, 
     }
 }
 
-fn keys_of(
-    query: &JqProgram,
-    data: &[u8],
-) -> Result<BTreeMap<String, String>, (&'static str, String)> {
+/// `MetadataExtraction`: the program's single object output becomes the record's
+/// `partitionKeyFromQuery` keys.
+pub(crate) fn extract_keys(query: &JqProgram, w: Work, out: &mut Vec<Work>, o: &mut Outcomes) {
+    let result = keys_of(query, &w.data);
+    apply_keys(w, result, out, o);
+}
+
+/// Partition keys, or `(error code, message)`.
+pub(crate) type KeysResult = Result<BTreeMap<String, String>, (&'static str, String)>;
+
+/// Whether the program reads partition keys without running jq (a plain projection).
+pub(crate) fn is_projection(query: &JqProgram) -> bool {
+    query.projection.is_some()
+}
+
+pub(crate) fn keys_of(query: &JqProgram, data: &[u8]) -> KeysResult {
     let failed = |msg: String| (codes::METADATA_EXTRACTION_FAILED, msg);
     if let Some(projection) = &query.projection {
         return project_keys(projection, data);

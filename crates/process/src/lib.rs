@@ -68,6 +68,7 @@ mod deagg;
 mod jq;
 mod lambda;
 mod partition;
+pub mod sandbox;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -179,6 +180,8 @@ pub mod codes {
     pub const INVALID_PARTITION_KEY: &str = "DynamicPartitioning.InvalidPartitionKey";
     /// The `Lakehose.Jq` program failed on the record (not JSON, jq error, output not JSON).
     pub const JQ_TRANSFORM_FAILED: &str = "Lakehose.JqTransformFailed";
+    /// The jq program exceeded the sandbox's time or memory limit, or crashed its worker.
+    pub const JQ_RESOURCE_LIMIT: &str = "Lakehose.JqResourceLimit";
 }
 
 /// One record of the batch, as read from the stream's log.
@@ -629,14 +632,37 @@ impl Inner {
     /// `Lakehose.Jq`, metadata extraction, delimiter.
     fn post_lambda(&self, work: Vec<Work>, o: &mut Outcomes, jq_time: &mut Duration) -> Vec<Work> {
         let mut work = work;
+        // With a sandbox installed (the server), programs run in its worker processes;
+        // plain projections never run jq at all.
+        let sandbox = sandbox::installed();
         if let Some(program) = &self.jq_transform {
             let started = std::time::Instant::now();
-            work = fan_out(work, o, |w, out, o| jq::transform(program, w, out, o));
+            work = match sandbox {
+                Some(sb) => {
+                    let data: Vec<&[u8]> = work.iter().map(|w| &w.data[..]).collect();
+                    let mut results = sb.transform(program.source(), &data).into_iter();
+                    fan_out(work, o, |w, out, o| {
+                        let result = results.next().expect("one result per record");
+                        jq::apply_transform(w, result, out, o)
+                    })
+                }
+                None => fan_out(work, o, |w, out, o| jq::transform(program, w, out, o)),
+            };
             *jq_time += started.elapsed();
         }
         if let Some(query) = &self.metadata {
             let started = std::time::Instant::now();
-            work = fan_out(work, o, |w, out, o| jq::extract_keys(query, w, out, o));
+            work = match sandbox.filter(|_| !jq::is_projection(query)) {
+                Some(sb) => {
+                    let data: Vec<&[u8]> = work.iter().map(|w| &w.data[..]).collect();
+                    let mut results = sb.keys(query.source(), &data).into_iter();
+                    fan_out(work, o, |w, out, o| {
+                        let result = results.next().expect("one result per record");
+                        jq::apply_keys(w, result, out, o)
+                    })
+                }
+                None => fan_out(work, o, |w, out, o| jq::extract_keys(query, w, out, o)),
+            };
             *jq_time += started.elapsed();
         }
         if self.append_delimiter {

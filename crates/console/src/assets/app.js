@@ -1,109 +1,97 @@
-// The Lakehose console. It calls the same AWS JSON 1.1 API as every SDK (POST / with
-// X-Amz-Target). When the server has keys configured, the console session (an HttpOnly
-// cookie set by /console/api/login) authenticates the calls and every call carries the
-// session's CSRF token in X-CSRF-Token; the server refuses state changes without it.
-"use strict";
+// The Lakehose console: a one-page app with hash routes. It calls the same AWS JSON 1.1 API
+// as every SDK (POST / with X-Amz-Target), the SQL endpoint (/v1/query) and the console's
+// JSON endpoints (/console/api/...). When the server has keys configured, the console session
+// (an HttpOnly cookie set by /console/api/login) authenticates the calls and every call
+// carries the session's CSRF token in X-CSRF-Token; the server refuses state changes without.
 
-const FIREHOSE = "Firehose_20150804.";
-let csrfToken = null;
+import { call, setCsrfToken } from "./api.js";
+import { $, setStatus, clearStaleStatus } from "./ui.js";
+import { renderOverview, renderDetail } from "./streams.js";
+import { renderForm } from "./form.js";
+import { renderCatalog } from "./catalog.js";
+import { renderSql } from "./sql.js";
+import { renderDashboards, renderDashboard } from "./dashboards.js";
 
-const $ = (id) => document.getElementById(id);
+let dispose = null;
+let signedIn = false;
 
-function show(id, visible) {
-  $(id).hidden = !visible;
-}
+const routes = [
+  [/^\/streams\/?$/, "streams", () => renderOverview],
+  [/^\/streams\/(.+)$/, "streams", (m) => (v) => renderDetail(v, decodeURIComponent(m[1]))],
+  [/^\/create$/, "create", () => (v) => renderForm(v, null)],
+  [/^\/edit\/(.+)$/, "streams", (m) => (v) => renderForm(v, decodeURIComponent(m[1]))],
+  [/^\/catalog(?:\/([^/]+))?(?:\/([^/]+))?$/, "catalog", (m) => (v) =>
+    renderCatalog(v, m[1] && decodeURIComponent(m[1]), m[2] && decodeURIComponent(m[2]))],
+  [/^\/sql$/, "sql", () => renderSql],
+  [/^\/dashboards\/?$/, "dashboards", () => renderDashboards],
+  [/^\/dashboards\/(.+)$/, "dashboards", (m) => (v) => renderDashboard(v, decodeURIComponent(m[1]))],
+];
 
-function setStatus(text) {
-  $("status").textContent = text;
-}
-
-// POSTs a JSON body to a console endpoint or the AWS API; rejects with the AWS error message.
-async function call(path, body, target) {
-  const headers = { "Content-Type": "application/x-amz-json-1.1" };
-  if (target) headers["X-Amz-Target"] = target;
-  if (csrfToken) headers["X-CSRF-Token"] = csrfToken;
-  const response = await fetch(path, {
-    method: "POST",
-    headers,
-    body: JSON.stringify(body ?? {}),
-    credentials: "same-origin",
-  });
-  const text = await response.text();
-  const value = text ? JSON.parse(text) : {};
-  if (!response.ok) {
-    const type = (value.__type || "Error").split("#").pop();
-    const error = new Error(value.message || value.Message || type);
-    error.type = type;
-    error.status = response.status;
-    throw error;
+async function route() {
+  if (!signedIn) return;
+  const path = location.hash.replace(/^#/, "") || "/streams";
+  let found = null;
+  for (const [re, section, make] of routes) {
+    const m = path.match(re);
+    if (m) {
+      found = { section, render: make(m) };
+      break;
+    }
   }
-  return value;
+  if (!found) {
+    location.replace("#/streams");
+    return;
+  }
+  if (dispose) {
+    try {
+      dispose();
+    } catch (e) {
+      console.warn(e);
+    }
+    dispose = null;
+  }
+  for (const a of document.querySelectorAll("#main-nav a")) {
+    if (a.dataset.section === found.section) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+  }
+  const view = $("view");
+  view.replaceChildren();
+  const token = {};
+  route.current = token;
+  try {
+    const d = await found.render(view);
+    if (route.current === token) dispose = typeof d === "function" ? d : null;
+    else if (typeof d === "function") d();
+  } catch (e) {
+    if (isSignedOut(e)) {
+      await start();
+      return;
+    }
+    setStatus(e.message);
+  }
 }
 
-const firehose = (op, body) => call("/", body, FIREHOSE + op);
+function isSignedOut(e) {
+  return e && (e.type === "MissingAuthenticationTokenException" || e.status === 401 || (e.status === 403 && /session|csrf/i.test(e.message)));
+}
 
 async function loadSession() {
   const response = await fetch("/console/api/session", { credentials: "same-origin" });
   const session = await response.json();
-  csrfToken = session.csrfToken || null;
+  setCsrfToken(session.csrfToken);
   if (session.authRequired && !session.signedIn) {
-    show("who", false);
-    show("streams", false);
-    show("login", true);
+    $("who").hidden = true;
+    $("main-nav").hidden = true;
+    $("view").replaceChildren();
+    $("login").hidden = false;
     $("login-key").focus();
     return false;
   }
-  show("login", false);
-  show("who", Boolean(session.accessKeyId));
+  $("login").hidden = true;
+  $("who").hidden = !session.accessKeyId;
   $("who-key").textContent = session.accessKeyId || "";
-  show("streams", true);
+  $("main-nav").hidden = false;
   return true;
-}
-
-function destinationOf(description) {
-  const d = (description.Destinations || [])[0] || {};
-  const http = d.HttpEndpointDestinationDescription;
-  if (http) return (http.EndpointConfiguration || {}).Url || "";
-  const s3 = d.ExtendedS3DestinationDescription || d.S3DestinationDescription;
-  return s3 ? s3.BucketARN.replace("arn:aws:s3:::", "s3://") : "";
-}
-
-async function loadStreams() {
-  const list = await firehose("ListDeliveryStreams", { Limit: 100 });
-  const rows = $("stream-rows");
-  rows.replaceChildren();
-  for (const name of list.DeliveryStreamNames) {
-    const described = await firehose("DescribeDeliveryStream", { DeliveryStreamName: name });
-    const d = described.DeliveryStreamDescription;
-    const tr = document.createElement("tr");
-    for (const text of [name, d.DeliveryStreamStatus, destinationOf(d)]) {
-      const td = document.createElement("td");
-      td.textContent = text;
-      tr.append(td);
-    }
-    const td = document.createElement("td");
-    const del = document.createElement("button");
-    del.type = "button";
-    del.className = "secondary";
-    del.textContent = "Delete";
-    del.setAttribute("aria-label", `Delete ${name}`);
-    del.addEventListener("click", () => deleteStream(name));
-    td.append(del);
-    tr.append(td);
-    rows.append(tr);
-  }
-  show("no-streams", list.DeliveryStreamNames.length === 0);
-}
-
-async function deleteStream(name) {
-  if (!confirm(`Delete the delivery stream ${name}? Records not yet delivered are lost.`)) return;
-  try {
-    await firehose("DeleteDeliveryStream", { DeliveryStreamName: name });
-    setStatus(`Deleted ${name}.`);
-    await loadStreams();
-  } catch (e) {
-    setStatus(`Could not delete ${name}: ${e.message}`);
-  }
 }
 
 $("login-form").addEventListener("submit", async (event) => {
@@ -114,7 +102,7 @@ $("login-form").addEventListener("submit", async (event) => {
       accessKeyId: $("login-key").value.trim(),
       secretAccessKey: $("login-secret").value,
     });
-    csrfToken = session.csrfToken;
+    setCsrfToken(session.csrfToken);
     $("login-secret").value = "";
     await start();
   } catch (e) {
@@ -126,45 +114,28 @@ $("sign-out").addEventListener("click", async () => {
   try {
     await call("/console/api/logout", {});
   } finally {
-    csrfToken = null;
+    setCsrfToken(null);
     await start();
-  }
-});
-
-$("create-form").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  $("create-error").textContent = "";
-  const name = $("create-name").value.trim();
-  try {
-    await firehose("CreateDeliveryStream", {
-      DeliveryStreamName: name,
-      DeliveryStreamType: "DirectPut",
-      ExtendedS3DestinationConfiguration: {
-        RoleARN: "arn:aws:iam::123456789012:role/firehose",
-        BucketARN: `arn:aws:s3:::${$("create-bucket").value.trim()}`,
-      },
-    });
-    $("create-form").reset();
-    setStatus(`Created ${name}.`);
-    await loadStreams();
-  } catch (e) {
-    $("create-error").textContent = e.message;
   }
 });
 
 async function start() {
   setStatus("");
+  if (dispose) {
+    dispose();
+    dispose = null;
+  }
   try {
-    if (await loadSession()) await loadStreams();
+    signedIn = await loadSession();
+    if (signedIn) await route();
   } catch (e) {
-    if (e.type === "MissingAuthenticationTokenException" || e.status === 403) {
-      csrfToken = null;
-      show("streams", false);
-      show("login", true);
-    } else {
-      setStatus(e.message);
-    }
+    setStatus(e.message);
   }
 }
+
+window.addEventListener("hashchange", () => {
+  clearStaleStatus();
+  route();
+});
 
 start();

@@ -429,7 +429,7 @@ pub fn lines(n: usize, tag: &str) -> Vec<String> {
 }
 
 /// Polls `done` every 50 ms until it holds or `timeout` passes.
-pub fn wait_until(timeout: Duration, done: impl Fn() -> bool) {
+pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !done() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
