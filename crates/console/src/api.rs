@@ -301,26 +301,34 @@ async fn metrics(
     answer(state.data.metrics(&name, range).await)
 }
 
+/// The stream's authorization and the `limit` query parameter of a listing route.
+fn listing(
+    caller: &MaybeCaller,
+    name: &str,
+    query: Option<&str>,
+    default: usize,
+    max: usize,
+) -> Result<usize, ApiError> {
+    authorize_stream(caller.as_deref(), name)?;
+    limit(query, default, max)
+}
+
 async fn errors(
     State(state): State<ApiState>,
     caller: MaybeCaller,
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    if let Err(e) = authorize_stream(caller.as_deref(), &name) {
-        return error(e);
+    match listing(&caller, &name, query.as_deref(), 50, MAX_ERRORS) {
+        Ok(limit) => answer(
+            state
+                .data
+                .errors(&name, limit)
+                .await
+                .map(|errors| json!({ "errors": errors })),
+        ),
+        Err(e) => error(e),
     }
-    let limit = match limit(query.as_deref(), 50, MAX_ERRORS) {
-        Ok(n) => n,
-        Err(e) => return error(e),
-    };
-    answer(
-        state
-            .data
-            .errors(&name, limit)
-            .await
-            .map(|errors| json!({ "errors": errors })),
-    )
 }
 
 async fn tail(
@@ -329,20 +337,16 @@ async fn tail(
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    if let Err(e) = authorize_stream(caller.as_deref(), &name) {
-        return error(e);
+    match listing(&caller, &name, query.as_deref(), 20, MAX_TAIL) {
+        Ok(limit) => answer(
+            state
+                .data
+                .tail(&name, limit)
+                .await
+                .map(|records| json!({ "records": records })),
+        ),
+        Err(e) => error(e),
     }
-    let limit = match limit(query.as_deref(), 20, MAX_TAIL) {
-        Ok(n) => n,
-        Err(e) => return error(e),
-    };
-    answer(
-        state
-            .data
-            .tail(&name, limit)
-            .await
-            .map(|records| json!({ "records": records })),
-    )
 }
 
 async fn objects(
@@ -351,20 +355,16 @@ async fn objects(
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    if let Err(e) = authorize_stream(caller.as_deref(), &name) {
-        return error(e);
+    match listing(&caller, &name, query.as_deref(), 100, MAX_OBJECTS) {
+        Ok(limit) => answer(
+            state
+                .data
+                .objects(&name, limit)
+                .await
+                .map(|objects| json!({ "objects": objects })),
+        ),
+        Err(e) => error(e),
     }
-    let limit = match limit(query.as_deref(), 100, MAX_OBJECTS) {
-        Ok(n) => n,
-        Err(e) => return error(e),
-    };
-    answer(
-        state
-            .data
-            .objects(&name, limit)
-            .await
-            .map(|objects| json!({ "objects": objects })),
-    )
 }
 
 /// The ARN of dashboard `id` (`*` for all).
