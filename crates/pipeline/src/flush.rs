@@ -218,40 +218,57 @@ pub(crate) async fn process(
     }
     let max_partitions = rt.max_active_partitions();
     let mut groups: BTreeMap<BTreeMap<String, String>, Vec<LogRecord>> = BTreeMap::new();
-    for out in processed.records {
-        let mut keys = BTreeMap::new();
-        if dynamic {
-            keys.extend(
-                out.partition_keys
-                    .from_lambda
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone())),
-            );
-            keys.extend(
-                out.partition_keys
-                    .from_query
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone())),
-            );
-        }
+    for mut out in processed.records {
+        // The record's keys: the query's, with the Lambda's added (moved, not copied, in the
+        // usual case of one source).
+        let keys = if !dynamic {
+            BTreeMap::new()
+        } else {
+            let mut keys = std::mem::take(&mut out.partition_keys.from_lambda);
+            let from_query = std::mem::take(&mut out.partition_keys.from_query);
+            if keys.is_empty() {
+                keys = from_query;
+            } else {
+                keys.extend(from_query);
+            }
+            keys
+        };
         let invalid = keys
             .values()
             .find_map(|v| validate_partition_value(v).err());
-        let over_limit = !groups.contains_key(&keys) && groups.len() >= max_partitions;
-        if let Some(reason) = invalid.or(over_limit.then(|| {
-            format!("More than {max_partitions} active partitions in one buffer; raise the limit in lakehose.toml.")
-        })) {
-            let code = if over_limit { "DynamicPartitioning.ActivePartitionsLimitExceeded" } else { "DynamicPartitioning.InvalidPartitionKey" };
-            // The record as it arrived (processors may have appended a delimiter).
-            let raw = source_data(records, out.source_id).unwrap_or_else(|| out.data.clone());
-            errors.push(partitioning_failure(out.source_id, out.arrival_ms, raw, code, reason, ending));
-            continue;
-        }
-        groups.entry(keys).or_default().push(LogRecord {
+        let record = LogRecord {
             seq: out.source_id,
             arrival_ms: out.arrival_ms,
             data: out.data,
-        });
+        };
+        let room = groups.len() < max_partitions;
+        let reason = match (invalid, groups.get_mut(&keys)) {
+            (None, Some(group)) => {
+                group.push(record);
+                continue;
+            }
+            (None, None) if room => {
+                groups.insert(keys, vec![record]);
+                continue;
+            }
+            (None, None) => (
+                "DynamicPartitioning.ActivePartitionsLimitExceeded",
+                format!(
+                    "More than {max_partitions} active partitions in one buffer; raise the limit in lakehose.toml."
+                ),
+            ),
+            (Some(invalid), _) => ("DynamicPartitioning.InvalidPartitionKey", invalid),
+        };
+        // The record as it arrived (processors may have appended a delimiter).
+        let raw = source_data(records, record.seq).unwrap_or(record.data);
+        errors.push(partitioning_failure(
+            record.seq,
+            record.arrival_ms,
+            raw,
+            reason.0,
+            reason.1,
+            ending,
+        ));
     }
     Ok(groups
         .into_iter()

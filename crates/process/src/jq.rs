@@ -402,34 +402,121 @@ pub(crate) fn keys_of(query: &JqProgram, data: &[u8]) -> KeysResult {
     Ok(keys)
 }
 
-/// [`keys_of`] for a [`Projection`]: one serde_json parse, no jq.
-fn project_keys(
-    projection: &Projection,
-    data: &[u8],
-) -> Result<BTreeMap<String, String>, (&'static str, String)> {
+/// The top level of a record, as a projection needs it.
+enum Top {
+    /// An object: the members the projection reads (by first path segment), parsed; `None`
+    /// when absent.
+    Object(Vec<Option<serde_json::Value>>),
+    /// `null`.
+    Null,
+    /// Any other JSON value.
+    Other,
+}
+
+/// Reads a record's top level, building only the members named in `.0` (the last of
+/// duplicates, as jq keeps); every other member is checked but skipped without allocating.
+struct Members<'w>(&'w [&'w str]);
+
+/// A member name, borrowed from the record unless it contains escapes.
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Members<'_> {
+    type Value = Top;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Top, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Members<'_> {
+    type Value = Top;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Top, A::Error> {
+        let mut found = vec![None; self.0.len()];
+        while let Some(Key(key)) = map.next_key()? {
+            match self.0.iter().position(|w| *w == key) {
+                Some(i) => found[i] = Some(map.next_value()?),
+                None => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Top::Object(found))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Top, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Top::Other)
+    }
+    fn visit_unit<E>(self) -> Result<Top, E> {
+        Ok(Top::Null)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Top, E> {
+        Ok(Top::Other)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Top, E> {
+        Ok(Top::Other)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Top, E> {
+        Ok(Top::Other)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Top, E> {
+        Ok(Top::Other)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Top, E> {
+        Ok(Top::Other)
+    }
+}
+
+/// [`keys_of`] for a [`Projection`]: one pass over the record that builds only the members
+/// the projection reads, no jq.
+fn project_keys(projection: &Projection, data: &[u8]) -> KeysResult {
+    use serde::de::DeserializeSeed as _;
     let failed = |msg: String| (codes::METADATA_EXTRACTION_FAILED, msg);
-    let input: serde_json::Value = serde_json::from_slice(data)
+    let firsts: Vec<&str> = projection.0.iter().map(|(_, p)| p[0].as_str()).collect();
+    let mut de = serde_json::Deserializer::from_slice(data);
+    let top = Members(&firsts)
+        .deserialize(&mut de)
+        .and_then(|top| de.end().map(|()| top))
         .map_err(|e| failed(format!("Non JSON record provided: {e}")))?;
+    let cannot_index = |field: &str, what: &str| {
+        failed(format!(
+            "The MetadataExtractionQuery failed on the record: jq error: cannot index {what} \
+             with \"{field}\""
+        ))
+    };
+    let null = serde_json::Value::Null;
     let mut keys = BTreeMap::new();
-    for (name, path) in &projection.0 {
-        let mut v = &input;
-        for (i, field) in path.iter().enumerate() {
+    for (n, (name, path)) in projection.0.iter().enumerate() {
+        let mut v = match &top {
+            Top::Object(found) => found[n].as_ref().unwrap_or(&null),
+            Top::Null => &null,
+            Top::Other => return Err(cannot_index(&path[0], "the record")),
+        };
+        for field in &path[1..] {
             v = match v {
-                serde_json::Value::Object(map) => {
-                    map.get(field).unwrap_or(&serde_json::Value::Null)
-                }
-                serde_json::Value::Null => &serde_json::Value::Null,
-                _ => {
-                    return Err(failed(format!(
-                        "The MetadataExtractionQuery failed on the record: jq error: cannot index \
-                         {} with \"{field}\"",
-                        if i == 0 {
-                            "the record"
-                        } else {
-                            "a non-object value"
-                        }
-                    )));
-                }
+                serde_json::Value::Object(map) => map.get(field).unwrap_or(&null),
+                serde_json::Value::Null => &null,
+                _ => return Err(cannot_index(field, "a non-object value")),
             };
         }
         let value =
@@ -479,8 +566,14 @@ mod tests {
         assert!(fast.projection.is_some());
         let mut slow = JqProgram::compile(code).unwrap();
         slow.projection = None;
-        let records: [&[u8]; 9] = [
+        let records: [&[u8]; 15] = [
             br#"{"customer_id":"a1","t":{"year":2026},"flag":true}"#,
+            br#"{"customer_id":"first","customer_id":"last","t":{"year":1},"flag":true}"#,
+            br#"{"cust\u006fmer_id":"escaped","t":{"year":1},"flag":true,"big":[1,{"x":[2]}]}"#,
+            br#"null"#,
+            br#"  {"customer_id":"a","t":{"year":1},"flag":true}  "#,
+            br#"{"customer_id":"a","t":{"year":1},"flag":true} trailing"#,
+            br#"{"customer_id":"a","t":null,"flag":true}"#,
             br#"{"customer_id":7,"t":{"year":2.0e3},"flag":false}"#,
             br#"{"customer_id":1.5,"t":{"year":-3},"flag":true}"#,
             br#"{"customer_id":"a","t":{},"flag":true}"#,
