@@ -461,3 +461,38 @@ pub fn raw_data(doc: &serde_json::Value) -> String {
     )
     .unwrap()
 }
+
+/// `[egress]` letting destinations reach test servers on 127.0.0.1.
+pub const EGRESS: &str =
+    "[egress]\nallow_http_hosts = [\"127.0.0.1\"]\nallow_private = [\"127.0.0.0/8\"]\n";
+
+/// The `S3Configuration` of destination tests: bucket `backup`, prefix `all/`, uncompressed.
+pub fn backup_bucket() -> aws_sdk_firehose::types::S3DestinationConfiguration {
+    aws_sdk_firehose::types::S3DestinationConfiguration::builder()
+        .role_arn(ROLE)
+        .bucket_arn("arn:aws:s3:::backup")
+        .prefix("all/")
+        .compression_format(CompressionFormat::Uncompressed)
+        .build()
+        .unwrap()
+}
+
+/// Bytes stored in the `backup` bucket.
+pub fn backup_bytes(server: &Server) -> usize {
+    objects(&server.bucket("backup"))
+        .iter()
+        .map(|(_, b)| b.len())
+        .sum()
+}
+
+/// Asserts the `backup` bucket holds exactly `sent`, in order, under `all/` (an `AllData`-style
+/// backup of every source record).
+pub fn assert_backed_up(server: &Server, sent: &[String]) {
+    let objs = objects(&server.bucket("backup"));
+    assert!(objs.iter().all(|(k, _)| k.starts_with("all/")), "{objs:?}");
+    let all: String = objs
+        .iter()
+        .map(|(_, b)| String::from_utf8(b.clone()).unwrap())
+        .collect();
+    assert_eq!(all, sent.concat());
+}

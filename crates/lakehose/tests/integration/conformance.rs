@@ -195,7 +195,7 @@ impl Target for Http {
     }
 
     fn config(&self) -> String {
-        crate::http_endpoint::EGRESS.to_string()
+        EGRESS.to_string()
     }
 
     async fn create(&self, c: &Client, stream: &str, retry_s: i32, bucket: &str) {
@@ -414,7 +414,7 @@ impl Target for Splunk {
     }
 
     fn config(&self) -> String {
-        crate::http_endpoint::EGRESS.to_string()
+        EGRESS.to_string()
     }
 
     async fn create(&self, c: &Client, stream: &str, retry_s: i32, bucket: &str) {
@@ -485,7 +485,7 @@ impl Target for OpenSearch {
     }
 
     fn config(&self) -> String {
-        crate::http_endpoint::EGRESS.to_string()
+        EGRESS.to_string()
     }
 
     async fn create(&self, c: &Client, stream: &str, retry_s: i32, bucket: &str) {

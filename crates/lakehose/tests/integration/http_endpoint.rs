@@ -8,10 +8,9 @@ use std::time::Duration;
 
 use aws_sdk_firehose::Client;
 use aws_sdk_firehose::types::{
-    CompressionFormat, HttpEndpointBufferingHints, HttpEndpointCommonAttribute,
-    HttpEndpointConfiguration, HttpEndpointDestinationConfiguration,
-    HttpEndpointRequestConfiguration, HttpEndpointRetryOptions, HttpEndpointS3BackupMode,
-    S3DestinationConfiguration,
+    HttpEndpointBufferingHints, HttpEndpointCommonAttribute, HttpEndpointConfiguration,
+    HttpEndpointDestinationConfiguration, HttpEndpointRequestConfiguration,
+    HttpEndpointRetryOptions, HttpEndpointS3BackupMode,
 };
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -19,8 +18,6 @@ use base64::Engine as _;
 
 use crate::common::*;
 
-pub(crate) const EGRESS: &str =
-    "[egress]\nallow_http_hosts = [\"127.0.0.1\"]\nallow_private = [\"127.0.0.0/8\"]\n";
 const ACCESS_KEY: &str = "receiver-secret-key";
 
 fn rt() -> tokio::runtime::Runtime {
@@ -199,15 +196,7 @@ fn http_dest(
                 .build(),
         )
         .s3_backup_mode(mode)
-        .s3_configuration(
-            S3DestinationConfiguration::builder()
-                .role_arn(ROLE)
-                .bucket_arn("arn:aws:s3:::backup")
-                .prefix("all/")
-                .compression_format(CompressionFormat::Uncompressed)
-                .build()
-                .unwrap(),
-        )
+        .s3_configuration(backup_bucket())
         .build()
 }
 
@@ -391,23 +380,15 @@ fn all_data_backs_up_everything_and_gzip_bodies_decode() {
         .await;
         put_lines(&c, "h5", &sent).await;
     });
-    let backup = server.bucket("backup");
     wait_until(Duration::from_secs(20), || {
         receiver.accepted_records().len() >= sent.len()
-            && objects(&backup).iter().map(|(_, b)| b.len()).sum::<usize>()
-                >= sent.iter().map(|s| s.len()).sum::<usize>()
+            && backup_bytes(&server) >= sent.iter().map(String::len).sum::<usize>()
     });
     assert_eq!(receiver.accepted_records(), sent);
     for g in receiver.got() {
         assert_eq!(g.headers["content-encoding"], "gzip");
     }
-    let objs = objects(&backup);
-    assert!(objs.iter().all(|(k, _)| k.starts_with("all/")), "{objs:?}");
-    let all: String = objs
-        .iter()
-        .map(|(_, b)| String::from_utf8(b.clone()).unwrap())
-        .collect();
-    assert_eq!(all, sent.concat());
+    assert_backed_up(&server, &sent);
 }
 
 #[test]

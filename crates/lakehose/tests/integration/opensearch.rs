@@ -10,17 +10,14 @@ use aws_sdk_firehose::Client;
 use aws_sdk_firehose::types::{
     AmazonopensearchserviceBufferingHints, AmazonopensearchserviceDestinationConfiguration,
     AmazonopensearchserviceIndexRotationPeriod, AmazonopensearchserviceRetryOptions,
-    AmazonopensearchserviceS3BackupMode, CompressionFormat, DefaultDocumentIdFormat,
-    DocumentIdOptions, ElasticsearchBufferingHints, ElasticsearchDestinationConfiguration,
+    AmazonopensearchserviceS3BackupMode, DefaultDocumentIdFormat, DocumentIdOptions,
+    ElasticsearchBufferingHints, ElasticsearchDestinationConfiguration,
     ElasticsearchIndexRotationPeriod, ElasticsearchRetryOptions, ElasticsearchS3BackupMode,
-    S3DestinationConfiguration,
 };
 
 use crate::common::*;
 use crate::opensearch_server::OpenSearchServer;
 
-const EGRESS: &str =
-    "[egress]\nallow_http_hosts = [\"127.0.0.1\"]\nallow_private = [\"127.0.0.0/8\"]\n";
 const DOMAIN: &str = "arn:aws:es:us-east-1:123456789012:domain/logs";
 
 fn rt() -> tokio::runtime::Runtime {
@@ -33,16 +30,6 @@ fn rt() -> tokio::runtime::Runtime {
 /// `[egress]` plus `DOMAIN` mapped to `url`.
 fn config_with_domain(url: &str) -> String {
     format!("{EGRESS}[opensearch_domains]\n\"{DOMAIN}\" = \"{url}\"\n")
-}
-
-fn backup_bucket() -> S3DestinationConfiguration {
-    S3DestinationConfiguration::builder()
-        .role_arn(ROLE)
-        .bucket_arn("arn:aws:s3:::backup")
-        .prefix("all/")
-        .compression_format(CompressionFormat::Uncompressed)
-        .build()
-        .unwrap()
 }
 
 /// Where the cluster is.
@@ -569,20 +556,12 @@ fn all_documents_are_backed_up() {
         .await;
         put_lines(&c, "os9", &sent).await;
     });
-    let backup = server.bucket("backup");
     let total: usize = sent.iter().map(|s| s.len()).sum();
     wait_until(Duration::from_secs(20), || {
-        cluster.documents().len() >= sent.len()
-            && objects(&backup).iter().map(|(_, b)| b.len()).sum::<usize>() >= total
+        cluster.documents().len() >= sent.len() && backup_bytes(&server) >= total
     });
     assert_eq!(cluster.documents().len(), sent.len());
-    let objs = objects(&backup);
-    assert!(objs.iter().all(|(k, _)| k.starts_with("all/")), "{objs:?}");
-    let all: String = objs
-        .iter()
-        .map(|(_, b)| String::from_utf8(b.clone()).unwrap())
-        .collect();
-    assert_eq!(all, sent.concat());
+    assert_backed_up(&server, &sent);
 }
 
 #[test]

@@ -10,15 +10,13 @@ use std::time::Duration;
 
 use aws_sdk_firehose::Client;
 use aws_sdk_firehose::types::{
-    CompressionFormat, HecEndpointType, S3DestinationConfiguration, SplunkBufferingHints,
-    SplunkDestinationConfiguration, SplunkRetryOptions, SplunkS3BackupMode,
+    HecEndpointType, SplunkBufferingHints, SplunkDestinationConfiguration, SplunkRetryOptions,
+    SplunkS3BackupMode,
 };
 
 use crate::common::*;
 use crate::splunk_server::{Endpoint, Hec};
 
-const EGRESS: &str =
-    "[egress]\nallow_http_hosts = [\"127.0.0.1\"]\nallow_private = [\"127.0.0.0/8\"]\n";
 const TOKEN: &str = "8a3c7e1b-0d1f-4a52-9a55-2f3f0c7d9e10";
 
 fn rt() -> tokio::runtime::Runtime {
@@ -51,15 +49,7 @@ fn splunk_dest(
                 .build(),
         )
         .s3_backup_mode(mode)
-        .s3_configuration(
-            S3DestinationConfiguration::builder()
-                .role_arn(ROLE)
-                .bucket_arn("arn:aws:s3:::backup")
-                .prefix("all/")
-                .compression_format(CompressionFormat::Uncompressed)
-                .build()
-                .unwrap(),
-        )
+        .s3_configuration(backup_bucket())
 }
 
 async fn create_splunk(
@@ -383,20 +373,12 @@ fn all_events_backs_up_everything() {
         .await;
         put_lines(&c, "s4", &sent).await;
     });
-    let backup = server.bucket("backup");
     let total: usize = sent.iter().map(String::len).sum();
     wait_until(Duration::from_secs(20), || {
-        hec.acknowledged_events().len() >= sent.len()
-            && objects(&backup).iter().map(|(_, b)| b.len()).sum::<usize>() >= total
+        hec.acknowledged_events().len() >= sent.len() && backup_bytes(&server) >= total
     });
     assert_eq!(hec.acknowledged_events().len(), sent.len());
-    let objs = objects(&backup);
-    assert!(objs.iter().all(|(k, _)| k.starts_with("all/")), "{objs:?}");
-    let all: String = objs
-        .iter()
-        .map(|(_, b)| String::from_utf8(b.clone()).unwrap())
-        .collect();
-    assert_eq!(all, sent.concat());
+    assert_backed_up(&server, &sent);
 }
 
 #[test]
