@@ -167,19 +167,48 @@ pub fn decode(
     schema: &SchemaRef,
     config: &ConversionConfig,
 ) -> Result<(Vec<RecordBatch>, Vec<FailedRecord>), ConvertError> {
+    let decoded = decode_counted(records, schema, config)?;
+    Ok((decoded.batches, decoded.failed))
+}
+
+/// What [`decode_counted`] returns.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    /// The rows, in input order.
+    pub batches: Vec<RecordBatch>,
+    /// Records that gave no row because they failed, in input order.
+    pub failed: Vec<FailedRecord>,
+    /// For each input record, the rows it gave (0 when it failed, more than 1 for concatenated
+    /// objects): record `i`'s rows follow those of records `0..i`.
+    pub rows_per_record: Vec<u32>,
+}
+
+/// [`decode`], also saying which rows came from which record (a streaming query needs each
+/// row's arrival time).
+pub fn decode_counted(
+    records: &[&[u8]],
+    schema: &SchemaRef,
+    config: &ConversionConfig,
+) -> Result<Decoded, ConvertError> {
     const ROWS_PER_BATCH: usize = 8192;
     let mut decoder = RecordDecoder::new(schema, config, ROWS_PER_BATCH)?;
-    let mut batches = Vec::new();
+    let mut out = Decoded {
+        rows_per_record: Vec::with_capacity(records.len()),
+        ..Decoded::default()
+    };
     for (i, r) in records.iter().enumerate() {
+        let before = decoder.rows();
         decoder.decode(r, i);
+        out.rows_per_record.push((decoder.rows() - before) as u32);
         if decoder.rows() >= ROWS_PER_BATCH {
-            batches.push(decoder.finish()?);
+            out.batches.push(decoder.finish()?);
         }
     }
     if decoder.rows() > 0 {
-        batches.push(decoder.finish()?);
+        out.batches.push(decoder.finish()?);
     }
-    Ok((batches, std::mem::take(&mut decoder.failed)))
+    out.failed = std::mem::take(&mut decoder.failed);
+    Ok(out)
 }
 
 /// The schema of a batch of JSON records, for a table Lakehose creates itself: names

@@ -1,0 +1,800 @@
+//! A running pump: JSON records in, result rows out, window state in between.
+//!
+//! [`Pump::push`] takes records in log order. Each record is decoded against the source's
+//! columns (the OpenX JSON SerDe Firehose's format conversion uses: keys match columns
+//! case-insensitively; a record that does not fit is *failed*, with Firehose's
+//! `DataFormatConversion.*` code). Then, for a windowed query, each row is assigned to its
+//! windows ([`crate::window`]) and its aggregate inputs are folded into that window's state:
+//! a DataFusion [`GroupValues`] (the group keys) plus one DataFusion `GroupsAccumulator` per
+//! aggregate — the very accumulators a batch `GROUP BY` uses, so results are those of batch
+//! SQL over the same rows.
+//!
+//! # Invariants
+//!
+//! - **Per-record semantics.** Whether a row is late is decided against the watermark as it
+//!   was just before that row (the watermark is the largest time seen minus the source's
+//!   `WATERMARK` delay), so results do not depend on how records are batched.
+//! - **Deterministic.** The same records in the same order give the same results, the same
+//!   late records and the same state, whatever the batching; so replaying the log from a
+//!   snapshot's position after a crash reproduces exactly what was lost.
+//! - **Bounded state.** Only windows that have not fired hold state; a window's state is one
+//!   entry per group (not per row).
+//! - **Snapshots round-trip.** [`Pump::snapshot`] serialises every open window (group keys
+//!   and accumulator states, Arrow IPC) and rebuilds the live state from those bytes, the
+//!   same path [`Pump::restore`] takes after a restart.
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::TimestampMillisecondType;
+use arrow_array::{Array, ArrayRef, RecordBatch, TimestampMillisecondArray, UInt32Array};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::compute::take;
+use datafusion::arrow::ipc::reader::StreamReader;
+use datafusion::arrow::ipc::writer::StreamWriter;
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
+use datafusion::physical_expr::GroupsAccumulatorAdapter;
+use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
+use datafusion::physical_plan::aggregates::order::GroupOrdering;
+use datafusion::physical_plan::{ExecutionPlan, collect};
+use lakehose_formats::convert::{ConversionConfig, InputSerde, OutputFormat, decode_counted};
+
+use crate::plan::{Compiled, Stage, WindowedPlan, compile, output_schema, query_schema};
+use crate::sql::{PumpDef, ROWTIME, TableDef};
+use crate::window::{WindowKind, WindowSpec, fired};
+use crate::{Error, Result};
+
+/// One input record.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    pub data: &'a [u8],
+    /// Arrival time, milliseconds since the Unix epoch.
+    pub arrival_ms: i64,
+}
+
+/// A record that changed no result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// Index in the records given to [`Pump::push`].
+    pub index: usize,
+    /// `Lakehose.LateRecord`, `Lakehose.MissingEventTime`, or Firehose's
+    /// `DataFormatConversion.ParseError` / `DataFormatConversion.MalformedData`.
+    pub code: String,
+    pub message: String,
+}
+
+/// Code of a record whose windows had all fired when it arrived.
+pub const LATE_RECORD: &str = "Lakehose.LateRecord";
+/// Code of a record without a value in the window's time column.
+pub const MISSING_EVENT_TIME: &str = "Lakehose.MissingEventTime";
+
+/// What one [`Pump::push`] (or [`Pump::advance_to`]) produced.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Result rows, in emission order (windows in order of their end).
+    pub rows: Vec<RecordBatch>,
+    /// Records that changed no result: late, without event time, or not decodable.
+    pub rejected: Vec<Rejected>,
+}
+
+impl Outcome {
+    /// Number of result rows.
+    pub fn row_count(&self) -> usize {
+        self.rows.iter().map(|b| b.num_rows()).sum()
+    }
+}
+
+/// Counters of one pump since it started (restored from snapshots).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PumpStats {
+    pub input_records: u64,
+    pub output_rows: u64,
+    pub late_records: u64,
+    pub failed_records: u64,
+}
+
+/// One window's state: group keys and accumulators.
+struct WindowState {
+    groups: Box<dyn GroupValues>,
+    accumulators: Vec<Box<dyn GroupsAccumulator>>,
+    ids: Vec<usize>,
+}
+
+impl WindowState {
+    fn new(plan: &WindowedPlan) -> Result<Self> {
+        let groups =
+            new_group_values(Arc::clone(&plan.group_schema), &GroupOrdering::None).map_err(exec)?;
+        let accumulators = plan
+            .aggregates
+            .iter()
+            .map(|a| {
+                if a.groups_accumulator_supported() {
+                    a.create_groups_accumulator()
+                } else {
+                    let a = Arc::clone(a);
+                    Ok(Box::new(GroupsAccumulatorAdapter::new(move || {
+                        a.create_accumulator()
+                    })) as Box<dyn GroupsAccumulator>)
+                }
+            })
+            .collect::<datafusion::error::Result<Vec<_>>>()
+            .map_err(exec)?;
+        Ok(WindowState {
+            groups,
+            accumulators,
+            ids: Vec::new(),
+        })
+    }
+
+    fn update(
+        &mut self,
+        keys: &[ArrayRef],
+        arguments: &[Vec<ArrayRef>],
+        filters: &[Option<ArrayRef>],
+    ) -> Result<()> {
+        self.groups.intern(keys, &mut self.ids).map_err(exec)?;
+        let total = self.groups.len();
+        for ((acc, args), filter) in self.accumulators.iter_mut().zip(arguments).zip(filters) {
+            let filter = filter.as_ref().map(|f| f.as_boolean());
+            acc.update_batch(args, &self.ids, filter, total)
+                .map_err(exec)?;
+        }
+        Ok(())
+    }
+
+    /// The group keys and each accumulator's state; empties the window.
+    fn take_state(&mut self) -> Result<(Vec<ArrayRef>, Vec<Vec<ArrayRef>>)> {
+        let keys = self.groups.emit(EmitTo::All).map_err(exec)?;
+        let states = self
+            .accumulators
+            .iter_mut()
+            .map(|a| a.state(EmitTo::All))
+            .collect::<datafusion::error::Result<Vec<_>>>()
+            .map_err(exec)?;
+        Ok((keys, states))
+    }
+
+    fn restore(plan: &WindowedPlan, keys: &[ArrayRef], states: &[Vec<ArrayRef>]) -> Result<Self> {
+        let mut w = WindowState::new(plan)?;
+        w.groups.intern(keys, &mut w.ids).map_err(exec)?;
+        let total = w.groups.len();
+        for (acc, state) in w.accumulators.iter_mut().zip(states) {
+            acc.merge_batch(state, &w.ids, total).map_err(exec)?;
+        }
+        Ok(w)
+    }
+
+    /// The aggregate's output rows for this window.
+    fn finish(mut self, schema: &SchemaRef) -> Result<RecordBatch> {
+        let mut columns = self.groups.emit(EmitTo::All).map_err(exec)?;
+        for acc in &mut self.accumulators {
+            columns.push(acc.evaluate(EmitTo::All).map_err(exec)?);
+        }
+        RecordBatch::try_new(Arc::clone(schema), columns)
+            .map_err(|e| Error::Execution(e.to_string()))
+    }
+}
+
+fn exec(e: datafusion::error::DataFusionError) -> Error {
+    Error::Execution(e.strip_backtrace())
+}
+
+/// How a pump's time column is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TimeSource {
+    /// A declared TIMESTAMP column (event time).
+    Event,
+    /// The arrival time (`rowtime` or a `PROCTIME()` column).
+    Processing,
+}
+
+/// A continuous query over one source.
+pub struct Pump {
+    def: PumpDef,
+    source: TableDef,
+    /// The declared columns that come from the record (PROCTIME() ones excluded).
+    record_schema: SchemaRef,
+    conversion: ConversionConfig,
+    compiled: Compiled,
+    task: Arc<TaskContext>,
+    time: TimeSource,
+    delay_ms: i64,
+    watermark: i64,
+    max_time: i64,
+    /// Open windows by (end, start).
+    windows: BTreeMap<(i64, i64), WindowState>,
+    stats: PumpStats,
+}
+
+impl std::fmt::Debug for Pump {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pump")
+            .field("name", &self.def.name)
+            .field("watermark", &self.watermark)
+            .field("open_windows", &self.windows.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pump {
+    /// Plans `def` over `source`.
+    pub async fn new(def: PumpDef, source: TableDef) -> Result<Self> {
+        let (time, delay_ms) = match &def.window {
+            None => (TimeSource::Processing, 0),
+            Some(w) if w.time_column == ROWTIME => (TimeSource::Processing, 0),
+            Some(w) if source.proctime_columns.contains(&w.time_column) => {
+                (TimeSource::Processing, 0)
+            }
+            Some(w) => {
+                match source.columns.iter().find(|f| f.name() == &w.time_column) {
+                    Some(f) if matches!(f.data_type(), DataType::Timestamp(..)) => {}
+                    Some(f) => {
+                        return Err(Error::Plan(format!(
+                            "pump `{}`: the window's time column `{}` is {}; it must be a TIMESTAMP",
+                            def.name,
+                            w.time_column,
+                            f.data_type()
+                        )));
+                    }
+                    None => {
+                        return Err(Error::Plan(format!(
+                            "pump `{}`: the window's time column `{}` is not a column of `{}`",
+                            def.name, w.time_column, source.name
+                        )));
+                    }
+                }
+                let delay = match &source.watermark {
+                    Some(wm) if wm.column == w.time_column => wm.delay_ms,
+                    _ => 0,
+                };
+                (TimeSource::Event, delay)
+            }
+        };
+        let record_schema = Arc::new(Schema::new(
+            source
+                .columns
+                .iter()
+                .filter(|f| !source.proctime_columns.contains(f.name()))
+                .cloned()
+                .collect::<Vec<Field>>(),
+        ));
+        let input = match source.options.get("json.timestamp-format") {
+            Some(format) => InputSerde::Hive {
+                timestamp_formats: vec![format.clone()],
+            },
+            None => InputSerde::default(),
+        };
+        let conversion =
+            ConversionConfig::new("analytics", &source.name, input, OutputFormat::default());
+        let (compiled, task) = compile(&def, &source).await?;
+        Ok(Pump {
+            def,
+            source,
+            record_schema,
+            conversion,
+            compiled,
+            task,
+            time,
+            delay_ms,
+            watermark: i64::MIN,
+            max_time: i64::MIN,
+            windows: BTreeMap::new(),
+            stats: PumpStats::default(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.def.name
+    }
+
+    pub fn definition(&self) -> &PumpDef {
+        &self.def
+    }
+
+    /// The schema of the result rows.
+    pub fn output_schema(&self) -> SchemaRef {
+        output_schema(&self.compiled)
+    }
+
+    /// The current watermark (milliseconds), `None` before the first timed row.
+    pub fn watermark(&self) -> Option<i64> {
+        (self.watermark != i64::MIN).then_some(self.watermark)
+    }
+
+    /// Whether windows are driven by arrival time (so the clock may close them).
+    pub fn uses_processing_time(&self) -> bool {
+        self.def.window.is_some() && self.time == TimeSource::Processing
+    }
+
+    pub fn open_windows(&self) -> usize {
+        self.windows.len()
+    }
+
+    pub fn stats(&self) -> PumpStats {
+        self.stats
+    }
+
+    /// Processes `records` (in log order).
+    pub async fn push(&mut self, records: &[Input<'_>]) -> Result<Outcome> {
+        let mut out = Outcome::default();
+        self.stats.input_records += records.len() as u64;
+        let datas: Vec<&[u8]> = records.iter().map(|r| r.data).collect();
+        let decoded = decode_counted(&datas, &self.record_schema, &self.conversion)
+            .map_err(|e| Error::Execution(e.to_string()))?;
+        for f in decoded.failed {
+            out.rejected.push(Rejected {
+                index: f.index,
+                code: f.error_code,
+                message: f.error_message,
+            });
+        }
+        // Which record each decoded row came from.
+        let mut row_record: Vec<u32> = Vec::new();
+        for (i, n) in decoded.rows_per_record.iter().enumerate() {
+            row_record.extend(std::iter::repeat_n(i as u32, *n as usize));
+        }
+        let mut offset = 0;
+        for batch in decoded.batches {
+            let rows = &row_record[offset..offset + batch.num_rows()];
+            offset += batch.num_rows();
+            let arrival: Vec<i64> = rows
+                .iter()
+                .map(|&r| records[r as usize].arrival_ms)
+                .collect();
+            let batch = self.with_arrival_columns(batch, arrival)?;
+            self.process(batch, rows, &mut out).await?;
+        }
+        out.rows.extend(self.fire().await?);
+        self.account(&out);
+        Ok(out)
+    }
+
+    /// Advances a processing-time pump's watermark to `now_ms` (the clock, minus whatever
+    /// grace the caller allows), firing the windows that ends. No effect on event-time pumps.
+    pub async fn advance_to(&mut self, now_ms: i64) -> Result<Outcome> {
+        let mut out = Outcome::default();
+        if self.uses_processing_time() && now_ms > self.watermark {
+            self.watermark = now_ms;
+            out.rows = self.fire().await?;
+            self.account(&out);
+        }
+        Ok(out)
+    }
+
+    fn account(&mut self, out: &Outcome) {
+        self.stats.output_rows += out.row_count() as u64;
+        for r in &out.rejected {
+            if r.code == LATE_RECORD {
+                self.stats.late_records += 1;
+            } else {
+                self.stats.failed_records += 1;
+            }
+        }
+    }
+
+    /// The decoded columns in the query's order, with PROCTIME() columns and `rowtime`.
+    fn with_arrival_columns(&self, batch: RecordBatch, arrival: Vec<i64>) -> Result<RecordBatch> {
+        let arrival: ArrayRef = Arc::new(TimestampMillisecondArray::from(arrival));
+        let mut columns = Vec::with_capacity(self.source.columns.len() + 1);
+        let mut fields = Vec::with_capacity(self.source.columns.len() + 1);
+        for f in &self.source.columns {
+            if self.source.proctime_columns.contains(f.name()) {
+                columns.push(Arc::clone(&arrival));
+            } else {
+                let column = batch.column_by_name(f.name()).ok_or_else(|| {
+                    Error::Execution(format!("decoded rows lack column {}", f.name()))
+                })?;
+                columns.push(Arc::clone(column));
+            }
+            fields.push(f.clone());
+        }
+        let schema = query_schema(&self.source, false);
+        columns.push(arrival);
+        RecordBatch::try_new(schema, columns).map_err(|e| Error::Execution(e.to_string()))
+    }
+
+    /// One decoded batch (`rows[i]` = the record of row `i`).
+    async fn process(&mut self, batch: RecordBatch, rows: &[u32], out: &mut Outcome) -> Result<()> {
+        let Some(window) = self.def.window.clone() else {
+            let Compiled::Stateless(stage) = &self.compiled else {
+                unreachable!("an aggregate without a window is refused when planning")
+            };
+            out.rows.extend(run(stage, vec![batch], &self.task).await?);
+            return Ok(());
+        };
+        let times = self.times(&batch)?;
+        // Assign rows to windows, per-record against the watermark before the row.
+        let mut per_window: BTreeMap<(i64, i64), Vec<u32>> = BTreeMap::new();
+        let mut last_rejected = None;
+        for (row, &ts) in times.iter().enumerate() {
+            let record = rows[row] as usize;
+            let Some(ts) = ts else {
+                if last_rejected != Some(record) {
+                    out.rejected.push(Rejected {
+                        index: record,
+                        code: MISSING_EVENT_TIME.into(),
+                        message: format!(
+                            "The record has no value for the time column `{}`.",
+                            window.time_column
+                        ),
+                    });
+                    last_rejected = Some(record);
+                }
+                continue;
+            };
+            let watermark = self.watermark;
+            let mut accepted = false;
+            window.for_each_window(ts, |start, end| {
+                if !fired(end, watermark) {
+                    per_window.entry((end, start)).or_default().push(row as u32);
+                    accepted = true;
+                }
+            });
+            if !accepted && last_rejected != Some(record) {
+                out.rejected.push(Rejected {
+                    index: record,
+                    code: LATE_RECORD.into(),
+                    message: format!(
+                        "The record's time {} is behind the watermark {}: its windows had already fired.",
+                        format_ms(ts),
+                        format_ms(watermark)
+                    ),
+                });
+                last_rejected = Some(record);
+            }
+            self.max_time = self.max_time.max(ts);
+            self.watermark = self
+                .watermark
+                .max(self.max_time.saturating_sub(self.delay_ms));
+        }
+        if per_window.is_empty() {
+            return Ok(());
+        }
+        let expanded = expand(&batch, &per_window)?;
+        match &self.compiled {
+            Compiled::Stateless(stage) => {
+                out.rows
+                    .extend(run(stage, vec![expanded], &self.task).await?);
+            }
+            Compiled::Windowed(plan) => {
+                let pre = run(&plan.pre, vec![expanded], &self.task).await?;
+                for b in pre {
+                    update_windows(plan, &window, &mut self.windows, &b)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn times(&self, batch: &RecordBatch) -> Result<Vec<Option<i64>>> {
+        let name = match &self.def.window {
+            Some(w) if self.time == TimeSource::Event => w.time_column.as_str(),
+            _ => ROWTIME,
+        };
+        let column = batch
+            .column_by_name(name)
+            .ok_or_else(|| Error::Execution(format!("no time column {name}")))?;
+        let column = datafusion::arrow::compute::cast(
+            column,
+            &DataType::Timestamp(arrow_schema::TimeUnit::Millisecond, None),
+        )
+        .map_err(|e| Error::Execution(e.to_string()))?;
+        let ts = column.as_primitive::<TimestampMillisecondType>();
+        Ok(ts.iter().collect())
+    }
+
+    /// Emits the windows the watermark has passed, in order of their end.
+    async fn fire(&mut self) -> Result<Vec<RecordBatch>> {
+        let Compiled::Windowed(plan) = &self.compiled else {
+            return Ok(Vec::new());
+        };
+        let mut rows = Vec::new();
+        while let Some(entry) = self.windows.first_entry() {
+            if !fired(entry.key().0, self.watermark) {
+                break;
+            }
+            let state = entry.remove();
+            let batch = state.finish(&plan.aggregate_schema)?;
+            rows.extend(run(&plan.post, vec![batch], &self.task).await?);
+        }
+        Ok(rows)
+    }
+
+    /// Serialises the pump's state (watermark, counters, open windows) and rebuilds the live
+    /// state from the bytes (so the restore path runs on every snapshot).
+    pub fn snapshot(&mut self) -> Result<Vec<u8>> {
+        let mut header = SnapshotHeader {
+            pump: self.def.name.clone(),
+            watermark: self.watermark,
+            max_time: self.max_time,
+            stats: self.stats,
+            windows: Vec::new(),
+        };
+        let mut ipc = Vec::new();
+        if let Compiled::Windowed(plan) = &self.compiled {
+            let schema = state_schema(plan)?;
+            let mut writer = StreamWriter::try_new(&mut ipc, &schema)
+                .map_err(|e| Error::State(e.to_string()))?;
+            for (&(end, start), state) in &mut self.windows {
+                let (keys, states) = state.take_state()?;
+                let mut columns = keys;
+                columns.extend(states.into_iter().flatten());
+                let batch = RecordBatch::try_new(Arc::clone(&schema), columns)
+                    .map_err(|e| Error::State(e.to_string()))?;
+                writer
+                    .write(&batch)
+                    .map_err(|e| Error::State(e.to_string()))?;
+                header.windows.push((start, end));
+            }
+            writer.finish().map_err(|e| Error::State(e.to_string()))?;
+        }
+        let header_bytes = serde_json::to_vec(&header).map_err(|e| Error::State(e.to_string()))?;
+        let mut bytes = Vec::with_capacity(header_bytes.len() + ipc.len() + 16);
+        bytes.extend_from_slice(SNAPSHOT_MAGIC);
+        bytes.extend_from_slice(&(header_bytes.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&header_bytes);
+        bytes.extend_from_slice(&ipc);
+        let crc = crc32c::crc32c(&bytes);
+        bytes.extend_from_slice(&crc.to_le_bytes());
+        self.restore(&bytes)?;
+        Ok(bytes)
+    }
+
+    /// Replaces the pump's state by a snapshot's.
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<()> {
+        let bad = |m: &str| Error::State(format!("pump `{}`: snapshot {m}", self.def.name));
+        if bytes.len() < SNAPSHOT_MAGIC.len() + 8 || !bytes.starts_with(SNAPSHOT_MAGIC) {
+            return Err(bad("is not a pump snapshot"));
+        }
+        let (body, crc) = bytes.split_at(bytes.len() - 4);
+        if crc32c::crc32c(body) != u32::from_le_bytes(crc.try_into().expect("4 bytes")) {
+            return Err(bad("is damaged (CRC mismatch)"));
+        }
+        let body = &body[SNAPSHOT_MAGIC.len()..];
+        let len = u32::from_le_bytes(body[..4].try_into().expect("4 bytes")) as usize;
+        let header: SnapshotHeader = body
+            .get(4..4 + len)
+            .and_then(|h| serde_json::from_slice(h).ok())
+            .ok_or_else(|| bad("has an unreadable header"))?;
+        if header.pump != self.def.name {
+            return Err(bad(&format!("belongs to pump `{}`", header.pump)));
+        }
+        let ipc = &body[4 + len..];
+        let mut windows = BTreeMap::new();
+        if let Compiled::Windowed(plan) = &self.compiled {
+            if !ipc.is_empty() {
+                let reader = StreamReader::try_new(Cursor::new(ipc), None)
+                    .map_err(|e| Error::State(e.to_string()))?;
+                let key_count = plan.group_schema.fields().len();
+                let widths: Vec<usize> = plan
+                    .aggregates
+                    .iter()
+                    .map(|a| a.state_fields().map(|f| f.len()))
+                    .collect::<datafusion::error::Result<_>>()
+                    .map_err(exec)?;
+                for (batch, &(start, end)) in reader.zip(&header.windows) {
+                    let batch = batch.map_err(|e| Error::State(e.to_string()))?;
+                    let columns = batch.columns();
+                    let keys = &columns[..key_count];
+                    let mut states = Vec::with_capacity(widths.len());
+                    let mut at = key_count;
+                    for w in &widths {
+                        states.push(columns[at..at + w].to_vec());
+                        at += w;
+                    }
+                    windows.insert((end, start), WindowState::restore(plan, keys, &states)?);
+                }
+            }
+            if windows.len() != header.windows.len() {
+                return Err(bad("lists more windows than it holds"));
+            }
+        }
+        self.watermark = header.watermark;
+        self.max_time = header.max_time;
+        self.stats = header.stats;
+        self.windows = windows;
+        Ok(())
+    }
+}
+
+const SNAPSHOT_MAGIC: &[u8; 8] = b"LHPUMP\0\x01";
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SnapshotHeader {
+    pump: String,
+    watermark: i64,
+    max_time: i64,
+    stats: PumpStats,
+    /// (start, end) of each window, in the order of the IPC batches.
+    windows: Vec<(i64, i64)>,
+}
+
+/// The schema of a window's snapshot batch: group keys, then every accumulator's state.
+fn state_schema(plan: &WindowedPlan) -> Result<SchemaRef> {
+    let mut fields: Vec<Field> = plan
+        .group_schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| Field::new(format!("k{i}"), f.data_type().clone(), true))
+        .collect();
+    for (i, a) in plan.aggregates.iter().enumerate() {
+        for (j, f) in a.state_fields().map_err(exec)?.iter().enumerate() {
+            fields.push(Field::new(format!("a{i}_{j}"), f.data_type().clone(), true));
+        }
+    }
+    Ok(Arc::new(Schema::new(fields)))
+}
+
+/// The rows of `per_window` (each window's rows together, windows in order), with the window
+/// columns appended.
+fn expand(batch: &RecordBatch, per_window: &BTreeMap<(i64, i64), Vec<u32>>) -> Result<RecordBatch> {
+    let total: usize = per_window.values().map(Vec::len).sum();
+    let mut indices = Vec::with_capacity(total);
+    let mut starts = Vec::with_capacity(total);
+    let mut ends = Vec::with_capacity(total);
+    for (&(end, start), rows) in per_window {
+        indices.extend_from_slice(rows);
+        starts.extend(std::iter::repeat_n(start, rows.len()));
+        ends.extend(std::iter::repeat_n(end, rows.len()));
+    }
+    let indices = UInt32Array::from(indices);
+    let mut columns = batch
+        .columns()
+        .iter()
+        .map(|c| take(c, &indices, None))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Execution(e.to_string()))?;
+    let times: Vec<i64> = ends.iter().map(|e| e - 1).collect();
+    columns.push(Arc::new(TimestampMillisecondArray::from(starts)));
+    columns.push(Arc::new(TimestampMillisecondArray::from(ends)));
+    columns.push(Arc::new(TimestampMillisecondArray::from(times)));
+    let mut fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    let ts = DataType::Timestamp(arrow_schema::TimeUnit::Millisecond, None);
+    for name in ["window_start", "window_end", "window_time"] {
+        fields.push(Field::new(name, ts.clone(), false));
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .map_err(|e| Error::Execution(e.to_string()))
+}
+
+/// Folds the rows of `batch` (the output of the plan below the aggregate; each window's rows
+/// contiguous) into their windows' state.
+fn update_windows(
+    plan: &WindowedPlan,
+    window: &WindowSpec,
+    windows: &mut BTreeMap<(i64, i64), WindowState>,
+    batch: &RecordBatch,
+) -> Result<()> {
+    let n = batch.num_rows();
+    if n == 0 {
+        return Ok(());
+    }
+    let eval = |e: &Arc<dyn datafusion::physical_plan::PhysicalExpr>| {
+        e.evaluate(batch)
+            .and_then(|v| v.into_array(n))
+            .map_err(exec)
+    };
+    let keys: Vec<ArrayRef> = plan
+        .group_exprs
+        .iter()
+        .map(|(e, _)| eval(e))
+        .collect::<Result<_>>()?;
+    let arguments: Vec<Vec<ArrayRef>> = plan
+        .arguments
+        .iter()
+        .map(|args| args.iter().map(eval).collect::<Result<Vec<_>>>())
+        .collect::<Result<_>>()?;
+    let filters: Vec<Option<ArrayRef>> = plan
+        .filters
+        .iter()
+        .map(|f| f.as_ref().map(eval).transpose())
+        .collect::<Result<_>>()?;
+    let window_key = datafusion::arrow::compute::cast(
+        &keys[plan.window_key],
+        &DataType::Timestamp(arrow_schema::TimeUnit::Millisecond, None),
+    )
+    .map_err(|e| Error::Execution(e.to_string()))?;
+    let window_key = window_key.as_primitive::<TimestampMillisecondType>();
+    let mut start_row = 0;
+    while start_row < n {
+        let key = window_key.value(start_row);
+        let mut end_row = start_row + 1;
+        while end_row < n && window_key.value(end_row) == key {
+            end_row += 1;
+        }
+        let (start, end) = if plan.window_key_is_end {
+            let start = match window.kind {
+                WindowKind::Cumulate => {
+                    let last = key - 1;
+                    last - (last - window.offset_ms).rem_euclid(window.size_ms)
+                }
+                _ => key - window.size_ms,
+            };
+            (start, key)
+        } else {
+            (key, key + window.size_ms)
+        };
+        let len = end_row - start_row;
+        let slice = |a: &ArrayRef| a.slice(start_row, len);
+        let state = match windows.entry((end, start)) {
+            std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::btree_map::Entry::Vacant(v) => v.insert(WindowState::new(plan)?),
+        };
+        state.update(
+            &keys.iter().map(slice).collect::<Vec<_>>(),
+            &arguments
+                .iter()
+                .map(|args| args.iter().map(slice).collect())
+                .collect::<Vec<_>>(),
+            &filters
+                .iter()
+                .map(|f| f.as_ref().map(slice))
+                .collect::<Vec<_>>(),
+        )?;
+        start_row = end_row;
+    }
+    Ok(())
+}
+
+/// Runs a stage on `batches`.
+async fn run(
+    stage: &Stage,
+    batches: Vec<RecordBatch>,
+    task: &Arc<TaskContext>,
+) -> Result<Vec<RecordBatch>> {
+    stage.input.put(batches);
+    let rows = collect(
+        Arc::clone(&stage.plan) as Arc<dyn ExecutionPlan>,
+        Arc::clone(task),
+    )
+    .await
+    .map_err(exec)?;
+    Ok(rows.into_iter().filter(|b| b.num_rows() > 0).collect())
+}
+
+/// `2026-11-24T10:00:00.000Z`, for messages.
+pub(crate) fn format_ms(ms: i64) -> String {
+    match datafusion::arrow::temporal_conversions::timestamp_ms_to_datetime(ms) {
+        _ if ms == i64::MIN => "(none yet)".into(),
+        Some(t) => t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+        None => ms.to_string(),
+    }
+}
+
+/// Result rows as JSON records, one object per row, each ending with a newline (the form
+/// delivery streams and HTTP endpoints receive). Null columns are left out.
+pub fn to_json_records(batches: &[RecordBatch]) -> Result<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    for batch in batches {
+        let mut buf = Vec::new();
+        let mut writer = arrow_json::LineDelimitedWriter::new(&mut buf);
+        writer
+            .write(batch)
+            .map_err(|e| Error::Execution(e.to_string()))?;
+        writer
+            .finish()
+            .map_err(|e| Error::Execution(e.to_string()))?;
+        drop(writer);
+        out.extend(
+            buf.split_inclusive(|&b| b == b'\n')
+                .filter(|l| l.len() > 1)
+                .map(<[u8]>::to_vec),
+        );
+    }
+    Ok(out)
+}
+
+// A pump moves between tasks of the runtime.
+const _: fn() = || {
+    fn send<T: Send>() {}
+    send::<Pump>();
+};

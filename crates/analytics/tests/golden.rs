@@ -1,0 +1,369 @@
+//! Golden tests: each window type over out-of-order input with a watermark and late records,
+//! checked against results computed independently — the late records found by a plain loop
+//! over the input, the windows by plain arithmetic, the aggregates by batch SQL (DataFusion
+//! over an in-memory table of the same rows).
+
+use std::sync::Arc;
+
+use arrow_array::{Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::prelude::SessionContext;
+use lakehose_analytics::pump::LATE_RECORD;
+use lakehose_analytics::{Application, Input};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const BASE: i64 = 1_764_000_000_000; // a whole minute
+const DELAY_MS: i64 = 2_000;
+
+#[derive(Clone, Debug)]
+struct Event {
+    user: String,
+    url: String,
+    amount: i64,
+    ts: i64,
+    arrival: i64,
+}
+
+impl Event {
+    fn json(&self) -> Vec<u8> {
+        let t = datafusion::arrow::temporal_conversions::timestamp_ms_to_datetime(self.ts)
+            .unwrap()
+            .format("%Y-%m-%dT%H:%M:%S%.3f");
+        format!(
+            r#"{{"user_id":"{}","URL":"{}","amount":{},"event_time":"{}Z"}}"#,
+            self.user, self.url, self.amount, t
+        )
+        .into_bytes()
+    }
+}
+
+/// `n` events over about `n / 10` seconds, times jittered by up to 3 s either way (so some
+/// arrive after the 2 s watermark delay has passed their window), a few far behind.
+fn events(n: usize, seed: u64) -> Vec<Event> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..n)
+        .map(|i| {
+            // Mostly a little out of order; a few records 40 s behind (late for every window).
+            let jitter = if rng.random_bool(0.03) {
+                -40_000
+            } else {
+                rng.random_range(-3_000..=3_000)
+            };
+            Event {
+                user: format!("user_{}", rng.random_range(0..7)),
+                url: format!("/page/{}", rng.random_range(0..5)),
+                amount: rng.random_range(1..100),
+                ts: BASE + i as i64 * 100 + jitter,
+                arrival: BASE + i as i64 * 100,
+            }
+        })
+        .collect()
+}
+
+/// Windows `[start, end)` of `ts`, by arithmetic: (kind, slide or step, size).
+fn windows_of(kind: &str, slide: i64, size: i64, ts: i64) -> Vec<(i64, i64)> {
+    let floor = |t: i64, m: i64| t.div_euclid(m) * m;
+    match kind {
+        "TUMBLE" => vec![(floor(ts, size), floor(ts, size) + size)],
+        "HOP" => {
+            let mut out = Vec::new();
+            let mut start = floor(ts, slide);
+            while start > ts - size {
+                out.push((start, start + size));
+                start -= slide;
+            }
+            out
+        }
+        "CUMULATE" => {
+            let start = floor(ts, size);
+            (1..=size / slide)
+                .map(|k| (start, start + k * slide))
+                .filter(|&(_, end)| end > ts)
+                .collect()
+        }
+        _ => unreachable!(),
+    }
+}
+
+/// The expected result rows (sorted text) and late record indices.
+async fn expected(
+    kind: &str,
+    slide: i64,
+    size: i64,
+    input: &[Event],
+    select: &str,
+) -> (Vec<String>, Vec<usize>) {
+    let mut watermark = i64::MIN;
+    let mut max_ts = i64::MIN;
+    let mut late = Vec::new();
+    let (mut users, mut urls, mut amounts, mut starts, mut ends) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    for (i, e) in input.iter().enumerate() {
+        let open: Vec<_> = windows_of(kind, slide, size, e.ts)
+            .into_iter()
+            .filter(|&(_, end)| watermark < end - 1)
+            .collect();
+        if open.is_empty() {
+            late.push(i);
+        }
+        for (s, end) in open {
+            users.push(e.user.clone());
+            urls.push(e.url.clone());
+            amounts.push(e.amount);
+            starts.push(s);
+            ends.push(end);
+        }
+        max_ts = max_ts.max(e.ts);
+        watermark = watermark.max(max_ts - DELAY_MS);
+    }
+    // Only windows that fired by the end are emitted.
+    let keep: Vec<bool> = ends.iter().map(|&end| watermark >= end - 1).collect();
+    let pick =
+        |v: &[i64]| -> Vec<i64> { v.iter().zip(&keep).filter(|p| *p.1).map(|p| *p.0).collect() };
+    let picks = |v: &[String]| -> Vec<String> {
+        v.iter()
+            .zip(&keep)
+            .filter(|p| *p.1)
+            .map(|p| p.0.clone())
+            .collect()
+    };
+    let ts = DataType::Timestamp(TimeUnit::Millisecond, None);
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("user_id", DataType::Utf8, true),
+        Field::new("url", DataType::Utf8, true),
+        Field::new("amount", DataType::Int64, true),
+        Field::new("window_start", ts.clone(), false),
+        Field::new("window_end", ts, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from(picks(&users))),
+            Arc::new(StringArray::from(picks(&urls))),
+            Arc::new(Int64Array::from(pick(&amounts))),
+            Arc::new(TimestampMillisecondArray::from(pick(&starts))),
+            Arc::new(TimestampMillisecondArray::from(pick(&ends))),
+        ],
+    )
+    .unwrap();
+    let ctx = SessionContext::new();
+    ctx.register_batch("clicks", batch).unwrap();
+    let rows = ctx.sql(select).await.unwrap().collect().await.unwrap();
+    (lines(&rows), late)
+}
+
+fn lines(batches: &[RecordBatch]) -> Vec<String> {
+    let text = pretty_format_batches(batches).unwrap().to_string();
+    let mut rows: Vec<String> = text
+        .lines()
+        .filter(|l| l.starts_with('|'))
+        .skip(1)
+        .map(str::to_string)
+        .collect();
+    rows.sort();
+    rows
+}
+
+const SELECT: &str = "SELECT user_id, window_start, window_end, COUNT(*) AS clicks, \
+     SUM(amount) AS total, MIN(amount) AS least, MAX(amount) AS most, \
+     COUNT(DISTINCT url) AS pages, AVG(amount) AS mean \
+     FROM clicks GROUP BY user_id, window_start, window_end HAVING COUNT(*) > 1";
+
+fn app_sql(window: &str) -> String {
+    format!(
+        "CREATE TABLE clicks (user_id VARCHAR, url VARCHAR, amount BIGINT, event_time TIMESTAMP(3),
+             WATERMARK FOR event_time AS event_time - INTERVAL '2' SECOND)
+           WITH ('connector' = 'firehose', 'stream' = 'clicks');
+         CREATE TABLE out WITH ('connector' = 'firehose', 'stream' = 'out');
+         INSERT INTO out {}",
+        SELECT.replace("FROM clicks", &format!("FROM TABLE({window})"))
+    )
+}
+
+/// Runs the application over `input` in batches of random sizes; returns the result rows and
+/// the late record indices. With `snapshot_every`, the pump is snapshotted, dropped and
+/// restored into a fresh application every that many batches.
+async fn run(
+    sql: &str,
+    input: &[Event],
+    seed: u64,
+    snapshot_every: Option<usize>,
+) -> (Vec<String>, Vec<usize>) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut app = Application::new(sql).await.unwrap();
+    let mut rows = Vec::new();
+    let mut late = Vec::new();
+    let datas: Vec<Vec<u8>> = input.iter().map(Event::json).collect();
+    let mut at = 0;
+    let mut batches = 0;
+    while at < input.len() {
+        let n = rng.random_range(1..=300).min(input.len() - at);
+        let records: Vec<Input> = (at..at + n)
+            .map(|i| Input {
+                data: &datas[i],
+                arrival_ms: input[i].arrival,
+            })
+            .collect();
+        let out = app.pumps[0].push(&records).await.unwrap();
+        for r in &out.rejected {
+            assert_eq!(r.code, LATE_RECORD, "{r:?}");
+            late.push(at + r.index);
+        }
+        rows.extend(out.rows);
+        at += n;
+        batches += 1;
+        if snapshot_every.is_some_and(|k| batches % k == 0) {
+            let bytes = app.pumps[0].snapshot().unwrap();
+            app = Application::new(sql).await.unwrap();
+            app.pumps[0].restore(&bytes).unwrap();
+        }
+    }
+    (lines(&rows), late)
+}
+
+async fn golden(kind: &str, slide_s: i64, size_s: i64, seed: u64) {
+    let window = match kind {
+        "TUMBLE" => {
+            format!("TUMBLE(TABLE clicks, DESCRIPTOR(event_time), INTERVAL '{size_s}' SECOND)")
+        }
+        _ => format!(
+            "{kind}(TABLE clicks, DESCRIPTOR(event_time), INTERVAL '{slide_s}' SECOND, INTERVAL '{size_s}' SECOND)"
+        ),
+    };
+    let input = events(3_000, seed);
+    let (want_rows, want_late) =
+        expected(kind, slide_s * 1000, size_s * 1000, &input, SELECT).await;
+    assert!(!want_late.is_empty(), "the input must hold late records");
+    assert!(want_rows.len() > 20, "too few windows: {}", want_rows.len());
+    let sql = app_sql(&window);
+    let (rows, late) = run(&sql, &input, seed + 1, None).await;
+    assert_eq!(late, want_late, "{kind}: late records");
+    assert_eq!(rows, want_rows, "{kind}: results");
+    // Snapshot, drop and restore every few batches: the same results.
+    let (rows, late) = run(&sql, &input, seed + 2, Some(3)).await;
+    assert_eq!(late, want_late, "{kind}: late records across restores");
+    assert_eq!(rows, want_rows, "{kind}: results across restores");
+}
+
+#[tokio::test]
+async fn tumble_matches_batch_sql() {
+    golden("TUMBLE", 10, 10, 7).await;
+}
+
+#[tokio::test]
+async fn hop_matches_batch_sql() {
+    golden("HOP", 5, 20, 11).await;
+}
+
+#[tokio::test]
+async fn cumulate_matches_batch_sql() {
+    golden("CUMULATE", 5, 30, 13).await;
+}
+
+#[tokio::test]
+async fn stateless_filter_and_projection() {
+    let sql = "CREATE TABLE clicks (user_id VARCHAR, amount BIGINT) WITH ('stream' = 'clicks');
+               CREATE TABLE big WITH ('connector' = 'http', 'url' = 'http://127.0.0.1:1/');
+               INSERT INTO big SELECT user_id, amount * 2 AS doubled, rowtime FROM clicks WHERE amount > 50";
+    let mut app = Application::new(sql).await.unwrap();
+    let data = [
+        br#"{"user_id":"a","amount":10}"#.as_slice(),
+        br#"{"user_id":"b","amount":60}"#,
+        br#"not json"#,
+        br#"{"user_id":"c","amount":70}{"user_id":"d","amount":80}"#,
+    ];
+    let input: Vec<Input> = data
+        .iter()
+        .enumerate()
+        .map(|(i, d)| Input {
+            data: d,
+            arrival_ms: BASE + i as i64,
+        })
+        .collect();
+    let out = app.pumps[0].push(&input).await.unwrap();
+    let json = lakehose_analytics::to_json_records(&out.rows).unwrap();
+    let text: Vec<String> = json
+        .iter()
+        .map(|j| String::from_utf8(j.clone()).unwrap())
+        .collect();
+    assert_eq!(text.len(), 3, "{text:?}");
+    assert!(
+        text[0].starts_with(r#"{"user_id":"b","doubled":120,"rowtime":"#),
+        "{}",
+        text[0]
+    );
+    assert!(
+        text[2].starts_with(r#"{"user_id":"d","doubled":160"#),
+        "{}",
+        text[2]
+    );
+    assert!(text.iter().all(|t| t.ends_with('\n')));
+    assert_eq!(out.rejected.len(), 1);
+    assert_eq!(out.rejected[0].index, 2);
+    assert_eq!(out.rejected[0].code, "DataFormatConversion.ParseError");
+}
+
+#[tokio::test]
+async fn refuses_what_a_stream_cannot_do() {
+    let head = "CREATE TABLE s (k VARCHAR, ts TIMESTAMP) WITH ('stream' = 's');
+                CREATE TABLE o WITH ('stream' = 'o');";
+    let cases = [
+        (
+            "INSERT INTO o SELECT k, COUNT(*) FROM s GROUP BY k",
+            "needs a window",
+        ),
+        ("INSERT INTO o SELECT k FROM s ORDER BY k", "ORDER BY"),
+        ("INSERT INTO o SELECT k FROM s LIMIT 3", "LIMIT"),
+        (
+            "INSERT INTO o SELECT k, COUNT(*) FROM TABLE(TUMBLE(TABLE s, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) GROUP BY k",
+            "GROUP BY window_start",
+        ),
+        ("INSERT INTO o SELECT nope FROM s", "nope"),
+        (
+            "INSERT INTO o SELECT k, COUNT(*) FROM TABLE(TUMBLE(TABLE s, DESCRIPTOR(k), INTERVAL '1' MINUTE)) GROUP BY k, window_start, window_end",
+            "must be a TIMESTAMP",
+        ),
+    ];
+    for (pump, expected) in cases {
+        let err = Application::new(&format!("{head}{pump}"))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(expected), "{pump}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn processing_time_windows_fire_on_the_clock() {
+    let sql = r#"CREATE STREAM "SOURCE_SQL_STREAM_001" (ticker VARCHAR, price DOUBLE) WITH ('stream' = 'ticks');
+                 CREATE STREAM "DESTINATION_SQL_STREAM" WITH ('stream' = 'counts');
+                 CREATE OR REPLACE PUMP "STREAM_PUMP" AS INSERT INTO "DESTINATION_SQL_STREAM"
+                 SELECT STREAM ticker, window_start AS minute, COUNT(*) AS n, MAX(price) AS high
+                 FROM "SOURCE_SQL_STREAM_001"
+                 GROUP BY ticker, STEP("SOURCE_SQL_STREAM_001".ROWTIME BY INTERVAL '60' SECOND)"#;
+    let mut app = Application::new(sql).await.unwrap();
+    let pump = &mut app.pumps[0];
+    assert!(pump.uses_processing_time());
+    let recs = [
+        (br#"{"ticker":"AMZN","price":10}"#.as_slice(), BASE + 1_000),
+        (br#"{"ticker":"AMZN","price":12}"#, BASE + 2_000),
+        (br#"{"ticker":"MSFT","price":5}"#, BASE + 59_000),
+        (br#"{"ticker":"AMZN","price":11}"#, BASE + 61_000),
+    ];
+    let input: Vec<Input> = recs
+        .iter()
+        .map(|(d, t)| Input {
+            data: d,
+            arrival_ms: *t,
+        })
+        .collect();
+    let out = pump.push(&input).await.unwrap();
+    // The fourth record moved processing time past the first minute.
+    assert_eq!(out.row_count(), 2);
+    let out = pump.advance_to(BASE + 119_999).await.unwrap();
+    let text = pretty_format_batches(&out.rows).unwrap().to_string();
+    assert!(text.contains("AMZN") && text.contains("11.0"), "{text}");
+    assert_eq!(pump.open_windows(), 0);
+}
