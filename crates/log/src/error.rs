@@ -93,6 +93,14 @@ pub enum Error {
         /// Why it was refused.
         reason: String,
     },
+    /// A retention hold with an invalid name or position.
+    #[error("invalid hold {name:?}: {reason}")]
+    InvalidHold {
+        /// The hold name that was passed.
+        name: String,
+        /// Why it was refused.
+        reason: String,
+    },
 }
 
 /// Result with [`Error`] as the default error.

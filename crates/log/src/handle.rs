@@ -1,10 +1,15 @@
 //! [`Log`], the cloneable handle.
+//!
+//! Lock order: `Inner::retention` (held across checkpoint and holds file writes), then
+//! `Shared::segments` (innermost, no I/O under it). The writer thread and readers only take
+//! `segments`, so they never wait for a checkpoint's or a hold's fsync.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
@@ -14,6 +19,7 @@ use crate::checkpoint::{self, Checkpoint};
 use crate::error::{Error, Result};
 use crate::format::MAX_RECORD_BYTES;
 use crate::fs::{Fs, FsLock, StdFs};
+use crate::holds::{self, Loaded};
 use crate::reader::LogReader;
 use crate::recovery::{Recovery, recover};
 use crate::shared::{Shared, lock};
@@ -41,9 +47,29 @@ struct Inner {
     pending_cap: usize,
     closed: AtomicBool,
     thread: Mutex<Option<JoinHandle<()>>>,
-    /// The last checkpoint; the mutex also serializes `checkpoint` calls.
-    checkpoint: Mutex<Checkpoint>,
+    /// The checkpoint and the holds; the mutex serializes `checkpoint`, `set_hold` and
+    /// `release_hold`, and every reclaim decision is taken under it.
+    retention: Mutex<Retention>,
     _lock: Box<dyn FsLock>,
+}
+
+/// What limits reclamation (see the `holds` module for the invariants).
+struct Retention {
+    /// The last checkpoint, as recovered on open or last written.
+    checkpoint: Checkpoint,
+    /// The holds, as last written successfully (or loaded on open).
+    holds: BTreeMap<String, u64>,
+    /// False while the holds file found on open was damaged and has not been rewritten yet:
+    /// the holds are unknown, and nothing is reclaimed.
+    holds_known: bool,
+}
+
+impl Retention {
+    /// Segments whose records are all below this may be reclaimed; `None`: reclaim nothing.
+    fn limit(&self) -> Option<u64> {
+        self.holds_known
+            .then(|| holds::retention_limit(self.checkpoint.committed, &self.holds))
+    }
 }
 
 impl std::fmt::Debug for Log {
@@ -105,7 +131,14 @@ impl Log {
                 pending_cap,
                 closed: AtomicBool::new(false),
                 thread: Mutex::new(Some(thread)),
-                checkpoint: Mutex::new(recovered.checkpoint),
+                retention: Mutex::new(Retention {
+                    checkpoint: recovered.checkpoint,
+                    holds_known: matches!(recovered.holds, Loaded::Known(_)),
+                    holds: match recovered.holds {
+                        Loaded::Known(holds) => holds,
+                        Loaded::Damaged(_) => BTreeMap::new(),
+                    },
+                }),
                 _lock: fs_lock,
             }),
         };
@@ -221,7 +254,8 @@ impl Log {
 
     /// Persists the checkpoint — every record with `seq < committed` is delivered, and
     /// `pending` is opaque bytes stored with it — then deletes the segments whose records
-    /// are all below `committed` (never the active segment).
+    /// are all below `committed` and below every hold (never the active segment; nothing
+    /// while the holds are unknown, see [`Log::set_hold`]).
     ///
     /// `committed` may not move backwards nor beyond the durable end. Blocks for the
     /// checkpoint's fsyncs. A failure to write the checkpoint poisons the log; a failure to
@@ -230,7 +264,8 @@ impl Log {
     pub fn checkpoint(&self, committed: u64, pending: &[u8]) -> Result<()> {
         self.check_writable()?;
         let shared = &self.inner.shared;
-        let mut last = lock(&self.inner.checkpoint);
+        let mut retention = lock(&self.inner.retention);
+        let last = &retention.checkpoint;
         let invalid = |reason: String| Error::InvalidCheckpoint { committed, reason };
         if committed < last.committed {
             return Err(invalid(format!("moves backwards from {}", last.committed)));
@@ -250,14 +285,101 @@ impl Log {
             shared.poison(format!("writing the checkpoint: {e}"));
             return Err(e);
         }
-        *last = new;
-        drop(last);
-        self.reclaim(committed)
+        retention.checkpoint = new;
+        self.reclaim(retention)
     }
 
-    fn reclaim(&self, committed: u64) -> Result<()> {
+    /// Pins retention: no record with seq >= `seq` is reclaimed while the hold named `name`
+    /// exists, across restarts (persisted atomically in the log dir before returning). `seq`
+    /// may be anything <= the durable end; setting a hold below
+    /// [`Log::oldest_retained_seq`] is allowed (it protects only what is still there).
+    /// Replaces an existing hold of that name; moving a hold forward reclaims what it no
+    /// longer pins (and the checkpoint and the other holds allow).
+    ///
+    /// Names are 1..=128 bytes of `[A-Za-z0-9_.:-]`; an invalid name or a `seq` beyond the
+    /// durable end fails with [`Error::InvalidHold`] and changes nothing. Blocks for the
+    /// holds file's fsyncs.
+    ///
+    /// A failure to write the holds file is returned but does not poison the log (holds do
+    /// not affect acknowledged records, and the file is always rewritten whole): the holds
+    /// in effect stay the previous ones, while the file may hold the old or the new ones
+    /// until the next successful write. A failure to delete a reclaimed segment is returned
+    /// but harmless, as for [`Log::checkpoint`].
+    ///
+    /// If the holds file was damaged when the log was opened, the holds are unknown and no
+    /// segment is reclaimed (not even by checkpoints) until the first successful `set_hold`
+    /// or [`Log::release_hold`], which rewrites the file with the holds set since the open:
+    /// owners of holds should set them again after every open.
+    pub fn set_hold(&self, name: &str, seq: u64) -> Result<()> {
+        self.check_writable()?;
+        let invalid = |reason: String| Error::InvalidHold {
+            name: name.to_string(),
+            reason,
+        };
+        holds::validate_name(name).map_err(invalid)?;
+        let mut retention = lock(&self.inner.retention);
+        let durable = self.inner.shared.durable.borrow().next_seq;
+        if seq > durable {
+            return Err(invalid(format!(
+                "seq {seq} is beyond the durable end {durable}"
+            )));
+        }
+        let mut new = retention.holds.clone();
+        new.insert(name.to_string(), seq);
+        self.write_holds(&mut retention, new)?;
+        self.reclaim(retention)
+    }
+
+    /// Removes the hold named `name` (a no-op when absent, unless the holds are unknown
+    /// after a damaged holds file, which this then rewrites), persisted atomically before
+    /// returning, then reclaims what the checkpoint and the remaining holds allow.
+    ///
+    /// An invalid name fails with [`Error::InvalidHold`]. Errors are as for
+    /// [`Log::set_hold`]: a failed write keeps the hold in effect.
+    pub fn release_hold(&self, name: &str) -> Result<()> {
+        self.check_writable()?;
+        holds::validate_name(name).map_err(|reason| Error::InvalidHold {
+            name: name.to_string(),
+            reason,
+        })?;
+        let mut retention = lock(&self.inner.retention);
+        if retention.holds_known && !retention.holds.contains_key(name) {
+            return Ok(());
+        }
+        let mut new = retention.holds.clone();
+        new.remove(name);
+        self.write_holds(&mut retention, new)?;
+        self.reclaim(retention)
+    }
+
+    /// The current holds (name -> seq): those written since the open or loaded on open
+    /// (none when the holds file was damaged).
+    pub fn holds(&self) -> BTreeMap<String, u64> {
+        lock(&self.inner.retention).holds.clone()
+    }
+
+    /// Persists `new` as the holds and makes it the holds in effect; on failure the holds
+    /// in effect are unchanged.
+    fn write_holds(&self, retention: &mut Retention, new: BTreeMap<String, u64>) -> Result<()> {
         let shared = &self.inner.shared;
-        let gone = shared.segments().take_reclaimable(committed);
+        if let Err(e) = holds::write(&*shared.fs, &shared.dir, &new, shared.config.fsync) {
+            tracing::warn!(dir = %shared.dir.display(), error = %e, "cannot write the holds");
+            return Err(e);
+        }
+        retention.holds = new;
+        retention.holds_known = true;
+        Ok(())
+    }
+
+    /// Removes the reclaimable segments from the table while `retention` is held (so no
+    /// later hold can be overtaken by this decision), then deletes their files.
+    fn reclaim(&self, retention: MutexGuard<'_, Retention>) -> Result<()> {
+        let shared = &self.inner.shared;
+        let gone = match retention.limit() {
+            Some(limit) => shared.segments().take_reclaimable(limit),
+            None => Vec::new(),
+        };
+        drop(retention);
         let mut result = Ok(());
         for seg in gone {
             match shared.fs.remove(&seg.path) {
@@ -276,7 +398,7 @@ impl Log {
 
     /// The last checkpoint, as recovered on open or last written.
     pub fn last_checkpoint(&self) -> Checkpoint {
-        lock(&self.inner.checkpoint).clone()
+        lock(&self.inner.retention).checkpoint.clone()
     }
 
     /// The reason the log was poisoned, if it was.

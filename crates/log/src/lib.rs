@@ -4,7 +4,10 @@
 //! is on disk: [`Log::append`] resolves after the bytes were written **and `fdatasync`ed**.
 //! The delivery loop reads records back with a [`LogReader`], and after delivering them
 //! calls [`Log::checkpoint`], which persists the delivered position and deletes segments
-//! that are no longer needed.
+//! that are no longer needed. Other readers that consume the log at their own pace pin the
+//! segments they still need with a named, persisted *hold* ([`Log::set_hold`],
+//! [`Log::release_hold`]): segments are only ever reclaimed below
+//! `min(checkpoint, every hold)`.
 //!
 //! # Durability contract
 //!
@@ -18,7 +21,10 @@
 //!   fail, every later append fails with [`Error::Poisoned`] carrying the reason, and the
 //!   fsync is never retried (after a failed fsync Linux may have dropped the dirty pages, so
 //!   a retry could "succeed" without the data on disk). Restart the process: recovery
-//!   rebuilds a consistent log from what is on disk, using the CRCs.
+//!   rebuilds a consistent log from what is on disk, using the CRCs. The one exception is
+//!   the holds file, which no acknowledged record depends on and which is always rewritten
+//!   whole: a failure to write it is returned by [`Log::set_hold`] / [`Log::release_hold`]
+//!   without poisoning, and the previous holds stay in effect.
 //! - **Monotonic seqs.** Sequence numbers are assigned contiguously and never go backwards,
 //!   across restarts and even after every segment was reclaimed.
 //! - **Recovery always finishes** without manual intervention: torn tails are truncated,
@@ -60,6 +66,8 @@
 //! 00000000000000001234.seg   (20 zero-padded decimal digits)
 //! checkpoint                 the delivered position (see `checkpoint` below)
 //! checkpoint.tmp             possibly, a checkpoint being written; ignored on open
+//! holds                      the retention holds (see `holds` below); absent = no holds
+//! holds.tmp                  possibly, holds being written; ignored on open
 //! LOCK                       advisory lock held by the open `Log`
 //! ```
 //!
@@ -104,6 +112,13 @@
 //! (the CRC covers everything before it); it is replaced atomically by writing
 //! `checkpoint.tmp`, `fdatasync`, rename, directory fsync.
 //!
+//! The holds file is
+//! `magic b"LHHOLD\0\x01" | count u32 | (name_len u16 | name | seq u64)* | crc32c u32`
+//! (entries sorted by name, names 1..=128 bytes of `[A-Za-z0-9_.:-]`, the CRC covers everything
+//! before it), replaced atomically the same way through `holds.tmp`. A damaged holds file
+//! does not stop the open, but suspends reclamation until the holds are written again (the
+//! `holds` module has the invariants).
+//!
 //! ## Invariants
 //!
 //! 1. Seqs are contiguous in write order: within a segment each record's seq is the
@@ -116,8 +131,11 @@
 //! 3. Bytes are acknowledged only after `fdatasync`; so a torn tail never holds an
 //!    acknowledged record (unless the disk damaged fsync'd data, which is then counted).
 //! 4. Segments are deleted oldest first, and only when all their records are below the
-//!    committed checkpoint and the next segment starts at or below it; the last segment is
-//!    never deleted. Hence the oldest retained seq is `<=` the committed position.
+//!    retention limit `min(committed checkpoint, every hold)` and the next segment starts at
+//!    or below it; the last segment is never deleted. Hence the oldest retained seq is `<=`
+//!    the committed position and `<=` every hold that was set at or above the oldest
+//!    retained seq of its time. Nothing is deleted while the holds are unknown (damaged
+//!    holds file, until rewritten).
 //! 5. On open, `next_seq = max(checkpoint.committed, every segment base, last valid seq + 1)`.
 //! 6. The last segment is appended to after an open only if it is plaintext and the log
 //!    writes plaintext; otherwise recovery starts a new segment at `next_seq` (replacing the
@@ -158,6 +176,7 @@ mod error;
 mod format;
 mod fs;
 mod handle;
+mod holds;
 mod reader;
 mod recovery;
 mod segment;
@@ -170,6 +189,8 @@ mod writer;
 mod tests;
 #[cfg(test)]
 mod tests_encryption;
+#[cfg(test)]
+mod tests_holds;
 
 pub use checkpoint::{CHECKPOINT_FILE, CHECKPOINT_TMP_FILE, Checkpoint};
 pub use error::{Error, Result};
@@ -179,6 +200,7 @@ pub use format::{
 };
 pub use fs::{Fs, FsFile, FsLock, StdFs};
 pub use handle::Log;
+pub use holds::{HOLDS_FILE, HOLDS_TMP_FILE, MAX_HOLD_NAME_LEN};
 pub use lakehose_crypto::Keyring;
 pub use reader::LogReader;
 pub use recovery::Recovery;

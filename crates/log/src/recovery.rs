@@ -38,8 +38,10 @@
 //! - With `fsync` on, the state recovery built on is made durable (the active segment's
 //!   data and the directory) before the log acknowledges anything: after a failed fsync
 //!   and a restart, what recovery read may exist only in the page cache.
-//! - Segments wholly below the checkpoint (e.g. resurrected after a crash because their
-//!   removal was not yet durable) are reclaimed.
+//! - Segments wholly below the retention limit, `min(checkpoint.committed, every hold)` (e.g.
+//!   resurrected after a crash because their removal was not yet durable), are reclaimed. A
+//!   damaged `holds` file does not stop the open, but then nothing is reclaimed (fail safe:
+//!   the holds it held are unknown; see the `holds` module).
 //!
 //! Recovery is a bounded forward walk over each file: it cannot loop or hang.
 
@@ -55,6 +57,7 @@ use crate::format::{
     parse_record, segment_wrap_context,
 };
 use crate::fs::{Fs, FsFile};
+use crate::holds::{self, HOLDS_FILE, Loaded};
 use crate::segment::{
     SealWith, Sealing, SegmentMeta, SegmentTable, create_segment, maybe_index, next_epoch,
     parse_segment_file_name, segment_file_name,
@@ -77,7 +80,8 @@ pub struct Recovery {
     /// Segments (other than a torn last one) whose header is damaged. Their records are
     /// still recovered.
     pub corrupt_segments: u64,
-    /// Segments removed on open because all their records are below the checkpoint.
+    /// Segments removed on open because all their records are below the checkpoint and
+    /// every hold.
     pub reclaimed_segments: u64,
     /// The sequence number the next appended record gets.
     pub next_seq: u64,
@@ -86,12 +90,18 @@ pub struct Recovery {
     /// Encrypted segments among the retained ones (after recovery), the new active one
     /// included.
     pub encrypted_segments: u64,
+    /// Holds loaded from the `holds` file.
+    pub holds: usize,
+    /// The `holds` file exists but is damaged: the holds are unknown, nothing was reclaimed
+    /// on open, and nothing will be until the next `Log::set_hold` or `Log::release_hold`.
+    pub holds_damaged: bool,
 }
 
 /// The recovered state handed to the writer and the `Log`.
 pub(crate) struct Recovered {
     pub report: Recovery,
     pub checkpoint: Checkpoint,
+    pub holds: Loaded,
     pub table: SegmentTable,
     /// Open handle of the last segment in `table`, the active one.
     pub active: Box<dyn FsFile>,
@@ -268,6 +278,16 @@ pub(crate) fn recover(fs: &dyn Fs, dir: &Path, config: &LogConfig) -> Result<Rec
         .map_err(|e| Error::io("create directory", dir, e))?;
     let checkpoint = checkpoint::read(fs, dir)?.unwrap_or_default();
     let committed = checkpoint.committed;
+    let holds = holds::read(fs, dir)?;
+    let limit = match &holds {
+        Loaded::Known(holds) => Some(holds::retention_limit(committed, holds)),
+        Loaded::Damaged(reason) => {
+            let path = dir.join(HOLDS_FILE);
+            tracing::warn!(path = %path.display(), reason,
+                "damaged holds file: holds are unknown, nothing is reclaimed until a hold is set or released");
+            None
+        }
+    };
 
     let mut bases: Vec<u64> = fs
         .list(dir)
@@ -280,6 +300,11 @@ pub(crate) fn recover(fs: &dyn Fs, dir: &Path, config: &LogConfig) -> Result<Rec
     let mut report = Recovery {
         segments: bases.len(),
         committed,
+        holds: match &holds {
+            Loaded::Known(holds) => holds.len(),
+            Loaded::Damaged(_) => 0,
+        },
+        holds_damaged: matches!(holds, Loaded::Damaged(_)),
         ..Recovery::default()
     };
     let mut damage = Damage {
@@ -503,7 +528,11 @@ pub(crate) fn recover(fs: &dyn Fs, dir: &Path, config: &LogConfig) -> Result<Rec
         }
     };
 
-    for seg in table.take_reclaimable(committed) {
+    let reclaimable = match limit {
+        Some(limit) => table.take_reclaimable(limit),
+        None => Vec::new(),
+    };
+    for seg in reclaimable {
         match fs.remove(&seg.path) {
             Ok(()) => report.reclaimed_segments += 1,
             // Not fatal: it will be reclaimed on the next open.
@@ -534,6 +563,7 @@ pub(crate) fn recover(fs: &dyn Fs, dir: &Path, config: &LogConfig) -> Result<Rec
     Ok(Recovered {
         report,
         checkpoint,
+        holds,
         table,
         active,
         next_seq,
