@@ -5,7 +5,7 @@
 //! overwrites what the interrupted one wrote. Every record of the plan ends in exactly one
 //! place: the data object, or an error object under the error-output prefix.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +14,9 @@ use futures::StreamExt;
 use lakehose_api::stream::CompressionFormat;
 use lakehose_formats::Codec;
 use lakehose_log::LogRecord;
-use lakehose_process::{InputRecord, validate_partition_value};
+use lakehose_process::{
+    InputRecord, KeyMap, OutputRecord, PartitionKeys, validate_partition_value,
+};
 use lakehose_sinks::keys::{KeyContext, error_object_key, object_key};
 use lakehose_sinks::{ObjectSink, SinkError};
 use tokio::sync::watch;
@@ -217,63 +219,104 @@ pub(crate) async fn process(
         });
     }
     let max_partitions = rt.max_active_partitions();
-    let mut groups: BTreeMap<BTreeMap<String, String>, Vec<LogRecord>> = BTreeMap::new();
-    for mut out in processed.records {
-        // The record's keys: the query's, with the Lambda's added (moved, not copied, in the
-        // usual case of one source).
-        let keys = if !dynamic {
-            BTreeMap::new()
+    let groups = group_records(
+        processed.records,
+        dynamic,
+        max_partitions,
+        |record, code, message| {
+            // The record as it arrived (processors may have appended a delimiter).
+            let raw = source_data(records, record.seq).unwrap_or(record.data);
+            errors.push(partitioning_failure(
+                record.seq,
+                record.arrival_ms,
+                raw,
+                code,
+                message,
+                ending,
+            ));
+        },
+    );
+    Ok(groups)
+}
+
+/// The keys a record is grouped by: the query's, with the Lambda's added (the query's win
+/// on a name both have). Shared, not copied, in the usual case of one source.
+fn merged_keys(keys: PartitionKeys) -> KeyMap {
+    let PartitionKeys {
+        from_query,
+        from_lambda,
+    } = keys;
+    if from_lambda.is_empty() {
+        return from_query;
+    }
+    if from_query.is_empty() {
+        return from_lambda;
+    }
+    let mut merged = from_lambda.into_map();
+    merged.extend(from_query.iter().map(|(k, v)| (k.clone(), v.clone())));
+    KeyMap::from(merged)
+}
+
+/// Groups processed records by partition keys (none without dynamic partitioning), in
+/// record order within a group and key order between groups. A record whose keys are not a
+/// safe object-key segment, or that would open a partition beyond `max_partitions`, goes to
+/// `reject` with its error code and message instead.
+///
+/// Records with equal keys usually share one [`KeyMap`]: finding a record's group hashes
+/// its few short values, and a group's owned map is made once.
+fn group_records(
+    processed: Vec<OutputRecord>,
+    dynamic: bool,
+    max_partitions: usize,
+    mut reject: impl FnMut(LogRecord, &'static str, String),
+) -> Vec<Group> {
+    // Groups in the order they opened; `index` finds one by its keys.
+    let mut groups: Vec<(KeyMap, Vec<LogRecord>)> = Vec::new();
+    let mut index: HashMap<KeyMap, usize> = HashMap::new();
+    for out in processed {
+        let keys = if dynamic {
+            merged_keys(out.partition_keys)
         } else {
-            let mut keys = std::mem::take(&mut out.partition_keys.from_lambda);
-            let from_query = std::mem::take(&mut out.partition_keys.from_query);
-            if keys.is_empty() {
-                keys = from_query;
-            } else {
-                keys.extend(from_query);
-            }
-            keys
+            KeyMap::default()
         };
-        let invalid = keys
-            .values()
-            .find_map(|v| validate_partition_value(v).err());
         let record = LogRecord {
             seq: out.source_id,
             arrival_ms: out.arrival_ms,
             data: out.data,
         };
-        let room = groups.len() < max_partitions;
-        let reason = match (invalid, groups.get_mut(&keys)) {
-            (None, Some(group)) => {
-                group.push(record);
+        // An open group's keys were checked when it opened.
+        if let Some(&g) = index.get(&keys) {
+            groups[g].1.push(record);
+            continue;
+        }
+        let reason = match keys
+            .values()
+            .find_map(|v| validate_partition_value(v).err())
+        {
+            None if groups.len() < max_partitions => {
+                index.insert(keys.clone(), groups.len());
+                groups.push((keys, vec![record]));
                 continue;
             }
-            (None, None) if room => {
-                groups.insert(keys, vec![record]);
-                continue;
-            }
-            (None, None) => (
+            None => (
                 "DynamicPartitioning.ActivePartitionsLimitExceeded",
                 format!(
                     "More than {max_partitions} active partitions in one buffer; raise the limit in lakehose.toml."
                 ),
             ),
-            (Some(invalid), _) => ("DynamicPartitioning.InvalidPartitionKey", invalid),
+            Some(invalid) => ("DynamicPartitioning.InvalidPartitionKey", invalid),
         };
-        // The record as it arrived (processors may have appended a delimiter).
-        let raw = source_data(records, record.seq).unwrap_or(record.data);
-        errors.push(partitioning_failure(
-            record.seq,
-            record.arrival_ms,
-            raw,
-            reason.0,
-            reason.1,
-            ending,
-        ));
+        reject(record, reason.0, reason.1);
     }
-    Ok(groups
+    drop(index);
+    groups.sort_by(|a, b| a.0.cmp(&b.0));
+    groups
         .into_iter()
-        .map(|(keys, records)| Group { keys, records })
-        .collect())
+        .map(|(keys, records)| Group {
+            keys: keys.into_map(),
+            records,
+        })
+        .collect()
 }
 
 /// Builds the objects of `plan` from `records`: processing, partitioning, conversion or
@@ -597,5 +640,138 @@ fn log_failure(stream: &str, key: &str, attempt: u32, e: &SinkError, wait: Durat
     if attempt <= 3 || attempt.is_power_of_two() {
         tracing::warn!(stream, key, attempt, retry_in_ms = wait.as_millis() as u64, error = %e,
             "delivery to the bucket failed; retrying");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(pairs: &[(&str, &str)]) -> KeyMap {
+        KeyMap::from(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+        )
+    }
+
+    fn out(seq: u64, from_query: KeyMap, from_lambda: KeyMap) -> OutputRecord {
+        OutputRecord {
+            source_id: seq,
+            arrival_ms: 1000 + seq as i64,
+            data: Bytes::from(format!("r{seq}")),
+            partition_keys: PartitionKeys {
+                from_query,
+                from_lambda,
+            },
+        }
+    }
+
+    /// (keys, seqs) of each group, and (seq, code) of each rejected record.
+    type Grouped = (
+        Vec<(BTreeMap<String, String>, Vec<u64>)>,
+        Vec<(u64, String)>,
+    );
+
+    fn group(records: Vec<OutputRecord>, dynamic: bool, max: usize) -> Grouped {
+        let mut rejected = Vec::new();
+        let groups = group_records(records, dynamic, max, |r, code, _| {
+            rejected.push((r.seq, code.to_string()))
+        });
+        let groups = groups
+            .into_iter()
+            .map(|g| (g.keys, g.records.iter().map(|r| r.seq).collect()))
+            .collect();
+        (groups, rejected)
+    }
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        keys(pairs).into_map()
+    }
+
+    #[test]
+    fn groups_in_key_order_with_records_in_order() {
+        let b = keys(&[("c", "b")]);
+        let records = vec![
+            out(1, b.clone(), KeyMap::default()),
+            // Equal keys in a map of their own (not shared) join the same group.
+            out(2, keys(&[("c", "a")]), KeyMap::default()),
+            out(3, b.clone(), KeyMap::default()),
+            out(4, keys(&[("c", "a")]), KeyMap::default()),
+            out(5, keys(&[("c", "b")]), KeyMap::default()),
+        ];
+        let (groups, rejected) = group(records, true, 10);
+        assert!(rejected.is_empty());
+        assert_eq!(
+            groups,
+            vec![
+                (map(&[("c", "a")]), vec![2, 4]),
+                (map(&[("c", "b")]), vec![1, 3, 5]),
+            ]
+        );
+    }
+
+    #[test]
+    fn without_dynamic_partitioning_one_group_without_keys() {
+        let records = vec![
+            out(1, keys(&[("c", "a")]), KeyMap::default()),
+            out(2, KeyMap::default(), keys(&[("c", "b")])),
+        ];
+        let (groups, rejected) = group(records, false, 1);
+        assert!(rejected.is_empty());
+        assert_eq!(groups, vec![(BTreeMap::new(), vec![1, 2])]);
+    }
+
+    #[test]
+    fn lambda_and_query_keys_merge_with_the_query_winning() {
+        let records = vec![
+            out(1, keys(&[("a", "q")]), keys(&[("a", "l"), ("b", "l")])),
+            out(2, KeyMap::default(), keys(&[("a", "q"), ("b", "l")])),
+            out(3, keys(&[("a", "q"), ("b", "l")]), KeyMap::default()),
+            out(4, KeyMap::default(), KeyMap::default()),
+        ];
+        let (groups, rejected) = group(records, true, 10);
+        assert!(rejected.is_empty());
+        assert_eq!(
+            groups,
+            vec![
+                (BTreeMap::new(), vec![4]),
+                (map(&[("a", "q"), ("b", "l")]), vec![1, 2, 3]),
+            ]
+        );
+    }
+
+    #[test]
+    fn unsafe_keys_and_partitions_beyond_the_limit_are_rejected() {
+        let records = vec![
+            out(1, keys(&[("c", "x")]), KeyMap::default()),
+            out(2, keys(&[("c", "a/b")]), KeyMap::default()),
+            out(3, keys(&[("c", "y")]), KeyMap::default()),
+            out(4, keys(&[("c", "z")]), KeyMap::default()),
+            // Open groups still take records once the limit is reached.
+            out(5, keys(&[("c", "y")]), KeyMap::default()),
+            out(6, keys(&[("c", "..")]), KeyMap::default()),
+            out(7, keys(&[("c", "x")]), KeyMap::default()),
+        ];
+        let (groups, rejected) = group(records, true, 2);
+        assert_eq!(
+            groups,
+            vec![
+                (map(&[("c", "x")]), vec![1, 7]),
+                (map(&[("c", "y")]), vec![3, 5]),
+            ]
+        );
+        assert_eq!(
+            rejected,
+            vec![
+                (2, "DynamicPartitioning.InvalidPartitionKey".to_string()),
+                (
+                    4,
+                    "DynamicPartitioning.ActivePartitionsLimitExceeded".to_string()
+                ),
+                (6, "DynamicPartitioning.InvalidPartitionKey".to_string()),
+            ]
+        );
     }
 }

@@ -11,7 +11,7 @@
 //!   JSON cannot represent (byte strings, non-string keys) fail the record; NaN becomes
 //!   `null` and ±infinity the largest finite double, as jq 1.6 does.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
 use jaq_core::data::JustLut;
@@ -21,7 +21,7 @@ use jaq_core::{Compiler, Ctx, Vars};
 use jaq_json::{Num, Val};
 
 use crate::{
-    MAX_JQ_OUTPUTS, MAX_PARTITION_KEYS, Outcomes, Work, codes, error_output,
+    KeyMap, MAX_JQ_OUTPUTS, MAX_PARTITION_KEYS, Outcomes, Work, codes, error_output,
     validate_partition_value,
 };
 
@@ -39,7 +39,37 @@ pub(crate) struct JqProgram {
 
 /// `{name: .path.to.field, ...}`: output key -> field path.
 #[derive(Debug, PartialEq)]
-struct Projection(Vec<(String, Vec<String>)>);
+struct Projection {
+    /// (output key, field path), in the program's order.
+    entries: Vec<(String, Vec<String>)>,
+    /// The distinct first path segments: the record's members the projection reads.
+    members: Vec<String>,
+    /// For each entry, the index of its first path segment in `members`.
+    slots: Vec<usize>,
+}
+
+impl Projection {
+    fn new(entries: Vec<(String, Vec<String>)>) -> Self {
+        let mut members: Vec<String> = Vec::new();
+        let slots = entries
+            .iter()
+            .map(
+                |(_, path)| match members.iter().position(|m| *m == path[0]) {
+                    Some(i) => i,
+                    None => {
+                        members.push(path[0].clone());
+                        members.len() - 1
+                    }
+                },
+            )
+            .collect();
+        Projection {
+            entries,
+            members,
+            slots,
+        }
+    }
+}
 
 fn is_ident(s: &str) -> bool {
     let mut chars = s.chars();
@@ -77,24 +107,27 @@ fn parse_projection(code: &str) -> Option<Projection> {
         };
         entries.push((key, path));
     }
-    (!entries.is_empty()).then_some(Projection(entries))
+    (!entries.is_empty()).then(|| Projection::new(entries))
 }
 
-/// A partition key value from JSON, as [`key_value`] makes it from a jq value.
-fn json_key_value(v: &serde_json::Value) -> Result<String, String> {
+/// Appends a partition key value from JSON to `out`, as [`key_value`] makes it from a jq
+/// value.
+fn write_json_key_value(v: &serde_json::Value, out: &mut String) -> Result<(), String> {
+    use std::fmt::Write as _;
     match v {
-        serde_json::Value::String(s) => Ok(s.clone()),
+        serde_json::Value::String(s) => out.push_str(s),
         serde_json::Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
-            (Some(i), _, _) => Ok(i.to_string()),
-            (_, Some(u), _) => Ok(u.to_string()),
-            (_, _, Some(f)) => number_text(&Num::Float(f)),
-            _ => Ok(n.to_string()),
+            (Some(i), _, _) => write!(out, "{i}").expect("writing to a String"),
+            (_, Some(u), _) => write!(out, "{u}").expect("writing to a String"),
+            (_, _, Some(f)) => out.push_str(&number_text(&Num::Float(f))?),
+            _ => write!(out, "{n}").expect("writing to a String"),
         },
-        serde_json::Value::Bool(b) => Ok(b.to_string()),
-        serde_json::Value::Null => Err("is null (missing from the record?)".into()),
-        serde_json::Value::Array(_) => Err("is an array".into()),
-        serde_json::Value::Object(_) => Err("is an object".into()),
+        serde_json::Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        serde_json::Value::Null => return Err("is null (missing from the record?)".into()),
+        serde_json::Value::Array(_) => return Err("is an array".into()),
+        serde_json::Value::Object(_) => return Err("is an object".into()),
     }
+    Ok(())
 }
 
 /// Native filters replaced by inert versions (name, arity).
@@ -331,22 +364,92 @@ pub(crate) fn transform(program: &JqProgram, w: Work, out: &mut Vec<Work>, o: &m
     apply_transform(w, result, out, o);
 }
 
-/// Applies a `MetadataExtraction` result to its record.
-pub(crate) fn apply_keys(mut w: Work, result: KeysResult, out: &mut Vec<Work>, o: &mut Outcomes) {
+/// Applies a `MetadataExtraction` result to its record: whether the record goes on (else
+/// it failed).
+pub(crate) fn apply_keys(
+    w: &mut Work,
+    result: Result<KeyMap, (&'static str, String)>,
+    o: &mut Outcomes,
+) -> bool {
     match result {
         Ok(keys) => {
             w.keys.from_query = keys;
-            out.push(w);
+            true
         }
-        Err((code, msg)) => o.fail(&w, error_output::PROCESSING_FAILED, code, msg),
+        Err((code, msg)) => {
+            o.fail(w, error_output::PROCESSING_FAILED, code, msg);
+            false
+        }
     }
 }
 
 /// `MetadataExtraction`: the program's single object output becomes the record's
-/// `partitionKeyFromQuery` keys.
-pub(crate) fn extract_keys(query: &JqProgram, w: Work, out: &mut Vec<Work>, o: &mut Outcomes) {
-    let result = keys_of(query, &w.data);
-    apply_keys(w, result, out, o);
+/// `partitionKeyFromQuery` keys (shared through `cache` with the batch's other records that
+/// have the same keys).
+pub(crate) fn extract_keys(
+    query: &JqProgram,
+    cache: &mut KeyCache,
+    w: &mut Work,
+    o: &mut Outcomes,
+) -> bool {
+    let result = match &query.projection {
+        Some(projection) => cache.project(projection, &w.data),
+        None => keys_of(query, &w.data).map(|keys| cache.intern(keys)),
+    };
+    apply_keys(w, result, o)
+}
+
+/// Most distinct key maps a [`KeyCache`] remembers (beyond, maps are built per record).
+const MAX_CACHED_KEY_MAPS: usize = 4096;
+
+/// `MetadataExtraction` state of one batch: reusable buffers, and the key maps made so far,
+/// so that records with the same keys share one [`KeyMap`] instead of each building its own.
+#[derive(Default)]
+pub(crate) struct KeyCache {
+    /// The record's members a projection reads (reused).
+    found: Vec<Option<serde_json::Value>>,
+    /// A projection's key values, in entry order (reused).
+    values: Vec<String>,
+    /// Projection key values -> their map.
+    by_values: HashMap<Vec<String>, KeyMap>,
+    /// Maps from jq (or the sandbox) -> the shared copy.
+    by_map: HashMap<BTreeMap<String, String>, KeyMap>,
+}
+
+impl KeyCache {
+    /// The shared map equal to `keys`.
+    pub(crate) fn intern(&mut self, keys: BTreeMap<String, String>) -> KeyMap {
+        if keys.is_empty() {
+            return KeyMap::default();
+        }
+        if let Some(shared) = self.by_map.get(&keys) {
+            return shared.clone();
+        }
+        if self.by_map.len() >= MAX_CACHED_KEY_MAPS {
+            return KeyMap::from(keys);
+        }
+        let shared = KeyMap::from(keys.clone());
+        self.by_map.insert(keys, shared.clone());
+        shared
+    }
+
+    /// [`keys_of`] for a [`Projection`], as a shared map: the values are read into reused
+    /// buffers, and a map is built only for values not seen before in the batch.
+    fn project(
+        &mut self,
+        projection: &Projection,
+        data: &[u8],
+    ) -> Result<KeyMap, (&'static str, String)> {
+        project_values(projection, data, &mut self.found, &mut self.values)?;
+        if let Some(shared) = self.by_values.get(self.values.as_slice()) {
+            return Ok(shared.clone());
+        }
+        let shared = KeyMap::from(values_map(projection, &self.values));
+        if self.by_values.len() < MAX_CACHED_KEY_MAPS {
+            self.by_values.insert(self.values.clone(), shared.clone());
+        }
+        Ok(shared)
+    }
 }
 
 /// Partition keys, or `(error code, message)`.
@@ -404,18 +507,21 @@ pub(crate) fn keys_of(query: &JqProgram, data: &[u8]) -> KeysResult {
 
 /// The top level of a record, as a projection needs it.
 enum Top {
-    /// An object: the members the projection reads (by first path segment), parsed; `None`
-    /// when absent.
-    Object(Vec<Option<serde_json::Value>>),
+    /// An object: the members the projection reads are in [`Members::found`].
+    Object,
     /// `null`.
     Null,
     /// Any other JSON value.
     Other,
 }
 
-/// Reads a record's top level, building only the members named in `.0` (the last of
-/// duplicates, as jq keeps); every other member is checked but skipped without allocating.
-struct Members<'w>(&'w [&'w str]);
+/// Reads a record's top level, building only the members named in `wanted` into `found`
+/// (the last of duplicates, as jq keeps); every other member is checked but skipped without
+/// allocating.
+struct Members<'w> {
+    wanted: &'w [String],
+    found: &'w mut Vec<Option<serde_json::Value>>,
+}
 
 /// A member name, borrowed from the record unless it contains escapes.
 struct Key<'de>(std::borrow::Cow<'de, str>);
@@ -452,16 +558,17 @@ impl<'de> serde::de::Visitor<'de> for Members<'_> {
         f.write_str("a JSON value")
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Top, A::Error> {
-        let mut found = vec![None; self.0.len()];
+        self.found.clear();
+        self.found.resize(self.wanted.len(), None);
         while let Some(Key(key)) = map.next_key()? {
-            match self.0.iter().position(|w| *w == key) {
-                Some(i) => found[i] = Some(map.next_value()?),
+            match self.wanted.iter().position(|w| *w == key) {
+                Some(i) => self.found[i] = Some(map.next_value()?),
                 None => {
                     map.next_value::<serde::de::IgnoredAny>()?;
                 }
             }
         }
-        Ok(Top::Object(found))
+        Ok(Top::Object)
     }
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Top, A::Error> {
         while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
@@ -490,14 +597,38 @@ impl<'de> serde::de::Visitor<'de> for Members<'_> {
 /// [`keys_of`] for a [`Projection`]: one pass over the record that builds only the members
 /// the projection reads, no jq.
 fn project_keys(projection: &Projection, data: &[u8]) -> KeysResult {
+    let mut values = Vec::new();
+    project_values(projection, data, &mut Vec::new(), &mut values)?;
+    Ok(values_map(projection, &values))
+}
+
+/// The key map of a projection's values (as [`project_values`] leaves them).
+fn values_map(projection: &Projection, values: &[String]) -> BTreeMap<String, String> {
+    let mut keys = BTreeMap::new();
+    for ((name, _), value) in projection.entries.iter().zip(values) {
+        keys.insert(name.clone(), value.clone());
+    }
+    keys
+}
+
+/// Reads a [`Projection`]'s key values from the record into `values` (one per entry, in
+/// order; the buffers are reused), checked as [`keys_of`] checks them, with its errors.
+fn project_values(
+    projection: &Projection,
+    data: &[u8],
+    found: &mut Vec<Option<serde_json::Value>>,
+    values: &mut Vec<String>,
+) -> Result<(), (&'static str, String)> {
     use serde::de::DeserializeSeed as _;
     let failed = |msg: String| (codes::METADATA_EXTRACTION_FAILED, msg);
-    let firsts: Vec<&str> = projection.0.iter().map(|(_, p)| p[0].as_str()).collect();
     let mut de = serde_json::Deserializer::from_slice(data);
-    let top = Members(&firsts)
-        .deserialize(&mut de)
-        .and_then(|top| de.end().map(|()| top))
-        .map_err(|e| failed(format!("Non JSON record provided: {e}")))?;
+    let top = Members {
+        wanted: &projection.members,
+        found: &mut *found,
+    }
+    .deserialize(&mut de)
+    .and_then(|top| de.end().map(|()| top))
+    .map_err(|e| failed(format!("Non JSON record provided: {e}")))?;
     let cannot_index = |field: &str, what: &str| {
         failed(format!(
             "The MetadataExtractionQuery failed on the record: jq error: cannot index {what} \
@@ -505,10 +636,10 @@ fn project_keys(projection: &Projection, data: &[u8]) -> KeysResult {
         ))
     };
     let null = serde_json::Value::Null;
-    let mut keys = BTreeMap::new();
-    for (n, (name, path)) in projection.0.iter().enumerate() {
+    values.resize_with(projection.entries.len(), String::new);
+    for (n, (name, path)) in projection.entries.iter().enumerate() {
         let mut v = match &top {
-            Top::Object(found) => found[n].as_ref().unwrap_or(&null),
+            Top::Object => found[projection.slots[n]].as_ref().unwrap_or(&null),
             Top::Null => &null,
             Top::Other => return Err(cannot_index(&path[0], "the record")),
         };
@@ -519,17 +650,18 @@ fn project_keys(projection: &Projection, data: &[u8]) -> KeysResult {
                 _ => return Err(cannot_index(field, "a non-object value")),
             };
         }
-        let value =
-            json_key_value(v).map_err(|e| failed(format!("Partition key {name:?} {e}.")))?;
-        validate_partition_value(&value).map_err(|e| {
+        let value = &mut values[n];
+        value.clear();
+        write_json_key_value(v, value)
+            .map_err(|e| failed(format!("Partition key {name:?} {e}.")))?;
+        validate_partition_value(value).map_err(|e| {
             (
                 codes::INVALID_PARTITION_KEY,
                 format!("Partition key {name:?}: {e}."),
             )
         })?;
-        keys.insert(name.clone(), value);
     }
-    Ok(keys)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -540,7 +672,7 @@ mod tests {
     fn projection_is_recognised_only_for_plain_field_paths() {
         let p = parse_projection(r#"{ customer_id: .customer_id, "y": .a.b_2, z }"#).unwrap();
         assert_eq!(
-            p.0,
+            p.entries,
             vec![
                 ("customer_id".to_string(), vec!["customer_id".to_string()]),
                 ("y".to_string(), vec!["a".to_string(), "b_2".to_string()]),
@@ -598,6 +730,69 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(r)
             );
+        }
+    }
+
+    #[test]
+    fn projection_reading_one_member_twice_matches_jq() {
+        let code = "{y: .t.year, m: .t.month, a: .t, c: .c}";
+        let fast = JqProgram::compile(code).unwrap();
+        let p = fast.projection.as_ref().unwrap();
+        assert_eq!(p.members, ["t", "c"]);
+        assert_eq!(p.slots, [0, 0, 0, 1]);
+        let mut slow = JqProgram::compile(code).unwrap();
+        slow.projection = None;
+        for r in [
+            br#"{"t":{"year":2026,"month":"11"},"c":"x"}"#.as_slice(),
+            br#"{"t":{"year":2026},"c":"x"}"#,
+            br#"{"t":3,"c":"x"}"#,
+        ] {
+            let f = keys_of(&fast, r);
+            let s = keys_of(&slow, r);
+            assert_eq!(f.as_ref().ok(), s.as_ref().ok());
+            assert_eq!(f.err().map(|e| e.0), s.err().map(|e| e.0));
+        }
+    }
+
+    #[test]
+    fn key_cache_shares_one_map_per_distinct_keys() {
+        for code in [
+            "{c: .customer, n: .n}",
+            "{c: .customer, n: (.n | tostring)}",
+        ] {
+            let q = JqProgram::compile(code).unwrap();
+            let mut cache = KeyCache::default();
+            let mut extract = |r: &[u8]| match &q.projection {
+                Some(p) => cache.project(p, r),
+                None => keys_of(&q, r).map(|k| cache.intern(k)),
+            };
+            let a1 = extract(br#"{"customer":"a","n":1}"#).unwrap();
+            let b = extract(br#"{"customer":"b","n":1}"#).unwrap();
+            let a2 = extract(br#"{"n":1,"x":[],"customer":"a"}"#).unwrap();
+            assert_eq!(a1, a2);
+            assert_ne!(a1, b);
+            assert!(std::ptr::eq(&*a1, &*a2), "{code}");
+            assert_eq!(*a1, keys_of(&q, br#"{"customer":"a","n":1}"#).unwrap());
+            assert_eq!(b["c"], "b");
+            assert_eq!(b["n"], "1");
+            // Failures are those of `keys_of`, and leave the cache usable.
+            for bad in [
+                br#"{"customer":"a/b","n":1}"#.as_slice(),
+                br#"{"n":1}"#,
+                b"[1]",
+                b"nope",
+            ] {
+                let e = extract(bad).unwrap_err();
+                let want = keys_of(&q, bad).unwrap_err();
+                assert_eq!(e.0, want.0, "{code}");
+                if q.projection.is_some() {
+                    assert_eq!(e.1, want.1);
+                }
+            }
+            assert!(std::ptr::eq(
+                &*a1,
+                &*extract(br#"{"customer":"a","n":1}"#).unwrap()
+            ));
         }
     }
 

@@ -734,7 +734,7 @@ fn ok_record(w: &Work, r: ResponseRecord, id: &str, dynamic_partitioning: bool) 
             }
             from_lambda.insert(k, value);
         }
-        new.keys.from_lambda = from_lambda;
+        new.keys.from_lambda = from_lambda.into();
     }
     RecordOutcome::Ok(new)
 }

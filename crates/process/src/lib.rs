@@ -195,13 +195,86 @@ pub struct InputRecord {
     pub data: Bytes,
 }
 
+/// The partition keys of one namespace (name -> value): a map that is cheap to clone and
+/// share. Records with the same keys share one map (built once per distinct key set of a
+/// batch), so per-record keys cost no allocation. Reads go through `Deref` to the map;
+/// writes (`DerefMut`) copy a shared map first. Equality, order and hash are the map's.
+#[derive(Clone, Default)]
+pub struct KeyMap(Option<Arc<BTreeMap<String, String>>>);
+
+static NO_KEYS: BTreeMap<String, String> = BTreeMap::new();
+
+impl KeyMap {
+    /// The map, copied only if it is still shared.
+    pub fn into_map(self) -> BTreeMap<String, String> {
+        match self.0 {
+            None => BTreeMap::new(),
+            Some(map) => Arc::try_unwrap(map).unwrap_or_else(|shared| (*shared).clone()),
+        }
+    }
+}
+
+impl From<BTreeMap<String, String>> for KeyMap {
+    fn from(map: BTreeMap<String, String>) -> Self {
+        KeyMap((!map.is_empty()).then(|| Arc::new(map)))
+    }
+}
+
+impl std::ops::Deref for KeyMap {
+    type Target = BTreeMap<String, String>;
+    fn deref(&self) -> &Self::Target {
+        self.0.as_deref().unwrap_or(&NO_KEYS)
+    }
+}
+
+impl std::ops::DerefMut for KeyMap {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        Arc::make_mut(self.0.get_or_insert_with(Default::default))
+    }
+}
+
+impl PartialEq for KeyMap {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) if Arc::ptr_eq(a, b) => true,
+            _ => **self == **other,
+        }
+    }
+}
+
+impl Eq for KeyMap {}
+
+impl PartialOrd for KeyMap {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for KeyMap {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (**self).cmp(&**other)
+    }
+}
+
+impl std::hash::Hash for KeyMap {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (**self).hash(state)
+    }
+}
+
+impl std::fmt::Debug for KeyMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (**self).fmt(f)
+    }
+}
+
 /// Partition keys of one output record, per `!{namespace:key}` namespace.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PartitionKeys {
     /// From `MetadataExtraction` (`!{partitionKeyFromQuery:key}`).
-    pub from_query: BTreeMap<String, String>,
+    pub from_query: KeyMap,
     /// From the Lambda response's `metadata.partitionKeys` (`!{partitionKeyFromLambda:key}`).
-    pub from_lambda: BTreeMap<String, String>,
+    pub from_lambda: KeyMap,
 }
 
 impl PartitionKeys {
@@ -652,17 +725,21 @@ impl Inner {
         }
         if let Some(query) = &self.metadata {
             let started = std::time::Instant::now();
-            work = match sandbox.filter(|_| !jq::is_projection(query)) {
+            // Records with the same keys share one map, built once per batch. Each record
+            // keeps its place or fails: `work` is updated in place.
+            let mut cache = jq::KeyCache::default();
+            match sandbox.filter(|_| !jq::is_projection(query)) {
                 Some(sb) => {
                     let data: Vec<&[u8]> = work.iter().map(|w| &w.data[..]).collect();
                     let mut results = sb.keys(query.source(), &data).into_iter();
-                    fan_out(work, o, |w, out, o| {
+                    work.retain_mut(|w| {
                         let result = results.next().expect("one result per record");
-                        jq::apply_keys(w, result, out, o)
-                    })
+                        let result = result.map(|keys| cache.intern(keys));
+                        jq::apply_keys(w, result, o)
+                    });
                 }
-                None => fan_out(work, o, |w, out, o| jq::extract_keys(query, w, out, o)),
-            };
+                None => work.retain_mut(|w| jq::extract_keys(query, &mut cache, w, o)),
+            }
             *jq_time += started.elapsed();
         }
         if self.append_delimiter {
