@@ -62,6 +62,8 @@ pub enum ErrorKind {
     InvalidSignature,
     /// The caller's policy does not allow the action on the resource.
     AccessDenied,
+    /// Kinesis Analytics: the application's SQL is not valid.
+    CodeValidation,
 }
 
 impl ErrorKind {
@@ -91,6 +93,7 @@ impl ErrorKind {
             ErrorKind::UnrecognizedClient => "UnrecognizedClientException",
             ErrorKind::InvalidSignature => "InvalidSignatureException",
             ErrorKind::AccessDenied => "AccessDeniedException",
+            ErrorKind::CodeValidation => "CodeValidationException",
         }
     }
 

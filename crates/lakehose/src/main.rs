@@ -3,6 +3,7 @@
 //! Commands: `serve` (the service), `put` (send newline-delimited records), `query` (SQL),
 //! `streams` (control plane), `bench` (benchmarks). See README.md for the quick start.
 
+mod apps;
 mod bench;
 mod bench_query;
 mod client;

@@ -76,12 +76,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let stores: Arc<dyn BucketStores> = Arc::new(LakeBuckets(engine.buckets().clone()));
     let query_engine = QueryEngine::new(catalog.clone(), stores.clone())
         .with_fresh(Arc::new(PipelineFresh(engine.clone())));
+    // Streaming SQL applications: those that were running start again where they stopped.
+    let applications =
+        crate::apps::Applications::open(&config.data_dir, engine.clone(), config.egress.clone())
+            .await
+            .context("opening the streaming SQL applications")?;
     let state = ApiState {
         service: engine.clone(),
         default_region: config.region.clone(),
         services: vec![
             Arc::new(GlueApi::new(catalog.clone())),
             Arc::new(AthenaApi::new(query_engine.clone(), stores)),
+            Arc::new(crate::apps::AnalyticsApi(applications.clone())),
         ],
         audit: audit.clone(),
     };
@@ -166,6 +172,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     println!("lakehose listening on {scheme}://{addr}");
 
     serve_http(listener, app, config.server.clone(), tls).await;
+    tracing::info!("shutting down: stopping streaming SQL applications");
+    applications.shutdown().await;
     tracing::info!("shutting down: stopping delivery loops");
     Arc::clone(&engine).shutdown().await;
     Ok(())

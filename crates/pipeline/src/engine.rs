@@ -207,6 +207,13 @@ pub struct StreamRuntime {
 }
 
 impl StreamRuntime {
+    /// The stream's write-ahead log, for readers that keep their own position (streaming SQL
+    /// applications). Such a reader pins the records it still needs with
+    /// [`Log::set_hold`]; delivery reclaims nothing at or above a hold.
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
     /// A snapshot of the stream's spec.
     pub fn spec(&self) -> StreamSpec {
         self.spec.read().unwrap_or_else(|e| e.into_inner()).clone()

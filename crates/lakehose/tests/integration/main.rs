@@ -1,5 +1,6 @@
 //! One integration-test binary: the real `lakehose` binary driven by the official AWS SDK.
 
+mod analytics;
 mod api;
 mod audit;
 mod auth;
