@@ -99,13 +99,30 @@ pub fn parse(text: &str) -> Result<AppSql> {
         }
         let head = s.describe();
         if s.keyword("CREATE") {
-            if s.keyword("OR") {
+            let or_replace = s.keyword("OR");
+            if or_replace {
                 s.expect_keyword("REPLACE", &head)?;
             }
             if s.keyword("TABLE") || s.keyword("STREAM") {
-                let table = parse_create_table(&mut s, &head)?;
-                if app.tables.contains_key(&table.name) {
-                    return Err(Error::Sql(format!("`{}` is declared twice", table.name)));
+                let mut table = parse_create_table(&mut s, &head)?;
+                match app.tables.get(&table.name) {
+                    // Kinesis Analytics style: an application output (declared from the API's
+                    // `Outputs`) re-declared by the code keeps its connector options.
+                    Some(before) if or_replace => {
+                        for (k, v) in &before.options {
+                            table.options.entry(k.clone()).or_insert_with(|| v.clone());
+                        }
+                        if table.columns.is_empty() {
+                            table.columns = before.columns.clone();
+                        }
+                    }
+                    Some(_) => {
+                        return Err(Error::Sql(format!(
+                            "`{}` is declared twice (CREATE OR REPLACE to redefine it)",
+                            table.name
+                        )));
+                    }
+                    None => {}
                 }
                 app.tables.insert(table.name.clone(), table);
             } else if s.keyword("PUMP") {

@@ -1,0 +1,281 @@
+"""Streaming SQL applications through boto3's `kinesisanalytics` client and the AWS CLI.
+
+- The README's anomaly-detection example (`examples/anomaly-detection.sql`) runs end to end:
+  sensor readings into a delivery stream, a sliding-window average per device, alerts POSTed to
+  an HTTP endpoint; the alerts are compared with ones computed here independently.
+- A legacy Kinesis Analytics application defined the KDA way (Firehose `Inputs` with a record
+  schema, a Firehose `Output`, a `CREATE OR REPLACE PUMP` with `STEP(... ROWTIME ...)`), created
+  with the AWS CLI from a file, operated with boto3 (describe, list, update, stop, delete).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import urllib.request
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+from botocore.exceptions import ClientError
+
+from conftest import ROLE_ARN, unique_name
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = """
+[egress]
+allow_http_hosts = ["127.0.0.1"]
+allow_private = ["127.0.0.0/8"]
+"""
+BASE = datetime(2026, 11, 24, 10, 0, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture(scope="module")
+def server(configured_server):
+    return configured_server(CONFIG)
+
+
+class Receiver:
+    """An HTTP endpoint on 127.0.0.1 that records every POSTed JSON body."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict] = []
+        self.request_ids: list[str] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.bodies.append(json.loads(body))
+                receiver.request_ids.append(self.headers.get("X-Lakehose-Request-Id", ""))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.http = HTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.http.server_address[1]
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+
+    def records(self) -> list[dict]:
+        return [r for b in self.bodies for r in b["records"]]
+
+
+def iso(t: datetime) -> str:
+    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def put(firehose, stream: str, records: list[dict]) -> None:
+    for i in range(0, len(records), 500):
+        chunk = records[i : i + 500]
+        out = firehose.put_record_batch(
+            DeliveryStreamName=stream,
+            Records=[{"Data": (json.dumps(r) + "\n").encode()} for r in chunk],
+        )
+        assert out["FailedPutCount"] == 0
+
+
+def wait(predicate, timeout: float = 30.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail("timed out", pytrace=False)
+        time.sleep(0.2)
+
+
+def test_anomaly_detection_alerts_an_http_endpoint(server):
+    receiver = Receiver()
+    firehose = server.client()
+    analytics = server.aws("kinesisanalytics")
+    firehose.create_delivery_stream(
+        DeliveryStreamName="sensor-readings",
+        ExtendedS3DestinationConfiguration={"RoleARN": ROLE_ARN, "BucketARN": "arn:aws:s3:::sensors"},
+    )
+    code = (REPO / "examples" / "anomaly-detection.sql").read_text()
+    code = code.replace("http://127.0.0.1:9000/alerts", f"http://127.0.0.1:{receiver.port}/alerts")
+    name = unique_name("anomalies")
+    analytics.create_application(ApplicationName=name, ApplicationCode=code)
+    analytics.start_application(
+        ApplicationName=name,
+        InputConfigurations=[{"Id": "1.1", "InputStartingPositionConfiguration": {"InputStartingPosition": "NOW"}}],
+    )
+
+    # Two minutes of readings, one per device every 500 ms; d3 runs hot from 40 s to 70 s.
+    readings = []
+    for i in range(240):
+        t = BASE + timedelta(milliseconds=500 * i)
+        for d in range(1, 6):
+            hot = d == 3 and 40 <= i * 0.5 < 70
+            temperature = 90.0 + (i % 5) if hot else 60.0 + ((i * d) % 7)
+            readings.append({"device_id": f"d{d}", "temperature": temperature, "reading_time": iso(t)})
+    # A late reading (its windows have fired) changes nothing; the last one closes every window.
+    closing = {"device_id": "d1", "temperature": 20.0, "reading_time": iso(BASE + timedelta(minutes=5))}
+    put(firehose, "sensor-readings", readings)
+    put(firehose, "sensor-readings", [{"device_id": "d3", "temperature": 500.0, "reading_time": iso(BASE)}, closing])
+
+    # Expected, independently: every 30 s window starting on a 10 s boundary, per device.
+    expected: dict[tuple[str, str], float] = {}
+    for start_s in range(-20, 130, 10):
+        start = BASE + timedelta(seconds=start_s)
+        end = start + timedelta(seconds=30)
+        for d in range(1, 6):
+            values = [
+                r["temperature"]
+                for r in readings
+                if r["device_id"] == f"d{d}" and start <= datetime.fromisoformat(r["reading_time"].replace("Z", "+00:00")) < end
+            ]
+            if values and sum(values) / len(values) > 80:
+                expected[(f"d{d}", start.strftime("%Y-%m-%dT%H:%M:%S"))] = sum(values) / len(values)
+    assert expected, "the data must hold anomalies"
+
+    wait(lambda: len(receiver.records()) >= len(expected))
+    import time
+
+    time.sleep(1.0)  # a duplicate would show up by now
+    got = {(r["device_id"], r["window_start"]): r["avg_temperature"] for r in receiver.records()}
+    assert len(receiver.records()) == len(got), "an alert was sent twice"
+    assert set(got) == set(expected)
+    for key, avg in expected.items():
+        assert got[key] == pytest.approx(avg)
+    assert all(b["application"] == name and b["requestId"] for b in receiver.bodies)
+    assert receiver.request_ids == [b["requestId"] for b in receiver.bodies]
+
+    detail = analytics.describe_application(ApplicationName=name)["ApplicationDetail"]
+    assert detail["ApplicationStatus"] == "RUNNING"
+    # The late reading was counted, not dropped silently (botocore hides Lakehose's own
+    # DescribeApplication members, so the figure is read from /metrics).
+    metrics = urllib.request.urlopen(f"{server.endpoint}/metrics", timeout=10).read().decode()
+    late = [
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("Analytics_LateRecords{") and f'application="{name}"' in line
+    ]
+    assert late == [1.0], [l for l in metrics.splitlines() if l.startswith("Analytics_")]
+    analytics.stop_application(ApplicationName=name)
+
+
+def aws_cli() -> list[str]:
+    if shutil.which("aws"):
+        return ["aws"]
+    return [sys.executable, "-m", "awscli"]
+
+
+def test_legacy_application_with_kda_inputs_and_outputs(server, tmp_path):
+    firehose = server.client()
+    analytics = server.aws("kinesisanalytics")
+    source, dest = unique_name("ticks"), unique_name("counts")
+    for stream, bucket in ((source, "ticks"), (dest, "counts")):
+        firehose.create_delivery_stream(
+            DeliveryStreamName=stream,
+            ExtendedS3DestinationConfiguration={
+                "RoleARN": ROLE_ARN,
+                "BucketARN": f"arn:aws:s3:::{bucket}",
+                "BufferingHints": {"IntervalInSeconds": 1, "SizeInMBs": 1},
+            },
+        )
+    arn = lambda s: f"arn:aws:firehose:us-east-1:123456789012:deliverystream/{s}"  # noqa: E731
+    code = tmp_path / "app.sql"
+    code.write_text(
+        """
+        CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" (ticker_symbol VARCHAR(4), ticker_count INTEGER);
+        CREATE OR REPLACE PUMP "STREAM_PUMP" AS INSERT INTO "DESTINATION_SQL_STREAM"
+        SELECT STREAM ticker_symbol, COUNT(*) AS ticker_count
+        FROM "SOURCE_SQL_STREAM_001"
+        GROUP BY ticker_symbol, STEP("SOURCE_SQL_STREAM_001".ROWTIME BY INTERVAL '2' SECOND);
+        """
+    )
+    inputs = [
+        {
+            "NamePrefix": "SOURCE_SQL_STREAM",
+            "KinesisFirehoseInput": {"ResourceARN": arn(source), "RoleARN": ROLE_ARN},
+            "InputSchema": {
+                "RecordFormat": {"RecordFormatType": "JSON", "MappingParameters": {"JSONMappingParameters": {"RecordRowPath": "$"}}},
+                "RecordColumns": [
+                    {"Name": "ticker_symbol", "SqlType": "VARCHAR(4)", "Mapping": "$.ticker_symbol"},
+                    {"Name": "price", "SqlType": "DOUBLE", "Mapping": "$.price"},
+                ],
+            },
+        }
+    ]
+    outputs = [
+        {
+            "Name": "DESTINATION_SQL_STREAM",
+            "KinesisFirehoseOutput": {"ResourceARN": arn(dest), "RoleARN": ROLE_ARN},
+            "DestinationSchema": {"RecordFormatType": "JSON"},
+        }
+    ]
+    name = unique_name("tickers")
+    subprocess.run(
+        [
+            *aws_cli(), "kinesisanalytics", "create-application", "--endpoint-url", server.endpoint,
+            "--application-name", name, "--application-code", f"file://{code}",
+            "--inputs", json.dumps(inputs), "--outputs", json.dumps(outputs),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    detail = analytics.describe_application(ApplicationName=name)["ApplicationDetail"]
+    assert detail["ApplicationStatus"] == "READY"
+    assert detail["ApplicationVersionId"] == 1
+    assert detail["InputDescriptions"][0]["InAppStreamNames"] == ["SOURCE_SQL_STREAM_001"]
+    assert detail["OutputDescriptions"][0]["Name"] == "DESTINATION_SQL_STREAM"
+    names = [a["ApplicationName"] for a in analytics.list_applications()["ApplicationSummaries"]]
+    assert name in names
+
+    with pytest.raises(ClientError) as err:
+        analytics.update_application(
+            ApplicationName=name,
+            CurrentApplicationVersionId=1,
+            ApplicationUpdate={"ApplicationCodeUpdate": "CREATE OR REPLACE PUMP p AS INSERT INTO nowhere SELECT 1"},
+        )
+    assert err.value.response["Error"]["Code"] == "CodeValidationException"
+    with pytest.raises(ClientError) as err:
+        analytics.start_application(
+            ApplicationName=name,
+            InputConfigurations=[{"Id": "1.1", "InputStartingPositionConfiguration": {"InputStartingPosition": "LATER"}}],
+        )
+    assert err.value.response["Error"]["Code"] in ("InvalidArgumentException", "ValidationException", "ParamValidationError")
+
+    analytics.start_application(
+        ApplicationName=name,
+        InputConfigurations=[{"Id": "1.1", "InputStartingPositionConfiguration": {"InputStartingPosition": "NOW"}}],
+    )
+    assert analytics.describe_application(ApplicationName=name)["ApplicationDetail"]["ApplicationStatus"] == "RUNNING"
+    ticks = [{"ticker_symbol": "AMZN" if i % 3 else "MSFT", "price": 100 + i} for i in range(30)]
+    put(firehose, source, ticks)
+
+    # Processing-time windows close on the clock: counts land in the output stream's bucket.
+    def counted() -> dict[str, int]:
+        totals: dict[str, int] = {}
+        root = server.bucket_dir("counts")
+        for path in root.rglob("*") if root.is_dir() else []:
+            if path.is_file() and "#" not in path.name:
+                for line in path.read_text().splitlines():
+                    row = json.loads(line)
+                    totals[row["ticker_symbol"]] = totals.get(row["ticker_symbol"], 0) + row["ticker_count"]
+        return totals
+
+    wait(lambda: counted() == {"AMZN": 20, "MSFT": 10}, timeout=30)
+
+    analytics.update_application(
+        ApplicationName=name,
+        CurrentApplicationVersionId=1,
+        ApplicationUpdate={"ApplicationCodeUpdate": code.read_text().replace("'2' SECOND", "'3' SECOND")},
+    )
+    detail = analytics.describe_application(ApplicationName=name)["ApplicationDetail"]
+    assert detail["ApplicationVersionId"] == 2
+    assert "'3' SECOND" in detail["ApplicationCode"]
+    analytics.stop_application(ApplicationName=name)
+    detail = analytics.describe_application(ApplicationName=name)["ApplicationDetail"]
+    assert detail["ApplicationStatus"] == "READY"
+    analytics.delete_application(ApplicationName=name, CreateTimestamp=detail["CreateTimestamp"])
+    with pytest.raises(ClientError) as err:
+        analytics.describe_application(ApplicationName=name)
+    assert err.value.response["Error"]["Code"] == "ResourceNotFoundException"
