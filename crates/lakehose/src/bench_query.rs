@@ -1152,15 +1152,22 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// A server child process.
-struct Server {
+/// This executable as `serve` on a temporary data dir (shared with `bench analytics`).
+pub(crate) struct Server {
     child: tokio::process::Child,
-    endpoint: String,
+    pub(crate) endpoint: String,
 }
 
 impl Server {
     async fn start(dir: &Path) -> anyhow::Result<Self> {
+        Self::start_with_config(dir, "").await
+    }
+
+    /// Starts with `config` as its `lakehose.toml`.
+    pub(crate) async fn start_with_config(dir: &Path, config: &str) -> anyhow::Result<Self> {
+        let config_body = config;
         let config = dir.join("lakehose.toml");
-        std::fs::write(&config, "")?;
+        std::fs::write(&config, config_body)?;
         let mut child = tokio::process::Command::new(std::env::current_exe()?)
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(&config)
@@ -1191,7 +1198,7 @@ impl Server {
     }
 
     /// SIGTERM, then waits (30 s at most) for the server to stop.
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(pid) = self.child.id() {
             let _ = tokio::process::Command::new("kill")
                 .args(["-TERM", &pid.to_string()])
@@ -1211,11 +1218,16 @@ impl Server {
 
 /// An `AWSGlue.<op>` call (AWS JSON 1.1).
 async fn glue(endpoint: &str, op: &str, body: &Value) -> anyhow::Result<Value> {
+    aws_json(endpoint, &format!("AWSGlue.{op}"), body).await
+}
+
+/// Calls an AWS JSON 1.1 operation (`target` = `Service.Operation`) without signing.
+pub(crate) async fn aws_json(endpoint: &str, target: &str, body: &Value) -> anyhow::Result<Value> {
     use http_body_util::{BodyExt, Full};
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<Full<Bytes>>();
     let request = hyper::Request::post(endpoint)
-        .header("x-amz-target", format!("AWSGlue.{op}"))
+        .header("x-amz-target", target)
         .header("content-type", "application/x-amz-json-1.1")
         .body(Full::new(Bytes::from(serde_json::to_vec(body)?)))?;
     let response = client.request(request).await?;
@@ -1223,7 +1235,7 @@ async fn glue(endpoint: &str, op: &str, body: &Value) -> anyhow::Result<Value> {
     let bytes = response.into_body().collect().await?.to_bytes();
     if !status.is_success() {
         bail!(
-            "AWSGlue.{op} failed ({status}): {}",
+            "{target} failed ({status}): {}",
             String::from_utf8_lossy(&bytes)
         );
     }

@@ -5,6 +5,7 @@
 
 mod apps;
 mod bench;
+mod bench_analytics;
 mod bench_query;
 mod client;
 mod config;
@@ -123,6 +124,8 @@ enum BenchCommand {
     Ingest(bench::IngestArgs),
     /// Query speed against DuckDB on the same Parquet files, and freshness latency.
     Query(bench_query::QueryBenchArgs),
+    /// Streaming SQL: windowed aggregation events/s and ack-to-result latency.
+    Analytics(bench_analytics::AnalyticsBenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -183,6 +186,9 @@ fn main() -> anyhow::Result<()> {
             Command::Bench {
                 command: BenchCommand::Query(args),
             } => bench_query::run(args).await,
+            Command::Bench {
+                command: BenchCommand::Analytics(args),
+            } => bench_analytics::run(args).await,
             Command::Keygen(args) => crypt::keygen(args),
             Command::Decrypt(args) => crypt::decrypt(args),
             Command::JqWorker { .. } => unreachable!("handled before the runtime starts"),
