@@ -293,6 +293,8 @@ pub(crate) async fn compile(
     let (window_key, window_key_is_end) = match (key("window_end"), key("window_start")) {
         (Some(i), _) => (i, true),
         (None, Some(i)) if window.kind != crate::window::WindowKind::Cumulate => (i, false),
+        // A session fires as a whole: its rows are aggregated at once.
+        _ if window.kind == crate::window::WindowKind::Session => (0, true),
         _ => {
             return Err(Error::Plan(format!(
                 "pump `{}`: a windowed aggregate must GROUP BY window_start, window_end (CUMULATE: at least window_end)",

@@ -23,7 +23,7 @@
 //!   and accumulator states, Arrow IPC) and rebuilds the live state from those bytes, the
 //!   same path [`Pump::restore`] takes after a restart.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Cursor;
 use std::sync::Arc;
 
@@ -34,6 +34,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::compute::take;
 use datafusion::arrow::ipc::reader::StreamReader;
 use datafusion::arrow::ipc::writer::StreamWriter;
+use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 use datafusion::physical_expr::GroupsAccumulatorAdapter;
@@ -206,7 +207,26 @@ pub struct Pump {
     max_time: i64,
     /// Open windows by (end, start).
     windows: BTreeMap<(i64, i64), WindowState>,
+    /// Open SESSION windows.
+    sessions: Sessions,
     stats: PumpStats,
+}
+
+/// The open sessions of a SESSION pump, by `PARTITION BY` value (`None` without one).
+#[derive(Default)]
+struct Sessions {
+    converter: Option<RowConverter>,
+    by_key: HashMap<Option<OwnedRow>, Vec<Session>>,
+    count: usize,
+}
+
+/// One open session: its bounds and its rows (source rows, without window columns).
+struct Session {
+    start: i64,
+    end: i64,
+    batches: Vec<RecordBatch>,
+    /// Rows of the batch being processed (indices), moved to `batches` at its end.
+    pending: Vec<u32>,
 }
 
 impl std::fmt::Debug for Pump {
@@ -270,6 +290,33 @@ impl Pump {
         let conversion =
             ConversionConfig::new("analytics", &source.name, input, OutputFormat::default());
         let (compiled, task) = compile(&def, &source).await?;
+        let mut sessions = Sessions::default();
+        if let Some(w) = def
+            .window
+            .as_ref()
+            .filter(|w| w.kind == WindowKind::Session)
+            && !w.partition_by.is_empty()
+        {
+            let fields = w
+                .partition_by
+                .iter()
+                .map(|name| {
+                    source
+                        .columns
+                        .iter()
+                        .find(|f| f.name() == name)
+                        .map(|f| SortField::new(f.data_type().clone()))
+                        .ok_or_else(|| {
+                            Error::Plan(format!(
+                                "pump `{}`: PARTITION BY {name}: not a column of `{}`",
+                                def.name, source.name
+                            ))
+                        })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            sessions.converter =
+                Some(RowConverter::new(fields).map_err(|e| Error::Plan(e.to_string()))?);
+        }
         Ok(Pump {
             def,
             source,
@@ -282,6 +329,7 @@ impl Pump {
             watermark: i64::MIN,
             max_time: i64::MIN,
             windows: BTreeMap::new(),
+            sessions,
             stats: PumpStats::default(),
         })
     }
@@ -310,7 +358,7 @@ impl Pump {
     }
 
     pub fn open_windows(&self) -> usize {
-        self.windows.len()
+        self.windows.len() + self.sessions.count
     }
 
     pub fn stats(&self) -> PumpStats {
@@ -406,6 +454,9 @@ impl Pump {
             return Ok(());
         };
         let times = self.times(&batch)?;
+        if window.kind == WindowKind::Session {
+            return self.assign_sessions(&batch, &times, rows, &window, out);
+        }
         // Assign rows to windows, per-record against the watermark before the row.
         let mut per_window: BTreeMap<(i64, i64), Vec<u32>> = BTreeMap::new();
         let mut last_rejected = None;
@@ -488,6 +539,9 @@ impl Pump {
 
     /// Emits the windows the watermark has passed, in order of their end.
     async fn fire(&mut self) -> Result<Vec<RecordBatch>> {
+        if self.sessions.count > 0 {
+            return self.fire_sessions().await;
+        }
         let Compiled::Windowed(plan) = &self.compiled else {
             return Ok(Vec::new());
         };
@@ -503,6 +557,171 @@ impl Pump {
         Ok(rows)
     }
 
+    /// Assigns rows to sessions (see [`crate::window`]): each row's own window merges with
+    /// every open session of its key it intersects.
+    fn assign_sessions(
+        &mut self,
+        batch: &RecordBatch,
+        times: &[Option<i64>],
+        rows: &[u32],
+        window: &WindowSpec,
+        out: &mut Outcome,
+    ) -> Result<()> {
+        let keys = match &self.sessions.converter {
+            Some(converter) => {
+                let columns = window
+                    .partition_by
+                    .iter()
+                    .map(|name| {
+                        batch.column_by_name(name).cloned().ok_or_else(|| {
+                            Error::Execution(format!("no PARTITION BY column {name}"))
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Some(
+                    converter
+                        .convert_columns(&columns)
+                        .map_err(|e| Error::Execution(e.to_string()))?,
+                )
+            }
+            None => None,
+        };
+        let mut touched: Vec<Option<OwnedRow>> = Vec::new();
+        let mut last_rejected = None;
+        for (row, &ts) in times.iter().enumerate() {
+            let record = rows[row] as usize;
+            let rejected = match ts {
+                None => Some((
+                    MISSING_EVENT_TIME,
+                    format!(
+                        "The record has no value for the time column `{}`.",
+                        window.time_column
+                    ),
+                )),
+                Some(ts) if fired(ts + window.size_ms, self.watermark) => Some((
+                    LATE_RECORD,
+                    format!(
+                        "The record's time {} is behind the watermark {}: its session had already fired.",
+                        format_ms(ts),
+                        format_ms(self.watermark)
+                    ),
+                )),
+                Some(_) => None,
+            };
+            if let Some((code, message)) = rejected {
+                if last_rejected != Some(record) {
+                    out.rejected.push(Rejected {
+                        index: record,
+                        code: code.into(),
+                        message,
+                    });
+                    last_rejected = Some(record);
+                }
+                continue;
+            }
+            let ts = ts.expect("checked above");
+            let key = keys.as_ref().map(|k| k.row(row).owned());
+            let list = self.sessions.by_key.entry(key.clone()).or_default();
+            let mut merged = Session {
+                start: ts,
+                end: ts + window.size_ms,
+                batches: Vec::new(),
+                pending: vec![row as u32],
+            };
+            let mut i = 0;
+            while i < list.len() {
+                let s = &list[i];
+                // A session that has fired (it is emitted at the end of this batch) takes no
+                // more rows, whatever the batching.
+                if s.start <= merged.end && s.end >= merged.start && !fired(s.end, self.watermark) {
+                    let s = list.swap_remove(i);
+                    self.sessions.count -= 1;
+                    merged.start = merged.start.min(s.start);
+                    merged.end = merged.end.max(s.end);
+                    merged.batches.extend(s.batches);
+                    merged.pending.extend(s.pending);
+                    i = 0;
+                } else {
+                    i += 1;
+                }
+            }
+            list.push(merged);
+            self.sessions.count += 1;
+            touched.push(key);
+            self.max_time = self.max_time.max(ts);
+            self.watermark = self
+                .watermark
+                .max(self.max_time.saturating_sub(self.delay_ms));
+        }
+        touched.sort();
+        touched.dedup();
+        for key in touched {
+            for session in self.sessions.by_key.get_mut(&key).into_iter().flatten() {
+                if !session.pending.is_empty() {
+                    session.pending.sort_unstable();
+                    let indices = UInt32Array::from(std::mem::take(&mut session.pending));
+                    let columns = batch
+                        .columns()
+                        .iter()
+                        .map(|c| take(c, &indices, None))
+                        .collect::<std::result::Result<Vec<_>, _>>()
+                        .map_err(|e| Error::Execution(e.to_string()))?;
+                    session.batches.push(
+                        RecordBatch::try_new(batch.schema(), columns)
+                            .map_err(|e| Error::Execution(e.to_string()))?,
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Emits the sessions the watermark has passed, in order of their end.
+    async fn fire_sessions(&mut self) -> Result<Vec<RecordBatch>> {
+        let watermark = self.watermark;
+        let mut due = Vec::new();
+        for list in self.sessions.by_key.values_mut() {
+            let mut i = 0;
+            while i < list.len() {
+                if fired(list[i].end, watermark) {
+                    due.push(list.swap_remove(i));
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        self.sessions.by_key.retain(|_, list| !list.is_empty());
+        self.sessions.count -= due.len();
+        due.sort_by_key(|s| (s.end, s.start));
+        let schema = query_schema(&self.source, false);
+        let mut rows = Vec::new();
+        for session in due {
+            let batch = datafusion::arrow::compute::concat_batches(&schema, &session.batches)
+                .map_err(|e| Error::Execution(e.to_string()))?;
+            let n = batch.num_rows() as u32;
+            let mut one = BTreeMap::new();
+            one.insert((session.end, session.start), (0..n).collect::<Vec<u32>>());
+            let expanded = expand(&batch, &one)?;
+            match &self.compiled {
+                Compiled::Stateless(stage) => {
+                    rows.extend(run(stage, vec![expanded], &self.task).await?);
+                }
+                Compiled::Windowed(plan) => {
+                    let mut state = WindowState::new(plan)?;
+                    for b in run(&plan.pre, vec![expanded], &self.task).await? {
+                        let (keys, arguments, filters) = evaluate(plan, &b)?;
+                        state.update(&keys, &arguments, &filters)?;
+                    }
+                    if !state.groups.is_empty() {
+                        let batch = state.finish(&plan.aggregate_schema)?;
+                        rows.extend(run(&plan.post, vec![batch], &self.task).await?);
+                    }
+                }
+            }
+        }
+        Ok(rows)
+    }
+
     /// Serialises the pump's state (watermark, counters, open windows) and rebuilds the live
     /// state from the bytes (so the restore path runs on every snapshot).
     pub fn snapshot(&mut self) -> Result<Vec<u8>> {
@@ -512,6 +731,8 @@ impl Pump {
             max_time: self.max_time,
             stats: self.stats,
             windows: Vec::new(),
+            windows_ipc_len: 0,
+            sessions: Vec::new(),
         };
         let mut ipc = Vec::new();
         if let Compiled::Windowed(plan) = &self.compiled {
@@ -528,6 +749,25 @@ impl Pump {
                     .write(&batch)
                     .map_err(|e| Error::State(e.to_string()))?;
                 header.windows.push((start, end));
+            }
+            writer.finish().map_err(|e| Error::State(e.to_string()))?;
+        }
+        header.windows_ipc_len = ipc.len() as u64;
+        if self.sessions.count > 0 {
+            // Each session's rows as one batch of the source's columns.
+            let schema = query_schema(&self.source, false);
+            let mut writer = StreamWriter::try_new(&mut ipc, &schema)
+                .map_err(|e| Error::State(e.to_string()))?;
+            for list in self.sessions.by_key.values() {
+                for session in list {
+                    let batch =
+                        datafusion::arrow::compute::concat_batches(&schema, &session.batches)
+                            .map_err(|e| Error::State(e.to_string()))?;
+                    writer
+                        .write(&batch)
+                        .map_err(|e| Error::State(e.to_string()))?;
+                    header.sessions.push((session.start, session.end));
+                }
             }
             writer.finish().map_err(|e| Error::State(e.to_string()))?;
         }
@@ -562,7 +802,9 @@ impl Pump {
         if header.pump != self.def.name {
             return Err(bad(&format!("belongs to pump `{}`", header.pump)));
         }
-        let ipc = &body[4 + len..];
+        let all_ipc = &body[4 + len..];
+        let split = (header.windows_ipc_len as usize).min(all_ipc.len());
+        let (ipc, session_ipc) = all_ipc.split_at(split);
         let mut windows = BTreeMap::new();
         if let Compiled::Windowed(plan) = &self.compiled {
             if !ipc.is_empty() {
@@ -592,10 +834,51 @@ impl Pump {
                 return Err(bad("lists more windows than it holds"));
             }
         }
+        let mut by_key: HashMap<Option<OwnedRow>, Vec<Session>> = HashMap::new();
+        let mut count = 0;
+        if !session_ipc.is_empty() {
+            let reader = StreamReader::try_new(Cursor::new(session_ipc), None)
+                .map_err(|e| Error::State(e.to_string()))?;
+            let partition_by = self
+                .def
+                .window
+                .as_ref()
+                .map(|w| w.partition_by.clone())
+                .unwrap_or_default();
+            for (batch, &(start, end)) in reader.zip(&header.sessions) {
+                let batch = batch.map_err(|e| Error::State(e.to_string()))?;
+                let key = match &self.sessions.converter {
+                    Some(converter) => {
+                        let columns = partition_by
+                            .iter()
+                            .map(|n| batch.column_by_name(n).cloned())
+                            .collect::<Option<Vec<_>>>()
+                            .ok_or_else(|| bad("lacks a PARTITION BY column"))?;
+                        let rows = converter
+                            .convert_columns(&columns)
+                            .map_err(|e| Error::State(e.to_string()))?;
+                        Some(rows.row(0).owned())
+                    }
+                    None => None,
+                };
+                by_key.entry(key).or_default().push(Session {
+                    start,
+                    end,
+                    batches: vec![batch],
+                    pending: Vec::new(),
+                });
+                count += 1;
+            }
+        }
+        if count != header.sessions.len() {
+            return Err(bad("lists more sessions than it holds"));
+        }
         self.watermark = header.watermark;
         self.max_time = header.max_time;
         self.stats = header.stats;
         self.windows = windows;
+        self.sessions.by_key = by_key;
+        self.sessions.count = count;
         Ok(())
     }
 }
@@ -610,6 +893,12 @@ struct SnapshotHeader {
     stats: PumpStats,
     /// (start, end) of each window, in the order of the IPC batches.
     windows: Vec<(i64, i64)>,
+    /// Bytes of the windows' IPC stream; the sessions' follows.
+    #[serde(default)]
+    windows_ipc_len: u64,
+    /// (start, end) of each session, in the order of the sessions' IPC batches.
+    #[serde(default)]
+    sessions: Vec<(i64, i64)>,
 }
 
 /// The schema of a window's snapshot batch: group keys, then every accumulator's state.
@@ -678,26 +967,7 @@ fn update_windows(
     if n == 0 {
         return Ok(());
     }
-    let eval = |e: &Arc<dyn datafusion::physical_plan::PhysicalExpr>| {
-        e.evaluate(batch)
-            .and_then(|v| v.into_array(n))
-            .map_err(exec)
-    };
-    let keys: Vec<ArrayRef> = plan
-        .group_exprs
-        .iter()
-        .map(|(e, _)| eval(e))
-        .collect::<Result<_>>()?;
-    let arguments: Vec<Vec<ArrayRef>> = plan
-        .arguments
-        .iter()
-        .map(|args| args.iter().map(eval).collect::<Result<Vec<_>>>())
-        .collect::<Result<_>>()?;
-    let filters: Vec<Option<ArrayRef>> = plan
-        .filters
-        .iter()
-        .map(|f| f.as_ref().map(eval).transpose())
-        .collect::<Result<_>>()?;
+    let (keys, arguments, filters) = evaluate(plan, batch)?;
     let window_key = datafusion::arrow::compute::cast(
         &keys[plan.window_key],
         &DataType::Timestamp(arrow_schema::TimeUnit::Millisecond, None),
@@ -743,6 +1013,37 @@ fn update_windows(
         start_row = end_row;
     }
     Ok(())
+}
+
+/// The grouping keys, aggregate arguments and aggregate filters of `batch` (rows of the plan
+/// below the aggregate).
+#[allow(clippy::type_complexity)]
+fn evaluate(
+    plan: &WindowedPlan,
+    batch: &RecordBatch,
+) -> Result<(Vec<ArrayRef>, Vec<Vec<ArrayRef>>, Vec<Option<ArrayRef>>)> {
+    let n = batch.num_rows();
+    let eval = |e: &Arc<dyn datafusion::physical_plan::PhysicalExpr>| {
+        e.evaluate(batch)
+            .and_then(|v| v.into_array(n))
+            .map_err(exec)
+    };
+    let keys = plan
+        .group_exprs
+        .iter()
+        .map(|(e, _)| eval(e))
+        .collect::<Result<_>>()?;
+    let arguments = plan
+        .arguments
+        .iter()
+        .map(|args| args.iter().map(eval).collect::<Result<Vec<_>>>())
+        .collect::<Result<_>>()?;
+    let filters = plan
+        .filters
+        .iter()
+        .map(|f| f.as_ref().map(eval).transpose())
+        .collect::<Result<_>>()?;
+    Ok((keys, arguments, filters))
 }
 
 /// Runs a stage on `batches`.

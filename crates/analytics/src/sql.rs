@@ -12,7 +12,8 @@
 //!   source, or one of Flink's windowing table functions over a source:
 //!   `TABLE(TUMBLE(TABLE src, DESCRIPTOR(ts), size [, offset]))`,
 //!   `TABLE(HOP(TABLE src, DESCRIPTOR(ts), slide, size))`,
-//!   `TABLE(CUMULATE(TABLE src, DESCRIPTOR(ts), step, size))`, which add the columns
+//!   `TABLE(CUMULATE(TABLE src, DESCRIPTOR(ts), step, size))`,
+//!   `TABLE(SESSION(TABLE src PARTITION BY key, DESCRIPTOR(ts), gap))`, which add the columns
 //!   `window_start`, `window_end` and `window_time`.
 //! - The legacy Kinesis Analytics (SQL) forms: `CREATE [OR REPLACE] STREAM` (= `CREATE TABLE`),
 //!   `CREATE [OR REPLACE] PUMP name AS INSERT INTO ... SELECT STREAM ...` with
@@ -744,6 +745,7 @@ fn rewrite_select(
                     size_ms,
                     slide_ms: size_ms,
                     offset_ms: 0,
+                    partition_by: Vec::new(),
                 };
                 match &window {
                     Some(w) if *w != spec => {
@@ -780,6 +782,18 @@ fn parse_window_call(kind: WindowKind, args: &[Token], head: &str) -> Result<(St
     let mut t = Cursor::new(parts[0]);
     t.expect_keyword("TABLE", head)?;
     let source = t.identifier(head)?;
+    let mut partition_by = Vec::new();
+    if kind == WindowKind::Session && t.keyword("PARTITION") {
+        t.expect_keyword("BY", head)?;
+        if t.token(&Token::LParen) {
+            for column in split_commas(t.until_close(head)?) {
+                let mut c = Cursor::new(column);
+                partition_by.push(c.identifier(head)?);
+            }
+        } else {
+            partition_by.push(t.identifier(head)?);
+        }
+    }
     if !t.is_done() {
         return Err(Error::Sql(format!("{head}: expected {usage}")));
     }
@@ -797,8 +811,9 @@ fn parse_window_call(kind: WindowKind, args: &[Token], head: &str) -> Result<(St
             return Err(Error::Sql(format!("{head}: expected {usage}")));
         }
     }
-    let spec = WindowSpec::new(kind, time_column, &intervals)
+    let mut spec = WindowSpec::new(kind, time_column, &intervals)
         .map_err(|m| Error::Sql(format!("{head}: {m}; expected {usage}")))?;
+    spec.partition_by = partition_by;
     Ok((source, spec))
 }
 

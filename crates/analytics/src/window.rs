@@ -12,6 +12,11 @@
 //! - `CUMULATE(step, size)`: windows that share the start of the `size`-long tumbling window
 //!   holding the record and end every `step` after it; a record belongs to those that end
 //!   after it.
+//! - `SESSION(gap)`, per `PARTITION BY` key: each record opens the window `[ts, ts + gap)`,
+//!   which merges with every window of its key it intersects (touching included, as Flink's
+//!   `TimeWindow.intersects`) and that has not fired; a session therefore ends `gap` after its
+//!   last record. A record whose own window has already fired is late. Sessions hold their rows until they fire
+//!   (their boundaries are only known then); the other windows hold one state per group.
 
 /// The windowing table functions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -19,6 +24,7 @@ pub enum WindowKind {
     Tumble,
     Hop,
     Cumulate,
+    Session,
 }
 
 impl WindowKind {
@@ -28,6 +34,7 @@ impl WindowKind {
             "TUMBLE" => Some(WindowKind::Tumble),
             "HOP" => Some(WindowKind::Hop),
             "CUMULATE" => Some(WindowKind::Cumulate),
+            "SESSION" => Some(WindowKind::Session),
             _ => None,
         }
     }
@@ -38,6 +45,9 @@ impl WindowKind {
             WindowKind::Tumble => "TUMBLE(TABLE source, DESCRIPTOR(time_column), size [, offset])",
             WindowKind::Hop => "HOP(TABLE source, DESCRIPTOR(time_column), slide, size)",
             WindowKind::Cumulate => "CUMULATE(TABLE source, DESCRIPTOR(time_column), step, size)",
+            WindowKind::Session => {
+                "SESSION(TABLE source [PARTITION BY column | (columns)], DESCRIPTOR(time_column), gap)"
+            }
         }
     }
 }
@@ -54,6 +64,9 @@ pub struct WindowSpec {
     pub slide_ms: i64,
     /// TUMBLE's offset.
     pub offset_ms: i64,
+    /// SESSION's `PARTITION BY` columns (a session per distinct value).
+    #[serde(default)]
+    pub partition_by: Vec<String>,
 }
 
 impl WindowSpec {
@@ -63,6 +76,7 @@ impl WindowSpec {
             (WindowKind::Tumble, [size]) => (*size, *size, 0),
             (WindowKind::Tumble, [size, offset]) => (*size, *size, *offset),
             (WindowKind::Hop | WindowKind::Cumulate, [slide, size]) => (*size, *slide, 0),
+            (WindowKind::Session, [gap]) => (*gap, *gap, 0),
             _ => return Err("wrong number of intervals".into()),
         };
         if size_ms % slide_ms != 0 {
@@ -79,10 +93,12 @@ impl WindowSpec {
             size_ms,
             slide_ms,
             offset_ms,
+            partition_by: Vec::new(),
         })
     }
 
-    /// Calls `f(start, end)` for each window holding a record of time `ts`.
+    /// Calls `f(start, end)` for each window holding a record of time `ts` (for SESSION: the
+    /// record's own window, before merging).
     pub fn for_each_window(&self, ts: i64, mut f: impl FnMut(i64, i64)) {
         match self.kind {
             WindowKind::Tumble => {
@@ -97,6 +113,7 @@ impl WindowSpec {
                     f(start, start + self.size_ms);
                 }
             }
+            WindowKind::Session => f(ts, ts + self.size_ms),
             WindowKind::Cumulate => {
                 let start = ts - (ts - self.offset_ms).rem_euclid(self.size_ms);
                 let mut end = start + self.slide_ms;

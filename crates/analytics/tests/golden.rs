@@ -98,8 +98,7 @@ async fn expected(
     let mut watermark = i64::MIN;
     let mut max_ts = i64::MIN;
     let mut late = Vec::new();
-    let (mut users, mut urls, mut amounts, mut starts, mut ends) =
-        (vec![], vec![], vec![], vec![], vec![]);
+    let mut assigned = Vec::new();
     for (i, e) in input.iter().enumerate() {
         let open: Vec<_> = windows_of(kind, slide, size, e.ts)
             .into_iter()
@@ -108,15 +107,68 @@ async fn expected(
         if open.is_empty() {
             late.push(i);
         }
-        for (s, end) in open {
-            users.push(e.user.clone());
-            urls.push(e.url.clone());
-            amounts.push(e.amount);
-            starts.push(s);
-            ends.push(end);
+        assigned.extend(open.into_iter().map(|(s, end)| (i, s, end)));
+        max_ts = max_ts.max(e.ts);
+        watermark = watermark.max(max_ts - DELAY_MS);
+    }
+    (batch_sql(input, &assigned, watermark, select).await, late)
+}
+
+/// Sessions by a plain simulation: per user, a list of (start, end, events); a record whose
+/// own window `[ts, ts + gap)` has fired is late, otherwise it merges every session it
+/// touches that has not fired yet.
+async fn expected_sessions(gap: i64, input: &[Event], select: &str) -> (Vec<String>, Vec<usize>) {
+    let mut watermark = i64::MIN;
+    let mut max_ts = i64::MIN;
+    let mut late = Vec::new();
+    let mut sessions: std::collections::HashMap<String, Vec<(i64, i64, Vec<usize>)>> =
+        Default::default();
+    for (i, e) in input.iter().enumerate() {
+        if watermark >= e.ts + gap - 1 {
+            late.push(i);
+        } else {
+            let list = sessions.entry(e.user.clone()).or_default();
+            let (mut start, mut end, mut members) = (e.ts, e.ts + gap, vec![i]);
+            // Sessions that have fired take no more records.
+            while let Some(pos) = list
+                .iter()
+                .position(|s| s.0 <= end && s.1 >= start && watermark < s.1 - 1)
+            {
+                let s = list.remove(pos);
+                start = start.min(s.0);
+                end = end.max(s.1);
+                members.extend(s.2);
+            }
+            list.push((start, end, members));
         }
         max_ts = max_ts.max(e.ts);
         watermark = watermark.max(max_ts - DELAY_MS);
+    }
+    let assigned: Vec<(usize, i64, i64)> = sessions
+        .values()
+        .flatten()
+        .flat_map(|(s, e, members)| members.iter().map(move |&i| (i, *s, *e)))
+        .collect();
+    (batch_sql(input, &assigned, watermark, select).await, late)
+}
+
+/// Batch SQL over the rows of `assigned` (event index, window start, window end) whose window
+/// fired by the final watermark.
+async fn batch_sql(
+    input: &[Event],
+    assigned: &[(usize, i64, i64)],
+    watermark: i64,
+    select: &str,
+) -> Vec<String> {
+    let (mut users, mut urls, mut amounts, mut starts, mut ends) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    for &(i, s, end) in assigned {
+        let e = &input[i];
+        users.push(e.user.clone());
+        urls.push(e.url.clone());
+        amounts.push(e.amount);
+        starts.push(s);
+        ends.push(end);
     }
     // Only windows that fired by the end are emitted.
     let keep: Vec<bool> = ends.iter().map(|&end| watermark >= end - 1).collect();
@@ -151,7 +203,7 @@ async fn expected(
     let ctx = SessionContext::new();
     ctx.register_batch("clicks", batch).unwrap();
     let rows = ctx.sql(select).await.unwrap().collect().await.unwrap();
-    (lines(&rows), late)
+    lines(&rows)
 }
 
 fn lines(batches: &[RecordBatch]) -> Vec<String> {
@@ -260,6 +312,37 @@ async fn hop_matches_batch_sql() {
 #[tokio::test]
 async fn cumulate_matches_batch_sql() {
     golden("CUMULATE", 5, 30, 13).await;
+}
+
+#[tokio::test]
+async fn session_matches_batch_sql() {
+    // Bursts of 400 events, then 5 s of silence: sessions split between bursts.
+    let input: Vec<Event> = events(3_000, 17)
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut e)| {
+            let pause = (i as i64 / 400) * 5_000;
+            e.ts += pause;
+            e.arrival += pause;
+            e
+        })
+        .collect();
+    let (want_rows, want_late) = expected_sessions(2_000, &input, SELECT).await;
+    assert!(!want_late.is_empty(), "the input must hold late records");
+    assert!(
+        want_rows.len() > 20,
+        "too few sessions: {}",
+        want_rows.len()
+    );
+    let sql = app_sql(
+        "SESSION(TABLE clicks PARTITION BY user_id, DESCRIPTOR(event_time), INTERVAL '2' SECOND)",
+    );
+    let (rows, late) = run(&sql, &input, 18, None).await;
+    assert_eq!(late, want_late, "SESSION: late records");
+    assert_eq!(rows, want_rows, "SESSION: results");
+    let (rows, late) = run(&sql, &input, 19, Some(2)).await;
+    assert_eq!(late, want_late, "SESSION: late records across restores");
+    assert_eq!(rows, want_rows, "SESSION: results across restores");
 }
 
 #[tokio::test]
