@@ -77,6 +77,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("assets/dashboards.js"),
     ),
     (
+        "apps.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/apps.js"),
+    ),
+    (
         "style.css",
         "text/css; charset=utf-8",
         include_str!("assets/style.css"),

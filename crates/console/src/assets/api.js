@@ -58,6 +58,7 @@ export function call(path, body, target) {
 
 export const firehose = (op, body) => call("/", body, `Firehose_20150804.${op}`);
 export const glue = (op, body) => call("/", body, `AWSGlue.${op}`);
+export const analytics = (op, body) => call("/", body, `KinesisAnalytics_20150814.${op}`);
 
 /** Runs SQL on /v1/query: { columns: [{name,type}], rows: [[...]], truncated, stats }. */
 export function query(sql, options = {}, signal) {

@@ -11,6 +11,7 @@ import { renderForm } from "./form.js";
 import { renderCatalog } from "./catalog.js";
 import { renderSql } from "./sql.js";
 import { renderDashboards, renderDashboard } from "./dashboards.js";
+import { renderApps, renderApp, renderCreateApp } from "./apps.js";
 
 let dispose = null;
 let signedIn = false;
@@ -25,6 +26,9 @@ const routes = [
   [/^\/sql$/, "sql", () => renderSql],
   [/^\/dashboards\/?$/, "dashboards", () => renderDashboards],
   [/^\/dashboards\/(.+)$/, "dashboards", (m) => (v) => renderDashboard(v, decodeURIComponent(m[1]))],
+  [/^\/apps\/?$/, "apps", () => renderApps],
+  [/^\/apps\/(.+)$/, "apps", (m) => (v) => renderApp(v, decodeURIComponent(m[1]))],
+  [/^\/create-app$/, "apps", () => renderCreateApp],
 ];
 
 async function route() {

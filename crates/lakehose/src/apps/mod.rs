@@ -596,9 +596,19 @@ impl JsonService for AnalyticsApi {
                 stop(entry).await;
                 entry.definition = next;
                 apps.save(&entry.definition)?;
-                if was_running {
-                    apps.start(entry, StartingPosition::LastStoppedPoint)
-                        .await?;
+                if was_running
+                    && let Err(e) = apps.start(entry, StartingPosition::LastStoppedPoint).await
+                {
+                    // The new version is stored; it is just not running.
+                    entry.definition.running = false;
+                    apps.save(&entry.definition)?;
+                    return Err(ApiError::new(
+                        e.kind,
+                        format!(
+                            "Application {name} was updated to version {} but could not start again: {}",
+                            entry.definition.version, e.message
+                        ),
+                    ));
                 }
                 Ok(json!({}))
             }

@@ -295,6 +295,8 @@ async fn run_inner(
         state.pumps.clear();
         state.version = ctx.version;
     }
+    // Counters continue from the snapshot: /metrics counts only what this run adds.
+    publish_status(ctx, app, false);
     for s in &mut sources {
         let log = s.runtime.log();
         let end = log.durable().borrow().next_seq;
@@ -367,7 +369,7 @@ async fn run_inner(
             }
         }
         dirty |= read_any;
-        publish_status(ctx, app);
+        publish_status(ctx, app, true);
         let has_output = outgoing.iter().any(|o| !o.records.is_empty());
         if has_output || (dirty && last_checkpoint.elapsed() >= CHECKPOINT_EVERY) {
             outgoing.retain(|o| !o.records.is_empty());
@@ -755,7 +757,9 @@ async fn deliver_to_http(
     }
 }
 
-fn publish_status(ctx: &RunContext, app: &Application) {
+/// Updates the status and, with `count`, adds what the pumps did since the last call to the
+/// `/metrics` counters.
+fn publish_status(ctx: &RunContext, app: &Application, count: bool) {
     let now = chrono_now_ms();
     let mut pumps = ctx.status.pumps.lock().unwrap_or_else(|e| e.into_inner());
     for pump in &app.pumps {
@@ -763,14 +767,9 @@ fn publish_status(ctx: &RunContext, app: &Application) {
         let name = pump.name().to_string();
         let labels = [("application", ctx.name.clone()), ("pump", name.clone())];
         let prev = pumps.get(&name).cloned().unwrap_or_default();
-        metrics::counter!("Analytics.InputRecords", &labels)
-            .increment(stats.input_records.saturating_sub(prev.input_records));
-        metrics::counter!("Analytics.OutputRecords", &labels)
-            .increment(stats.output_rows.saturating_sub(prev.output_records));
-        metrics::counter!("Analytics.LateRecords", &labels)
-            .increment(stats.late_records.saturating_sub(prev.late_records));
-        metrics::counter!("Analytics.FailedRecords", &labels)
-            .increment(stats.failed_records.saturating_sub(prev.failed_records));
+        if count {
+            add_counts(&labels, &stats, &prev);
+        }
         if let Some(wm) = pump.watermark() {
             metrics::gauge!("Analytics.WatermarkLagMillis", &labels).set((now - wm).max(0) as f64);
         }
@@ -787,6 +786,21 @@ fn publish_status(ctx: &RunContext, app: &Application) {
             },
         );
     }
+}
+
+fn add_counts(
+    labels: &[(&'static str, String); 2],
+    stats: &lakehose_analytics::PumpStats,
+    prev: &PumpStatus,
+) {
+    metrics::counter!("Analytics.InputRecords", labels)
+        .increment(stats.input_records.saturating_sub(prev.input_records));
+    metrics::counter!("Analytics.OutputRecords", labels)
+        .increment(stats.output_rows.saturating_sub(prev.output_records));
+    metrics::counter!("Analytics.LateRecords", labels)
+        .increment(stats.late_records.saturating_sub(prev.late_records));
+    metrics::counter!("Analytics.FailedRecords", labels)
+        .increment(stats.failed_records.saturating_sub(prev.failed_records));
 }
 
 /// Waits until a source has new durable records, the tick passes, or a stop is asked.

@@ -1,0 +1,333 @@
+// The console's Applications page (streaming SQL, the Kinesis Analytics SQL API) in real
+// Chromium against the real `lakehose` binary (no auth).
+//
+// Creates the delivery streams `clicks` and `results` with the API, then in the browser: the
+// create form shows CreateApplication's own CodeValidationException message for invalid SQL
+// and creates the application from the prefilled tumbling-window example; Start (from
+// TRIM_HORIZON) runs it; records put into `clicks` with the API show up as the pump's input,
+// output and watermark on the application's page and as the summed figures in the list; a
+// record that is not JSON is listed as rejected; Edit SQL shows the API's error, then saves a
+// new version; Stop shows READY; Start with a missing stream shows the API's error; Delete
+// goes through the dialog. Also: no horizontal scroll at phone width, no script errors or CSP
+// violations.
+//
+// Screenshots go to tests/browser/artifacts/ (git-ignored).
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync, mkdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { createInterface } from "node:readline";
+import { chromium } from "playwright-core";
+
+const BIN = process.env.LAKEHOSE_BIN;
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const ARTIFACTS = join(dirname(fileURLToPath(import.meta.url)), "artifacts");
+const ROLE = "arn:aws:iam::123456789012:role/firehose";
+const APP = "clicks-per-window";
+
+const EXAMPLE_SQL = `CREATE TABLE clicks (user_id VARCHAR, event_time TIMESTAMP(3),
+  WATERMARK FOR event_time AS event_time - INTERVAL '1' SECOND)
+  WITH ('connector' = 'firehose', 'stream' = 'clicks');
+CREATE TABLE per_window WITH ('connector' = 'firehose', 'stream' = 'results');
+INSERT INTO per_window
+SELECT user_id, window_start, COUNT(*) AS clicks
+FROM TABLE(TUMBLE(TABLE clicks, DESCRIPTOR(event_time), INTERVAL '10' SECOND))
+GROUP BY user_id, window_start, window_end;
+`;
+
+let server;
+let endpoint;
+let dataDir;
+let browser;
+let context;
+const errors = [];
+
+async function startServer() {
+  dataDir = mkdtempSync(join(tmpdir(), "lakehose-console-apps-"));
+  server = spawn(BIN, ["serve", "--listen", "127.0.0.1:0", "--data-dir", join(dataDir, "data")], {
+    stdio: ["ignore", "pipe", "inherit"],
+    env: { ...process.env, RUST_LOG: "warn" },
+  });
+  const lines = createInterface({ input: server.stdout });
+  endpoint = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("lakehose did not start within 30 s")), 30000);
+    server.once("exit", (code) => reject(new Error(`lakehose exited with ${code}`)));
+    lines.on("line", (line) => {
+      const m = line.match(/lakehose listening on (https?:\/\/\S+)/);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+  });
+}
+
+before(async () => {
+  assert.ok(BIN, "set LAKEHOSE_BIN to the lakehose binary");
+  mkdirSync(ARTIFACTS, { recursive: true });
+  await startServer();
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+      "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync"],
+  });
+  context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.kill("SIGTERM");
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+});
+
+async function newPage(ctx = context) {
+  const page = await ctx.newPage();
+  page.on("pageerror", (e) => errors.push(`pageerror: ${e.message}`));
+  page.on("console", (m) => {
+    if (m.type() === "error") errors.push(`console: ${m.text()}`);
+  });
+  return page;
+}
+
+async function aws(target, body) {
+  const r = await fetch(`${endpoint}/`, {
+    method: "POST",
+    headers: { "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": target },
+    body: JSON.stringify(body),
+  });
+  return { status: r.status, body: await r.json() };
+}
+
+async function createStream(name) {
+  const r = await aws("Firehose_20150804.CreateDeliveryStream", {
+    DeliveryStreamName: name,
+    ExtendedS3DestinationConfiguration: {
+      RoleARN: ROLE, BucketARN: "arn:aws:s3:::lake", Prefix: `${name}/`,
+      BufferingHints: { SizeInMBs: 1, IntervalInSeconds: 0 },
+    },
+  });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+}
+
+async function putRecords(stream, records) {
+  const { status, body } = await aws("Firehose_20150804.PutRecordBatch", {
+    DeliveryStreamName: stream,
+    Records: records.map((r) => ({ Data: Buffer.from(r).toString("base64") })),
+  });
+  assert.equal(status, 200, JSON.stringify(body));
+  assert.equal(body.FailedPutCount, 0, JSON.stringify(body));
+}
+
+const shot = (page, name) => page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
+
+/** The pumps table as [{Pump, "Input records", ...}] (header text -> cell text). */
+function pumpRows(page) {
+  return page.evaluate(() => {
+    const t = document.querySelector("#app-pumps table");
+    if (!t) return [];
+    const heads = [...t.querySelectorAll("thead th")].map((th) => th.textContent);
+    return [...t.querySelectorAll("tbody tr")].map((tr) =>
+      Object.fromEntries([...tr.children].map((td, i) => [heads[i], td.textContent])));
+  });
+}
+
+test("create, start, watch, edit, stop and delete a streaming SQL application", async () => {
+  await createStream("clicks");
+  await createStream("results");
+  const page = await newPage();
+
+  // The list, empty at first; the nav entry is current.
+  await page.goto(`${endpoint}/console/#/apps`);
+  await page.locator("#no-apps").waitFor();
+  assert.equal(await page.getAttribute('#main-nav a[data-section="apps"]', "aria-current"), "page");
+
+  // The create form: prefilled example, the API's own message for invalid SQL.
+  await page.click('a.button[href="#/create-app"]');
+  await page.locator("#app-form").waitFor();
+  assert.equal(await page.inputValue("#app-code-input"), EXAMPLE_SQL);
+  await page.waitForFunction(() => /clicks, results/.test(document.querySelector("#app-streams").textContent));
+  const badSql = "CREATE TABLE clicks (user_id VARCHAR) WITH ('connector' = 'firehose', 'stream' = 'clicks');\nINSERT INTO nowhere SELEC user_id FROM clicks;";
+  await page.fill("#app-name", APP);
+  await page.fill("#app-code-input", badSql);
+  await page.click("#app-form button[type=submit]");
+  await page.waitForFunction(() => document.querySelector("#app-create-error").textContent.length > 0);
+  const shown = await page.textContent("#app-create-error");
+  const api = await aws("KinesisAnalytics_20150814.CreateApplication", { ApplicationName: APP, ApplicationCode: badSql });
+  assert.equal(api.status, 400);
+  assert.match(api.body.__type, /CodeValidationException/);
+  assert.equal(shown, api.body.message, "the form shows the API's message as is");
+  await shot(page, "app-create-error");
+
+  // Valid SQL: created, and the application's page opens.
+  await page.fill("#app-code-input", EXAMPLE_SQL);
+  await page.click("#app-form button[type=submit]");
+  await page.locator("#app-detail").waitFor();
+  assert.equal(page.url(), `${endpoint}/console/#/apps/${APP}`);
+  assert.match(await page.textContent("#status"), new RegExp(`Created ${APP}`));
+  assert.equal(await page.textContent("#app-status"), "READY");
+  assert.equal(await page.textContent("#app-code"), EXAMPLE_SQL);
+  assert.match(await page.textContent("#app-summary"), /Version\s*1/);
+  assert.equal(await page.isDisabled("#app-stop"), true);
+
+  // Start from TRIM_HORIZON.
+  await page.selectOption("#app-position", "TRIM_HORIZON");
+  await page.click("#app-start");
+  await page.waitForFunction(() => document.querySelector("#app-status").textContent === "RUNNING", null, { timeout: 30000 });
+  assert.match(await page.textContent("#status"), /Started .* from TRIM_HORIZON/);
+  assert.equal(await page.textContent("#app-action-error"), "");
+  assert.equal(await page.isDisabled("#app-start"), true);
+
+  // Records into `clicks`: three in the window 10:00:00-10:00:10, one a minute later that
+  // moves the watermark (10:01:01 - 1 s) past the window's end, so the window closes.
+  await putRecords("clicks", [
+    { user_id: "u1", event_time: "2026-11-24T10:00:01.000Z" },
+    { user_id: "u1", event_time: "2026-11-24T10:00:02.000Z" },
+    { user_id: "u2", event_time: "2026-11-24T10:00:03.000Z" },
+    { user_id: "u1", event_time: "2026-11-24T10:01:01.000Z" },
+  ].map((r) => `${JSON.stringify(r)}\n`));
+
+  // The page refreshes on its own: input 4, output 2 (u1: 2, u2: 1), the watermark.
+  await page.waitForFunction(() => {
+    const cells = [...document.querySelectorAll("#app-pumps tbody tr td")].map((td) => td.textContent);
+    return cells[1] === "4" && cells[2] === "2";
+  }, null, { timeout: 60000 });
+  const [pump] = await pumpRows(page);
+  assert.equal(pump["Input records"], "4");
+  assert.equal(pump["Output records"], "2");
+  assert.equal(pump["Late records"], "0");
+  assert.equal(pump["Failed records"], "0");
+  assert.equal(pump.Watermark, "2026-11-24 10:01:00.000 UTC");
+  assert.equal(await page.getAttribute("#app-pumps time", "datetime"), "2026-11-24T10:01:00.000Z");
+  await shot(page, "app-running");
+
+  // The results went to the `results` stream.
+  let results = [];
+  for (let i = 0; i < 60 && results.length < 2; i++) {
+    if (i) await new Promise((r) => setTimeout(r, 500));
+    const tail = await (await fetch(`${endpoint}/console/api/streams/results/tail?limit=20`)).json();
+    results = tail.records.map((r) => JSON.parse(r.data));
+  }
+  assert.equal(results.length, 2, JSON.stringify(results));
+  assert.deepEqual(results.map((r) => [r.user_id, r.clicks]).sort(), [["u1", 2], ["u2", 1]]);
+
+  // A record that is not JSON is rejected and listed.
+  await putRecords("clicks", ["not json\n"]);
+  await page.waitForFunction(() => document.querySelectorAll("#app-rejected tbody tr").length > 0, null, { timeout: 30000 });
+  assert.match(await page.textContent("#app-rejected"), /not json/);
+  await shot(page, "app-rejected");
+
+  // The list: summed figures and the watermark of the running application.
+  await page.click('.crumbs a[href="#/apps"]');
+  const row = page.locator(`#app-rows tr[data-app="${APP}"]`);
+  await row.waitFor();
+  await page.waitForFunction((app) => {
+    const tr = document.querySelector(`#app-rows tr[data-app="${app}"]`);
+    return tr && tr.querySelector('td[data-metric="input"]').textContent !== "–";
+  }, APP);
+  assert.equal(await row.locator("td.status").textContent(), "RUNNING");
+  assert.equal(await row.locator("td.version").textContent(), "1");
+  assert.ok(Number(await row.locator('td[data-metric="input"]').textContent()) >= 4);
+  assert.equal(await row.locator('td[data-metric="output"]').textContent(), "2");
+  assert.equal(await row.locator('td[data-metric="late"]').textContent(), "0");
+  assert.equal(await row.locator("td.watermark").textContent(), "2026-11-24 10:01:00.000 UTC");
+  await shot(page, "apps-list");
+
+  // Edit SQL: the API's error inline, then a new version (the running application restarts
+  // from where it stopped).
+  await row.locator("th a").click();
+  await page.locator("#app-detail").waitFor();
+  await page.click("#app-edit");
+  assert.equal(await page.isVisible("#app-code-edit"), true);
+  assert.equal(await page.isVisible("#app-code"), false);
+  await page.fill("#app-code-edit", badSql);
+  await page.click("#app-save");
+  await page.waitForFunction(() => document.querySelector("#app-edit-error").textContent.length > 0);
+  const update = await aws("KinesisAnalytics_20150814.UpdateApplication", {
+    ApplicationName: APP, CurrentApplicationVersionId: 1, ApplicationUpdate: { ApplicationCodeUpdate: badSql },
+  });
+  assert.equal(update.status, 400);
+  assert.equal(await page.textContent("#app-edit-error"), update.body.message);
+  const edited = EXAMPLE_SQL.replace("INTERVAL '10' SECOND", "INTERVAL '20' SECOND");
+  await page.fill("#app-code-edit", edited);
+  await page.click("#app-save");
+  await page.waitForFunction(() => /Version\s*2/.test(document.querySelector("#app-summary").textContent), null, { timeout: 30000 });
+  assert.equal(await page.isVisible("#app-code-edit"), false);
+  assert.equal(await page.textContent("#app-code"), edited);
+  assert.equal(await page.textContent("#app-status"), "RUNNING");
+
+  // Stop: READY.
+  await page.click("#app-stop");
+  await page.waitForFunction(() => document.querySelector("#app-status").textContent === "READY", null, { timeout: 30000 });
+  assert.match(await page.textContent("#status"), new RegExp(`Stopped ${APP}`));
+  assert.equal(await page.isDisabled("#app-start"), false);
+  assert.equal(await page.isDisabled("#app-stop"), true);
+  const described = await aws("KinesisAnalytics_20150814.DescribeApplication", { ApplicationName: APP });
+  assert.equal(described.body.ApplicationDetail.ApplicationStatus, "READY");
+  assert.equal(described.body.ApplicationDetail.ApplicationVersionId, 2);
+  await shot(page, "app-stopped");
+
+  await page.click('.crumbs a[href="#/apps"]');
+  await page.waitForFunction((app) => {
+    const tr = document.querySelector(`#app-rows tr[data-app="${app}"]`);
+    return tr && tr.querySelector("td.status").textContent === "READY";
+  }, APP);
+  assert.equal(await row.locator('td[data-metric="input"]').textContent(), "–");
+  assert.equal(await row.locator("td.version").textContent(), "2");
+  await page.close();
+});
+
+test("Start shows the API's error when a stream is missing; Delete asks first", async () => {
+  const sqlText = EXAMPLE_SQL.replace("'stream' = 'results'", "'stream' = 'nowhere'");
+  const created = await aws("KinesisAnalytics_20150814.CreateApplication", { ApplicationName: "broken", ApplicationCode: sqlText });
+  assert.equal(created.status, 200, JSON.stringify(created.body));
+  const page = await newPage();
+  await page.goto(`${endpoint}/console/#/apps/broken`);
+  await page.locator("#app-detail").waitFor();
+  await page.click("#app-start");
+  await page.waitForFunction(() => document.querySelector("#app-action-error").textContent.length > 0);
+  const api = await aws("KinesisAnalytics_20150814.StartApplication", { ApplicationName: "broken" });
+  assert.equal(api.status, 400);
+  assert.equal(await page.textContent("#app-action-error"), api.body.message);
+  assert.equal(await page.textContent("#app-status"), "READY");
+  await shot(page, "app-start-error");
+
+  // Delete: Cancel keeps it, Delete removes it and goes back to the list.
+  await page.click("#app-delete");
+  assert.equal(await page.locator("#confirm-dialog").isVisible(), true);
+  await page.keyboard.press("Escape");
+  assert.equal(await page.locator("#confirm-dialog").isVisible(), false);
+  assert.equal((await aws("KinesisAnalytics_20150814.DescribeApplication", { ApplicationName: "broken" })).status, 200);
+  await page.click("#app-delete");
+  await page.click("#confirm-ok");
+  await page.waitForFunction(() => location.hash === "#/apps");
+  await page.waitForFunction(() => document.querySelector("#status").textContent.includes("Deleted broken"));
+  await page.locator(`#app-rows tr[data-app="${APP}"]`).waitFor();
+  assert.equal(await page.locator('#app-rows tr[data-app="broken"]').count(), 0);
+  assert.equal((await aws("KinesisAnalytics_20150814.DescribeApplication", { ApplicationName: "broken" })).status, 400);
+  await page.close();
+});
+
+test("applications pages at phone width: no horizontal scroll", async () => {
+  const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+  const page = await newPage(phone);
+  for (const route of ["#/apps", `#/apps/${APP}`, "#/create-app"]) {
+    await page.goto(`${endpoint}/console/${route}`);
+    await page.waitForFunction(() => document.querySelector("#view").children.length > 0);
+    await page.waitForTimeout(800);
+    const { scroll, client } = await page.evaluate(() => ({
+      scroll: Math.max(document.documentElement.scrollWidth, document.body.scrollWidth),
+      client: document.documentElement.clientWidth,
+    }));
+    assert.ok(scroll <= client, `${route}: page is ${scroll}px wide in a ${client}px viewport`);
+    await shot(page, `phone-${route.replace(/[^a-z0-9]+/gi, "-").replace(/^-|-$/g, "")}`);
+  }
+  await phone.close();
+});
+
+test("no script errors or CSP violations on the applications pages", () => {
+  assert.deepEqual(errors.filter((e) => !/Failed to load resource/.test(e)), []);
+});
