@@ -279,3 +279,101 @@ def test_legacy_application_with_kda_inputs_and_outputs(server, tmp_path):
     with pytest.raises(ClientError) as err:
         analytics.describe_application(ApplicationName=name)
     assert err.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+def test_join_with_a_catalog_reference_table(server):
+    """A Glue table (filled through a converting stream, so its rows are the stream's
+    acknowledged records) joined with a live stream: clicks per country and window."""
+    firehose = server.client()
+    glue = server.aws("glue")
+    analytics = server.aws("kinesisanalytics")
+    db = unique_name("crm").replace("-", "_")
+    glue.create_database(DatabaseInput={"Name": db})
+    glue.create_table(
+        DatabaseName=db,
+        TableInput={
+            "Name": "users",
+            "StorageDescriptor": {
+                "Columns": [{"Name": "user_id", "Type": "string"}, {"Name": "country", "Type": "string"}],
+                "Location": f"s3://{db}/users/",
+                "InputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
+                "OutputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
+                "SerdeInfo": {"SerializationLibrary": "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"},
+            },
+        },
+    )
+    users_feed, clicks, out = unique_name("users"), unique_name("clicks"), unique_name("per-country")
+    firehose.create_delivery_stream(
+        DeliveryStreamName=users_feed,
+        ExtendedS3DestinationConfiguration={
+            "RoleARN": ROLE_ARN,
+            "BucketARN": f"arn:aws:s3:::{db}",
+            "Prefix": "users/",
+            "ErrorOutputPrefix": "errors/!{firehose:error-output-type}/",
+            "BufferingHints": {"SizeInMBs": 64, "IntervalInSeconds": 900},
+            "DataFormatConversionConfiguration": {
+                "SchemaConfiguration": {"DatabaseName": db, "TableName": "users", "RoleARN": ROLE_ARN},
+                "InputFormatConfiguration": {"Deserializer": {"OpenXJsonSerDe": {}}},
+                "OutputFormatConfiguration": {"Serializer": {"ParquetSerDe": {}}},
+            },
+        },
+    )
+    countries = {"u1": "fr", "u2": "fr", "u3": "de"}
+    put(firehose, users_feed, [{"user_id": u, "country": c} for u, c in countries.items()])
+    for stream, bucket in ((clicks, "clicks-raw"), (out, "per-country")):
+        firehose.create_delivery_stream(
+            DeliveryStreamName=stream,
+            ExtendedS3DestinationConfiguration={
+                "RoleARN": ROLE_ARN,
+                "BucketARN": f"arn:aws:s3:::{bucket}",
+                "BufferingHints": {"IntervalInSeconds": 1, "SizeInMBs": 1},
+            },
+        )
+    code = f"""
+        CREATE TABLE clicks (user_id VARCHAR, event_time TIMESTAMP(3))
+          WITH ('connector' = 'firehose', 'stream' = '{clicks}');
+        CREATE TABLE users WITH ('connector' = 'catalog', 'database' = '{db}', 'table' = 'users');
+        CREATE TABLE per_country WITH ('connector' = 'firehose', 'stream' = '{out}');
+        INSERT INTO per_country
+        SELECT u.country, c.window_start, COUNT(*) AS clicks
+        FROM TABLE(TUMBLE(TABLE clicks, DESCRIPTOR(event_time), INTERVAL '10' SECOND)) AS c
+        JOIN users AS u ON c.user_id = u.user_id
+        GROUP BY u.country, c.window_start, c.window_end
+    """
+    name = unique_name("by-country")
+    analytics.create_application(ApplicationName=name, ApplicationCode=code)
+    analytics.start_application(
+        ApplicationName=name,
+        InputConfigurations=[{"Id": "1.1", "InputStartingPositionConfiguration": {"InputStartingPosition": "NOW"}}],
+    )
+    events = [{"user_id": f"u{1 + i % 4}", "event_time": iso(BASE + timedelta(milliseconds=100 * i))} for i in range(80)]
+    events.append({"user_id": "u1", "event_time": iso(BASE + timedelta(minutes=1))})
+    put(firehose, clicks, events)
+    # u4 has no country: an inner join drops its clicks.
+    want = {}
+    for e in events[:-1]:
+        country = countries.get(e["user_id"])
+        if country:
+            want[country] = want.get(country, 0) + 1
+
+    def totals() -> dict[str, int]:
+        found: dict[str, int] = {}
+        root = server.bucket_dir("per-country")
+        for path in root.rglob("*") if root.is_dir() else []:
+            if path.is_file() and "#" not in path.name:
+                for line in path.read_text().splitlines():
+                    row = json.loads(line)
+                    found[row["country"]] = found.get(row["country"], 0) + row["clicks"]
+        return found
+
+    wait(lambda: totals() == want, timeout=30)
+    analytics.stop_application(ApplicationName=name)
+
+    # A reference table that does not exist is a code error at creation.
+    with pytest.raises(ClientError) as err:
+        analytics.create_application(
+            ApplicationName=unique_name("missing-ref"),
+            ApplicationCode=code.replace("'table' = 'users'", "'table' = 'nobody'"),
+        )
+    assert err.value.response["Error"]["Code"] == "CodeValidationException"
+    assert "nobody" in err.value.response["Error"]["Message"]

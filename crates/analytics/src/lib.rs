@@ -19,6 +19,7 @@ pub mod window;
 
 use std::collections::BTreeMap;
 
+pub use plan::ReferenceTable;
 pub use pump::{Input, Outcome, Pump, PumpStats, Rejected, to_json_records};
 pub use sql::{AppSql, PumpDef, TableDef};
 
@@ -51,13 +52,25 @@ pub struct Application {
 }
 
 impl Application {
-    /// Parses and plans `text`.
+    /// Parses and plans `text` (which must declare no reference table).
     pub async fn new(text: &str) -> Result<Self> {
-        let sql = sql::parse(text)?;
+        Self::with_references(sql::parse(text)?, &[]).await
+    }
+
+    /// Plans a parsed application whose reference tables ([`AppSql::references`]) were read
+    /// into `references`.
+    pub async fn with_references(sql: AppSql, references: &[ReferenceTable]) -> Result<Self> {
+        for name in sql.references() {
+            if !references.iter().any(|r| r.name == name) {
+                return Err(Error::Plan(format!(
+                    "reference table `{name}` was not read"
+                )));
+            }
+        }
         let mut pumps = Vec::with_capacity(sql.pumps.len());
         for def in &sql.pumps {
             let source = sql.tables[&def.source].clone();
-            pumps.push(Pump::new(def.clone(), source).await?);
+            pumps.push(Pump::new(def.clone(), source, references).await?);
         }
         let mut names = BTreeMap::new();
         for p in &pumps {

@@ -175,6 +175,31 @@ pub(crate) enum Compiled {
 pub(crate) struct Stage {
     pub plan: Arc<dyn ExecutionPlan>,
     pub input: Slot,
+    /// Whether the plan holds operators that keep state between executions (a join's
+    /// collected build side, a sort's top-N): they are reset before each execution
+    /// (`reset_plan_states`), so every micro-batch or window starts clean.
+    pub reset: bool,
+}
+
+impl Stage {
+    fn new(plan: Arc<dyn ExecutionPlan>, input: Slot) -> Self {
+        let reset = has_stateful_operator(&plan);
+        Stage { plan, input, reset }
+    }
+}
+
+/// Whether a node of `plan` is not one known to keep nothing between executions.
+fn has_stateful_operator(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    const STATELESS: &[&str] = &[
+        "FeedExec",
+        "CooperativeExec",
+        "FilterExec",
+        "ProjectionExec",
+        "CoalesceBatchesExec",
+        "CoalescePartitionsExec",
+        "UnnestExec",
+    ];
+    !STATELESS.contains(&plan.name()) || plan.children().iter().any(|c| has_stateful_operator(c))
 }
 
 /// The pieces of a windowed aggregate (see the module docs).
@@ -217,10 +242,18 @@ pub(crate) fn query_schema(source: &TableDef, windowed: bool) -> SchemaRef {
 /// order), and without the rewrite of `COUNT(DISTINCT x)` into two aggregates (the inner one
 /// would only deduplicate within a micro-batch).
 fn session() -> SessionContext {
-    let config = SessionConfig::new()
+    let mut config = SessionConfig::new()
         .with_target_partitions(1)
         .with_batch_size(8192)
         .with_information_schema(false);
+    // Dynamic filters are state a plan keeps between executions (a join's build-side bounds,
+    // a top-N's threshold): a cut plan runs once per micro-batch or window, so none may carry
+    // over.
+    let optimizer = &mut config.options_mut().optimizer;
+    optimizer.enable_dynamic_filter_pushdown = false;
+    optimizer.enable_topk_dynamic_filter_pushdown = false;
+    optimizer.enable_join_dynamic_filter_pushdown = false;
+    optimizer.enable_aggregate_dynamic_filter_pushdown = false;
     let state = SessionStateBuilder::new()
         .with_config(config)
         .with_default_features()
@@ -237,10 +270,20 @@ fn session() -> SessionContext {
     SessionContext::new_with_state(state)
 }
 
-/// Plans `pump` reading `source`.
+/// A table the queries may join with (`'connector' = 'catalog'`): its rows, read when the
+/// application starts.
+#[derive(Debug, Clone)]
+pub struct ReferenceTable {
+    pub name: String,
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+}
+
+/// Plans `pump` reading `source`, with `references` to join with.
 pub(crate) async fn compile(
     pump: &PumpDef,
     source: &TableDef,
+    references: &[ReferenceTable],
 ) -> Result<(Compiled, Arc<TaskContext>)> {
     let ctx = session();
     let windowed = pump.window.is_some();
@@ -254,6 +297,18 @@ pub(crate) async fn compile(
         Arc::new(table),
     )
     .map_err(|e| plan_error(pump, e))?;
+    for r in references {
+        let table = datafusion::datasource::MemTable::try_new(
+            Arc::clone(&r.schema),
+            vec![r.batches.clone()],
+        )
+        .map_err(|e| plan_error(pump, e))?;
+        ctx.register_table(
+            datafusion::common::TableReference::bare(r.name.clone()),
+            Arc::new(table),
+        )
+        .map_err(|e| plan_error(pump, e))?;
+    }
     let df = ctx
         .sql(&pump.select)
         .await
@@ -266,7 +321,7 @@ pub(crate) async fn compile(
 
     let Some((top, raw)) = find_aggregate(&plan) else {
         check_row_by_row(pump, &plan)?;
-        return Ok((Compiled::Stateless(Stage { plan, input }), task));
+        return Ok((Compiled::Stateless(Stage::new(plan, input)), task));
     };
     let Some(window) = &pump.window else {
         return Err(Error::Plan(format!(
@@ -346,10 +401,7 @@ pub(crate) async fn compile(
         .data;
     Ok((
         Compiled::Windowed(Box::new(WindowedPlan {
-            pre: Stage {
-                plan: pre_plan,
-                input,
-            },
+            pre: Stage::new(pre_plan, input),
             group_exprs,
             group_schema,
             window_key,
@@ -358,10 +410,7 @@ pub(crate) async fn compile(
             arguments,
             filters,
             aggregate_schema,
-            post: Stage {
-                plan: post_plan,
-                input: results,
-            },
+            post: Stage::new(post_plan, results),
         })),
         task,
     ))
@@ -403,7 +452,13 @@ fn find_aggregate(
 }
 
 /// Refuses operators that would need the whole stream in a plan that runs per micro-batch.
+/// A subtree that does not read the stream (a reference table) may hold anything; a join
+/// between the stream and such a subtree is allowed when it only keeps or drops stream rows
+/// (inner, or outer/semi/anti on the stream's side): each micro-batch then gives exactly its
+/// share of the result.
 fn check_row_by_row(pump: &PumpDef, plan: &Arc<dyn ExecutionPlan>) -> Result<()> {
+    use datafusion::common::JoinType;
+    use datafusion::physical_plan::joins::{HashJoinExec, NestedLoopJoinExec};
     const ROW_BY_ROW: &[&str] = &[
         "FeedExec",
         "CooperativeExec",
@@ -413,9 +468,47 @@ fn check_row_by_row(pump: &PumpDef, plan: &Arc<dyn ExecutionPlan>) -> Result<()>
         "CoalescePartitionsExec",
         "UnnestExec",
     ];
+    let refuse = |what: String| {
+        Err(Error::Plan(format!(
+            "pump `{}`: {what} is not supported over a stream",
+            pump.name
+        )))
+    };
     let mut stack = vec![Arc::clone(plan)];
     while let Some(node) = stack.pop() {
+        if !reads_stream(&node) {
+            continue;
+        }
         let name = node.name();
+        let join_type = node
+            .downcast_ref::<HashJoinExec>()
+            .map(|j| *j.join_type())
+            .or_else(|| {
+                node.downcast_ref::<NestedLoopJoinExec>()
+                    .map(|j| *j.join_type())
+            });
+        if let Some(join_type) = join_type {
+            let children = node.children();
+            let streams: Vec<bool> = children.iter().map(|c| reads_stream(c)).collect();
+            let allowed = match streams.as_slice() {
+                [true, false] => matches!(
+                    join_type,
+                    JoinType::Inner | JoinType::Left | JoinType::LeftSemi | JoinType::LeftAnti
+                ),
+                [false, true] => matches!(
+                    join_type,
+                    JoinType::Inner | JoinType::Right | JoinType::RightSemi | JoinType::RightAnti
+                ),
+                _ => false,
+            };
+            if !allowed {
+                return refuse(format!(
+                    "a {join_type} join other than between the stream and a reference table, keeping stream rows,"
+                ));
+            }
+            stack.extend(children.into_iter().cloned());
+            continue;
+        }
         if !ROW_BY_ROW.contains(&name) {
             let what = match name {
                 "AggregateExec" => "a nested aggregate".to_string(),
@@ -425,14 +518,16 @@ fn check_row_by_row(pump: &PumpDef, plan: &Arc<dyn ExecutionPlan>) -> Result<()>
                 n if n.contains("Window") => "an OVER (...) window function".to_string(),
                 n => format!("the operator {n}"),
             };
-            return Err(Error::Plan(format!(
-                "pump `{}`: {what} is not supported over a stream",
-                pump.name
-            )));
+            return refuse(what);
         }
         stack.extend(node.children().into_iter().cloned());
     }
     Ok(())
+}
+
+/// Whether `plan` reads the stream (has a [`FeedExec`] leaf).
+fn reads_stream(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    plan.downcast_ref::<FeedExec>().is_some() || plan.children().iter().any(|c| reads_stream(c))
 }
 
 /// The schema of the rows a pump emits.

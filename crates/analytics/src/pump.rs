@@ -40,10 +40,12 @@ use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 use datafusion::physical_expr::GroupsAccumulatorAdapter;
 use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
-use datafusion::physical_plan::{ExecutionPlan, collect};
+use datafusion::physical_plan::collect;
 use lakehose_formats::convert::{ConversionConfig, InputSerde, OutputFormat, decode_counted};
 
-use crate::plan::{Compiled, Stage, WindowedPlan, compile, output_schema, query_schema};
+use crate::plan::{
+    Compiled, ReferenceTable, Stage, WindowedPlan, compile, output_schema, query_schema,
+};
 use crate::sql::{PumpDef, ROWTIME, TableDef};
 use crate::window::{WindowKind, WindowSpec, fired};
 use crate::{Error, Result};
@@ -240,8 +242,12 @@ impl std::fmt::Debug for Pump {
 }
 
 impl Pump {
-    /// Plans `def` over `source`.
-    pub async fn new(def: PumpDef, source: TableDef) -> Result<Self> {
+    /// Plans `def` over `source`, with `references` to join with.
+    pub async fn new(
+        def: PumpDef,
+        source: TableDef,
+        references: &[ReferenceTable],
+    ) -> Result<Self> {
         let (time, delay_ms) = match &def.window {
             None => (TimeSource::Processing, 0),
             Some(w) if w.time_column == ROWTIME => (TimeSource::Processing, 0),
@@ -289,7 +295,7 @@ impl Pump {
         };
         let conversion =
             ConversionConfig::new("analytics", &source.name, input, OutputFormat::default());
-        let (compiled, task) = compile(&def, &source).await?;
+        let (compiled, task) = compile(&def, &source, references).await?;
         let mut sessions = Sessions::default();
         if let Some(w) = def
             .window
@@ -1053,12 +1059,13 @@ async fn run(
     task: &Arc<TaskContext>,
 ) -> Result<Vec<RecordBatch>> {
     stage.input.put(batches);
-    let rows = collect(
-        Arc::clone(&stage.plan) as Arc<dyn ExecutionPlan>,
-        Arc::clone(task),
-    )
-    .await
-    .map_err(exec)?;
+    let plan = if stage.reset {
+        datafusion::physical_plan::execution_plan::reset_plan_states(Arc::clone(&stage.plan))
+            .map_err(exec)?
+    } else {
+        Arc::clone(&stage.plan)
+    };
+    let rows = collect(plan, Arc::clone(task)).await.map_err(exec)?;
     Ok(rows.into_iter().filter(|b| b.num_rows() > 0).collect())
 }
 

@@ -15,6 +15,9 @@
 //!   `TABLE(CUMULATE(TABLE src, DESCRIPTOR(ts), step, size))`,
 //!   `TABLE(SESSION(TABLE src PARTITION BY key, DESCRIPTOR(ts), gap))`, which add the columns
 //!   `window_start`, `window_end` and `window_time`.
+//! - `CREATE TABLE name WITH ('connector' = 'catalog', 'database' = 'db', 'table' = 't')` — a
+//!   **reference table**: a catalog table read when the application starts, which pumps may
+//!   join with (Kinesis Analytics' reference data).
 //! - The legacy Kinesis Analytics (SQL) forms: `CREATE [OR REPLACE] STREAM` (= `CREATE TABLE`),
 //!   `CREATE [OR REPLACE] PUMP name AS INSERT INTO ... SELECT STREAM ...` with
 //!   `STEP(src.ROWTIME BY INTERVAL '1' MINUTE)` or `FLOOR(src.ROWTIME TO MINUTE)` in the `GROUP
@@ -46,6 +49,17 @@ pub struct AppSql {
     pub pumps: Vec<PumpDef>,
 }
 
+impl AppSql {
+    /// The reference tables' names.
+    pub fn references(&self) -> Vec<String> {
+        self.tables
+            .values()
+            .filter(|t| t.is_reference())
+            .map(|t| t.name.clone())
+            .collect()
+    }
+}
+
 /// A `CREATE TABLE` / `CREATE STREAM`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableDef {
@@ -58,6 +72,14 @@ pub struct TableDef {
     pub watermark: Option<WatermarkDef>,
     /// `WITH (...)` options, keys lower-cased.
     pub options: BTreeMap<String, String>,
+}
+
+impl TableDef {
+    /// Whether this is a reference table (`'connector' = 'catalog'`): a catalog table read
+    /// when the application starts, to join with.
+    pub fn is_reference(&self) -> bool {
+        self.options.get("connector").map(String::as_str) == Some("catalog")
+    }
 }
 
 /// `WATERMARK FOR column AS column - INTERVAL ...`.
@@ -159,7 +181,7 @@ pub fn parse(text: &str) -> Result<AppSql> {
         let mut read: Vec<&str> = pump
             .source
             .split('\0')
-            .filter(|n| app.tables.contains_key(*n))
+            .filter(|n| app.tables.get(*n).is_some_and(|t| !t.is_reference()))
             .collect();
         read.dedup();
         pump.source = match read.as_slice() {
@@ -172,7 +194,7 @@ pub fn parse(text: &str) -> Result<AppSql> {
             }
             _ => {
                 return Err(Error::Sql(format!(
-                    "pump `{}`: a pump reads one source; joins are not supported yet",
+                    "pump `{}`: a pump reads one stream (joins between streams are not supported yet; join with a reference table: WITH ('connector' = 'catalog', ...))",
                     pump.name
                 )));
             }

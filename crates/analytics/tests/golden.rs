@@ -160,27 +160,19 @@ async fn batch_sql(
     watermark: i64,
     select: &str,
 ) -> Vec<String> {
-    let (mut users, mut urls, mut amounts, mut starts, mut ends) =
-        (vec![], vec![], vec![], vec![], vec![]);
-    for &(i, s, end) in assigned {
-        let e = &input[i];
-        users.push(e.user.clone());
-        urls.push(e.url.clone());
-        amounts.push(e.amount);
-        starts.push(s);
-        ends.push(end);
-    }
-    // Only windows that fired by the end are emitted.
-    let keep: Vec<bool> = ends.iter().map(|&end| watermark >= end - 1).collect();
-    let pick =
-        |v: &[i64]| -> Vec<i64> { v.iter().zip(&keep).filter(|p| *p.1).map(|p| *p.0).collect() };
-    let picks = |v: &[String]| -> Vec<String> {
-        v.iter()
-            .zip(&keep)
-            .filter(|p| *p.1)
-            .map(|p| p.0.clone())
-            .collect()
-    };
+    let ctx = SessionContext::new();
+    ctx.register_batch("clicks", clicks_table(input, assigned, watermark))
+        .unwrap();
+    let rows = ctx.sql(select).await.unwrap().collect().await.unwrap();
+    lines(&rows)
+}
+
+/// The rows of `assigned` whose window fired by `watermark`, with their window columns.
+fn clicks_table(input: &[Event], assigned: &[(usize, i64, i64)], watermark: i64) -> RecordBatch {
+    let fired: Vec<&(usize, i64, i64)> = assigned
+        .iter()
+        .filter(|(_, _, end)| watermark >= end - 1)
+        .collect();
     let ts = DataType::Timestamp(TimeUnit::Millisecond, None);
     let schema = Arc::new(Schema::new(vec![
         Field::new("user_id", DataType::Utf8, true),
@@ -189,21 +181,27 @@ async fn batch_sql(
         Field::new("window_start", ts.clone(), false),
         Field::new("window_end", ts, false),
     ]));
-    let batch = RecordBatch::try_new(
+    RecordBatch::try_new(
         schema,
         vec![
-            Arc::new(StringArray::from(picks(&users))),
-            Arc::new(StringArray::from(picks(&urls))),
-            Arc::new(Int64Array::from(pick(&amounts))),
-            Arc::new(TimestampMillisecondArray::from(pick(&starts))),
-            Arc::new(TimestampMillisecondArray::from(pick(&ends))),
+            Arc::new(StringArray::from_iter_values(
+                fired.iter().map(|a| input[a.0].user.clone()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                fired.iter().map(|a| input[a.0].url.clone()),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                fired.iter().map(|a| input[a.0].amount),
+            )),
+            Arc::new(TimestampMillisecondArray::from_iter_values(
+                fired.iter().map(|a| a.1),
+            )),
+            Arc::new(TimestampMillisecondArray::from_iter_values(
+                fired.iter().map(|a| a.2),
+            )),
         ],
     )
-    .unwrap();
-    let ctx = SessionContext::new();
-    ctx.register_batch("clicks", batch).unwrap();
-    let rows = ctx.sql(select).await.unwrap().collect().await.unwrap();
-    lines(&rows)
+    .unwrap()
 }
 
 fn lines(batches: &[RecordBatch]) -> Vec<String> {
@@ -449,4 +447,166 @@ async fn processing_time_windows_fire_on_the_clock() {
     let text = pretty_format_batches(&out.rows).unwrap().to_string();
     assert!(text.contains("AMZN") && text.contains("11.0"), "{text}");
     assert_eq!(pump.open_windows(), 0);
+}
+
+/// The users reference table: user_0..user_6 in three countries (user_6 in none).
+fn users_reference() -> lakehose_analytics::ReferenceTable {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("user_id", DataType::Utf8, true),
+        Field::new("country", DataType::Utf8, true),
+    ]));
+    let users: Vec<String> = (0..6).map(|i| format!("user_{i}")).collect();
+    let countries: Vec<&str> = (0..6).map(|i| ["fr", "de", "jp"][i % 3]).collect();
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from(users)),
+            Arc::new(StringArray::from(countries)),
+        ],
+    )
+    .unwrap();
+    lakehose_analytics::ReferenceTable {
+        name: "users".into(),
+        schema,
+        batches: vec![batch],
+    }
+}
+
+#[tokio::test]
+async fn join_with_a_reference_table_matches_batch_sql() {
+    let sql = "CREATE TABLE clicks (user_id VARCHAR, url VARCHAR, amount BIGINT, event_time TIMESTAMP(3),
+                 WATERMARK FOR event_time AS event_time - INTERVAL '2' SECOND)
+               WITH ('connector' = 'firehose', 'stream' = 'clicks');
+               CREATE TABLE users WITH ('connector' = 'catalog', 'database' = 'crm', 'table' = 'users');
+               CREATE TABLE out WITH ('connector' = 'firehose', 'stream' = 'out');
+               INSERT INTO out
+               SELECT u.country, c.window_start, COUNT(*) AS clicks, SUM(c.amount) AS total
+               FROM TABLE(TUMBLE(TABLE clicks, DESCRIPTOR(event_time), INTERVAL '10' SECOND)) AS c
+               JOIN users AS u ON c.user_id = u.user_id
+               GROUP BY u.country, c.window_start, c.window_end";
+    let parsed = lakehose_analytics::sql::parse(sql).unwrap();
+    assert_eq!(parsed.references(), vec!["users".to_string()]);
+    let reference = users_reference();
+    let mut app = Application::with_references(parsed, std::slice::from_ref(&reference))
+        .await
+        .unwrap();
+    let input = events(2_000, 23);
+    let datas: Vec<Vec<u8>> = input.iter().map(Event::json).collect();
+    let mut rows = Vec::new();
+    let mut late = Vec::new();
+    for (n, chunk) in datas.chunks(137).enumerate() {
+        let records: Vec<Input> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, d)| Input {
+                data: d,
+                arrival_ms: input[n * 137 + i].arrival,
+            })
+            .collect();
+        let out = app.pumps[0].push(&records).await.unwrap();
+        late.extend(out.rejected.iter().map(|r| n * 137 + r.index));
+        rows.extend(out.rows);
+    }
+    // Independently: tumbling windows by arithmetic, the join and aggregate by batch SQL.
+    let (_, want_late) = expected("TUMBLE", 10_000, 10_000, &input, SELECT).await;
+    assert_eq!(late, want_late);
+    let mut assigned = Vec::new();
+    let mut watermark = i64::MIN;
+    let mut max_ts = i64::MIN;
+    for (i, e) in input.iter().enumerate() {
+        let start = e.ts.div_euclid(10_000) * 10_000;
+        if watermark < start + 10_000 - 1 {
+            assigned.push((i, start, start + 10_000));
+        }
+        max_ts = max_ts.max(e.ts);
+        watermark = watermark.max(max_ts - DELAY_MS);
+    }
+    let ctx = SessionContext::new();
+    ctx.register_batch("users", reference.batches[0].clone())
+        .unwrap();
+    let clicks = clicks_table(&input, &assigned, watermark);
+    ctx.register_batch("clicks", clicks).unwrap();
+    let want = ctx
+        .sql(
+            "SELECT u.country, c.window_start, COUNT(*) AS clicks, SUM(c.amount) AS total
+             FROM clicks c JOIN users u ON c.user_id = u.user_id
+             GROUP BY u.country, c.window_start, c.window_end",
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let want = lines(&want);
+    assert!(want.len() > 10, "{want:?}");
+    assert_eq!(lines(&rows), want);
+}
+
+#[tokio::test]
+async fn top_n_within_each_window() {
+    // ORDER BY ... LIMIT applies to each window's result on its own (no state carried over
+    // between windows, e.g. a top-N threshold).
+    let select = "SELECT user_id, window_start, COUNT(*) AS clicks FROM clicks \
+                  GROUP BY user_id, window_start, window_end ORDER BY clicks DESC, user_id LIMIT 2";
+    let full = format!(
+        "CREATE TABLE clicks (user_id VARCHAR, url VARCHAR, amount BIGINT, event_time TIMESTAMP(3),
+             WATERMARK FOR event_time AS event_time - INTERVAL '2' SECOND)
+           WITH ('connector' = 'firehose', 'stream' = 'clicks');
+         CREATE TABLE out WITH ('connector' = 'firehose', 'stream' = 'out');
+         INSERT INTO out {}",
+        select.replace(
+            "FROM clicks",
+            "FROM TABLE(TUMBLE(TABLE clicks, DESCRIPTOR(event_time), INTERVAL '10' SECOND))"
+        )
+    );
+    let input = events(3_000, 29);
+    let (rows, _) = run(&full, &input, 30, None).await;
+    let per_window = "SELECT user_id, window_start, clicks FROM (
+        SELECT user_id, window_start, COUNT(*) AS clicks,
+               ROW_NUMBER() OVER (PARTITION BY window_start ORDER BY COUNT(*) DESC, user_id) AS rn
+        FROM clicks GROUP BY user_id, window_start, window_end) WHERE rn <= 2";
+    let (want, _) = expected("TUMBLE", 10_000, 10_000, &input, per_window).await;
+    assert!(want.len() >= 20);
+    assert_eq!(rows, want);
+}
+
+#[tokio::test]
+async fn joins_that_need_the_whole_stream_are_refused() {
+    let head = "CREATE TABLE s (k VARCHAR, ts TIMESTAMP) WITH ('stream' = 's');
+                CREATE TABLE t (k VARCHAR, ts TIMESTAMP) WITH ('stream' = 't');
+                CREATE TABLE users WITH ('connector' = 'catalog', 'database' = 'd', 'table' = 'u');
+                CREATE TABLE o WITH ('stream' = 'o');";
+    let reference = users_reference();
+    for (pump, expected) in [
+        (
+            "INSERT INTO o SELECT s.k FROM s JOIN t ON s.k = t.k",
+            "joins between streams",
+        ),
+        (
+            "INSERT INTO o SELECT s.k, u.country FROM s FULL JOIN users u ON s.k = u.user_id",
+            "join other than",
+        ),
+        (
+            "INSERT INTO o SELECT u.country FROM users u LEFT JOIN s ON s.k = u.user_id",
+            "join other than",
+        ),
+    ] {
+        let parsed = lakehose_analytics::sql::parse(&format!("{head}{pump}"));
+        let err = match parsed {
+            Err(e) => e.to_string(),
+            Ok(p) => Application::with_references(p, std::slice::from_ref(&reference))
+                .await
+                .unwrap_err()
+                .to_string(),
+        };
+        assert!(err.contains(expected), "{pump}: {err}");
+    }
+    // A LEFT join keeping every stream row is fine.
+    let ok = format!(
+        "{head}INSERT INTO o SELECT s.k, u.country FROM s LEFT JOIN users u ON s.k = u.user_id"
+    );
+    let parsed = lakehose_analytics::sql::parse(&ok).unwrap();
+    Application::with_references(parsed, std::slice::from_ref(&reference))
+        .await
+        .unwrap();
 }

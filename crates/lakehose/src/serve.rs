@@ -77,10 +77,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let query_engine = QueryEngine::new(catalog.clone(), stores.clone())
         .with_fresh(Arc::new(PipelineFresh(engine.clone())));
     // Streaming SQL applications: those that were running start again where they stopped.
-    let applications =
-        crate::apps::Applications::open(&config.data_dir, engine.clone(), config.egress.clone())
-            .await
-            .context("opening the streaming SQL applications")?;
+    let applications = crate::apps::Applications::open(
+        &config.data_dir,
+        engine.clone(),
+        query_engine.clone(),
+        config.egress.clone(),
+    )
+    .await
+    .context("opening the streaming SQL applications")?;
     let state = ApiState {
         service: engine.clone(),
         default_region: config.region.clone(),

@@ -49,6 +49,9 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Most rows a reference table may have (it is held in memory and joined per micro-batch).
+const MAX_REFERENCE_ROWS: usize = 1_000_000;
+
 /// An application's stored definition (`app.json`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Definition {
@@ -99,6 +102,8 @@ struct Entry {
 pub struct Applications {
     dir: PathBuf,
     engine: Arc<Engine>,
+    /// Reads reference tables (`'connector' = 'catalog'`) when an application starts.
+    query: lakehose_query::QueryEngine,
     http: Arc<HttpClient>,
     entries: Mutex<BTreeMap<String, Entry>>,
 }
@@ -108,6 +113,7 @@ impl Applications {
     pub async fn open(
         data_dir: &Path,
         engine: Arc<Engine>,
+        query: lakehose_query::QueryEngine,
         egress: lakehose_sinks::egress::EgressPolicy,
     ) -> anyhow::Result<Arc<Self>> {
         let dir = data_dir.join("analytics");
@@ -115,6 +121,7 @@ impl Applications {
         let apps = Arc::new(Applications {
             dir: dir.clone(),
             engine,
+            query,
             http: Arc::new(HttpClient::new(egress)),
             entries: Mutex::new(BTreeMap::new()),
         });
@@ -175,7 +182,7 @@ impl Applications {
     }
 
     async fn start(&self, entry: &mut Entry, position: StartingPosition) -> ApiResult<()> {
-        let app = compile(&entry.definition).await?;
+        let app = self.compile(&entry.definition, true).await?;
         let status = Arc::new(RunStatus::default());
         let ctx = self.context(&entry.definition, status.clone());
         runtime::check(&ctx, &app).map_err(|m| {
@@ -189,6 +196,51 @@ impl Applications {
         entry.status = status.clone();
         entry.running = Some(Running { stop, task, status });
         Ok(())
+    }
+
+    /// Parses and plans `d`. Reference tables are read from the catalog with `read_references`
+    /// (at start); otherwise only their existence and schema are checked (with no rows).
+    async fn compile(&self, d: &Definition, read_references: bool) -> ApiResult<Application> {
+        let invalid = |m: String| ApiError::new(ErrorKind::CodeValidation, m);
+        let sql = lakehose_analytics::sql::parse(&d.text()?).map_err(|e| invalid(e.to_string()))?;
+        let mut references = Vec::new();
+        for name in sql.references() {
+            let table = &sql.tables[&name];
+            let (Some(db), Some(t)) = (table.options.get("database"), table.options.get("table"))
+            else {
+                return Err(invalid(format!(
+                    "reference table `{name}` needs WITH ('connector' = 'catalog', 'database' = 'DB', 'table' = 'TABLE')"
+                )));
+            };
+            let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+            let limit = if read_references { "" } else { " LIMIT 0" };
+            let options = lakehose_query::QueryOptions {
+                database: db.clone(),
+                include_fresh: true,
+                row_limit: Some(MAX_REFERENCE_ROWS),
+            };
+            let out = self
+                .query
+                .execute(
+                    &format!("SELECT * FROM {}.{}{limit}", quote(db), quote(t)),
+                    &options,
+                )
+                .await
+                .map_err(|e| invalid(format!("reference table `{name}` ({db}.{t}): {e}")))?;
+            if out.truncated {
+                return Err(invalid(format!(
+                    "reference table `{name}` ({db}.{t}) has more than {MAX_REFERENCE_ROWS} rows"
+                )));
+            }
+            references.push(lakehose_analytics::ReferenceTable {
+                name,
+                schema: out.schema,
+                batches: out.batches,
+            });
+        }
+        Application::with_references(sql, &references)
+            .await
+            .map_err(|e| invalid(e.to_string()))
     }
 
     fn arn(&self, region: &str, name: &str) -> String {
@@ -281,13 +333,6 @@ async fn stop(entry: &mut Entry) {
         }
         entry.status = running.status;
     }
-}
-
-async fn compile(d: &Definition) -> ApiResult<Application> {
-    let text = d.text()?;
-    Application::new(&text)
-        .await
-        .map_err(|e| ApiError::new(ErrorKind::CodeValidation, e.to_string()))
 }
 
 /// The stream name of a Firehose ARN (`arn:aws:firehose:REGION:ACCOUNT:deliverystream/NAME`).
@@ -478,7 +523,7 @@ impl JsonService for AnalyticsApi {
                         "Application {name} already exists."
                     )));
                 }
-                compile(&definition).await?;
+                apps.compile(&definition, false).await?;
                 apps.save(&definition)?;
                 entries.insert(
                     name.clone(),
@@ -591,7 +636,7 @@ impl JsonService for AnalyticsApi {
                 }
                 next.version += 1;
                 next.updated_s = now_s();
-                compile(&next).await?;
+                apps.compile(&next, false).await?;
                 let was_running = entry.running.is_some();
                 stop(entry).await;
                 entry.definition = next;
