@@ -377,3 +377,63 @@ def test_join_with_a_catalog_reference_table(server):
         )
     assert err.value.response["Error"]["Code"] == "CodeValidationException"
     assert "nobody" in err.value.response["Error"]["Message"]
+
+
+def test_window_join_of_two_delivery_streams(server):
+    """Clicks and orders joined window by window: per user and 10 s window, the clicks that
+    share a window with an order. The watermark is the smaller of the two streams'."""
+    firehose = server.client()
+    analytics = server.aws("kinesisanalytics")
+    clicks, orders, out = unique_name("wj-clicks"), unique_name("wj-orders"), unique_name("wj-out")
+    for stream, bucket in ((clicks, "wj-raw"), (orders, "wj-raw"), (out, "wj-out")):
+        firehose.create_delivery_stream(
+            DeliveryStreamName=stream,
+            ExtendedS3DestinationConfiguration={
+                "RoleARN": ROLE_ARN,
+                "BucketARN": f"arn:aws:s3:::{bucket}",
+                "BufferingHints": {"IntervalInSeconds": 1, "SizeInMBs": 1},
+            },
+        )
+    code = f"""
+        CREATE TABLE clicks (user_id VARCHAR, event_time TIMESTAMP(3))
+          WITH ('connector' = 'firehose', 'stream' = '{clicks}');
+        CREATE TABLE orders (user_id VARCHAR, total DOUBLE, order_time TIMESTAMP(3))
+          WITH ('connector' = 'firehose', 'stream' = '{orders}');
+        CREATE TABLE converted WITH ('connector' = 'firehose', 'stream' = '{out}');
+        INSERT INTO converted
+        SELECT c.user_id, c.window_start, COUNT(*) AS clicks_before_orders
+        FROM TABLE(TUMBLE(TABLE clicks, DESCRIPTOR(event_time), INTERVAL '10' SECOND)) AS c
+        JOIN TABLE(TUMBLE(TABLE orders, DESCRIPTOR(order_time), INTERVAL '10' SECOND)) AS o
+          ON c.user_id = o.user_id AND c.window_start = o.window_start AND c.window_end = o.window_end
+        GROUP BY c.user_id, c.window_start
+    """
+    name = unique_name("window-join")
+    analytics.create_application(ApplicationName=name, ApplicationCode=code)
+    analytics.start_application(
+        ApplicationName=name,
+        InputConfigurations=[{"Id": "1.1", "InputStartingPositionConfiguration": {"InputStartingPosition": "NOW"}}],
+    )
+    at = lambda s: iso(BASE + timedelta(seconds=s))  # noqa: E731
+    put(firehose, clicks, [{"user_id": u, "event_time": at(s)} for u, s in [("a", 1), ("a", 2), ("b", 3), ("a", 12), ("c", 4)]])
+    put(firehose, orders, [{"user_id": u, "total": 9.5, "order_time": at(s)} for u, s in [("a", 5), ("c", 9)]])
+    # Both streams move past the second window: it fires only then.
+    put(firehose, clicks, [{"user_id": "z", "event_time": at(60)}])
+
+    def rows() -> list[tuple]:
+        found = []
+        root = server.bucket_dir("wj-out")
+        for path in root.rglob("*") if root.is_dir() else []:
+            if path.is_file() and "#" not in path.name:
+                for line in path.read_text().splitlines():
+                    r = json.loads(line)
+                    found.append((r["user_id"], r["window_start"], r["clicks_before_orders"]))
+        return sorted(found)
+
+    import time
+
+    time.sleep(1.5)
+    assert rows() == [], "no window may fire before the orders stream moves on"
+    put(firehose, orders, [{"user_id": u, "total": 1.0, "order_time": at(s)} for u, s in [("b", 15), ("z", 60)]])
+    want = [("a", "2026-11-24T10:00:00", 2), ("c", "2026-11-24T10:00:00", 1)]
+    wait(lambda: rows() == want, timeout=30)
+    analytics.stop_application(ApplicationName=name)

@@ -69,8 +69,12 @@ impl Application {
         }
         let mut pumps = Vec::with_capacity(sql.pumps.len());
         for def in &sql.pumps {
-            let source = sql.tables[&def.source].clone();
-            pumps.push(Pump::new(def.clone(), source, references).await?);
+            let sources = def
+                .sources
+                .iter()
+                .map(|name| sql.tables[name].clone())
+                .collect();
+            pumps.push(Pump::new(def.clone(), sources, references).await?);
         }
         let mut names = BTreeMap::new();
         for p in &pumps {

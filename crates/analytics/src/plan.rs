@@ -169,6 +169,15 @@ impl ExecutionPlan for FeedExec {
 pub(crate) enum Compiled {
     Stateless(Stage),
     Windowed(Box<WindowedPlan>),
+    WindowJoin(JoinPlan),
+}
+
+/// A window join: the whole query, run once per fired window over that window's rows of
+/// every source (so any operator may appear: each run sees complete inputs).
+pub(crate) struct JoinPlan {
+    pub stage: Stage,
+    /// Each source's feed, in the order of [`PumpDef::sources`].
+    pub inputs: Vec<Slot>,
 }
 
 /// A plan with its feeding slot.
@@ -279,24 +288,28 @@ pub struct ReferenceTable {
     pub batches: Vec<RecordBatch>,
 }
 
-/// Plans `pump` reading `source`, with `references` to join with.
+/// Plans `pump` reading `sources` (one, or the sides of a window join), with `references` to
+/// join with.
 pub(crate) async fn compile(
     pump: &PumpDef,
-    source: &TableDef,
+    sources: &[&TableDef],
     references: &[ReferenceTable],
 ) -> Result<(Compiled, Arc<TaskContext>)> {
     let ctx = session();
     let windowed = pump.window.is_some();
-    let input = Slot::default();
-    let table = FeedTable {
-        schema: query_schema(source, windowed),
-        slot: input.clone(),
-    };
-    ctx.register_table(
-        datafusion::common::TableReference::bare(source.name.clone()),
-        Arc::new(table),
-    )
-    .map_err(|e| plan_error(pump, e))?;
+    let slots: Vec<Slot> = sources.iter().map(|_| Slot::default()).collect();
+    for (source, slot) in sources.iter().zip(&slots) {
+        let table = FeedTable {
+            schema: query_schema(source, windowed),
+            slot: slot.clone(),
+        };
+        ctx.register_table(
+            datafusion::common::TableReference::bare(source.name.clone()),
+            Arc::new(table),
+        )
+        .map_err(|e| plan_error(pump, e))?;
+    }
+    let input = slots[0].clone();
     for r in references {
         let table = datafusion::datasource::MemTable::try_new(
             Arc::clone(&r.schema),
@@ -318,6 +331,17 @@ pub(crate) async fn compile(
         .await
         .map_err(|e| plan_error(pump, e))?;
     let task = ctx.task_ctx();
+    if sources.len() > 1 {
+        let mut stage = Stage::new(plan, Slot::default());
+        stage.reset = true;
+        return Ok((
+            Compiled::WindowJoin(JoinPlan {
+                stage,
+                inputs: slots,
+            }),
+            task,
+        ));
+    }
 
     let Some((top, raw)) = find_aggregate(&plan) else {
         check_row_by_row(pump, &plan)?;
@@ -535,5 +559,6 @@ pub(crate) fn output_schema(compiled: &Compiled) -> SchemaRef {
     match compiled {
         Compiled::Stateless(s) => s.plan.schema(),
         Compiled::Windowed(w) => w.post.plan.schema(),
+        Compiled::WindowJoin(j) => j.stage.plan.schema(),
     }
 }

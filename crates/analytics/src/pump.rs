@@ -194,21 +194,100 @@ enum TimeSource {
     Processing,
 }
 
-/// A continuous query over one source.
-pub struct Pump {
-    def: PumpDef,
-    source: TableDef,
+/// One source of a pump: how its records are decoded and timed.
+struct SourceInput {
+    def: TableDef,
     /// The declared columns that come from the record (PROCTIME() ones excluded).
     record_schema: SchemaRef,
     conversion: ConversionConfig,
+    time: TimeSource,
+    /// The window's time column in this source (`rowtime` for processing time).
+    time_column: String,
+    delay_ms: i64,
+    /// The largest time seen in this source.
+    max_time: i64,
+}
+
+impl SourceInput {
+    fn new(pump: &PumpDef, def: TableDef, window: Option<&WindowSpec>) -> Result<Self> {
+        let time_column = window.map(|w| {
+            pump.time_columns
+                .get(&def.name)
+                .cloned()
+                .unwrap_or_else(|| w.time_column.clone())
+        });
+        let (time, delay_ms) = match &time_column {
+            None => (TimeSource::Processing, 0),
+            Some(c) if c == ROWTIME || def.proctime_columns.contains(c) => {
+                (TimeSource::Processing, 0)
+            }
+            Some(c) => {
+                match def.columns.iter().find(|f| f.name() == c) {
+                    Some(f) if matches!(f.data_type(), DataType::Timestamp(..)) => {}
+                    Some(f) => {
+                        return Err(Error::Plan(format!(
+                            "pump `{}`: the window's time column `{c}` is {}; it must be a TIMESTAMP",
+                            pump.name,
+                            f.data_type()
+                        )));
+                    }
+                    None => {
+                        return Err(Error::Plan(format!(
+                            "pump `{}`: the window's time column `{c}` is not a column of `{}`",
+                            pump.name, def.name
+                        )));
+                    }
+                }
+                let delay = match &def.watermark {
+                    Some(wm) if &wm.column == c => wm.delay_ms,
+                    _ => 0,
+                };
+                (TimeSource::Event, delay)
+            }
+        };
+        let record_schema = Arc::new(Schema::new(
+            def.columns
+                .iter()
+                .filter(|f| !def.proctime_columns.contains(f.name()))
+                .cloned()
+                .collect::<Vec<Field>>(),
+        ));
+        let input = match def.options.get("json.timestamp-format") {
+            Some(format) => InputSerde::Hive {
+                timestamp_formats: vec![format.clone()],
+            },
+            None => InputSerde::default(),
+        };
+        let conversion =
+            ConversionConfig::new("analytics", &def.name, input, OutputFormat::default());
+        let time_column = match time {
+            TimeSource::Event => time_column.unwrap_or_default(),
+            TimeSource::Processing => ROWTIME.to_string(),
+        };
+        Ok(SourceInput {
+            def,
+            record_schema,
+            conversion,
+            time,
+            time_column,
+            delay_ms,
+            max_time: i64::MIN,
+        })
+    }
+}
+
+/// A continuous query over one source (or, for a window join, several).
+pub struct Pump {
+    def: PumpDef,
+    /// The sources, in the order of [`PumpDef::sources`].
+    inputs: Vec<SourceInput>,
     compiled: Compiled,
     task: Arc<TaskContext>,
-    time: TimeSource,
-    delay_ms: i64,
     watermark: i64,
-    max_time: i64,
     /// Open windows by (end, start).
     windows: BTreeMap<(i64, i64), WindowState>,
+    /// A window join's open windows: each source's rows (with window columns).
+    joined: BTreeMap<(i64, i64), Vec<Vec<RecordBatch>>>,
     /// Open SESSION windows.
     sessions: Sessions,
     stats: PumpStats,
@@ -242,60 +321,23 @@ impl std::fmt::Debug for Pump {
 }
 
 impl Pump {
-    /// Plans `def` over `source`, with `references` to join with.
+    /// Plans `def` over its `sources` (one, or the sides of a window join, in the order of
+    /// [`PumpDef::sources`]), with `references` to join with.
     pub async fn new(
         def: PumpDef,
-        source: TableDef,
+        sources: Vec<TableDef>,
         references: &[ReferenceTable],
     ) -> Result<Self> {
-        let (time, delay_ms) = match &def.window {
-            None => (TimeSource::Processing, 0),
-            Some(w) if w.time_column == ROWTIME => (TimeSource::Processing, 0),
-            Some(w) if source.proctime_columns.contains(&w.time_column) => {
-                (TimeSource::Processing, 0)
-            }
-            Some(w) => {
-                match source.columns.iter().find(|f| f.name() == &w.time_column) {
-                    Some(f) if matches!(f.data_type(), DataType::Timestamp(..)) => {}
-                    Some(f) => {
-                        return Err(Error::Plan(format!(
-                            "pump `{}`: the window's time column `{}` is {}; it must be a TIMESTAMP",
-                            def.name,
-                            w.time_column,
-                            f.data_type()
-                        )));
-                    }
-                    None => {
-                        return Err(Error::Plan(format!(
-                            "pump `{}`: the window's time column `{}` is not a column of `{}`",
-                            def.name, w.time_column, source.name
-                        )));
-                    }
-                }
-                let delay = match &source.watermark {
-                    Some(wm) if wm.column == w.time_column => wm.delay_ms,
-                    _ => 0,
-                };
-                (TimeSource::Event, delay)
-            }
+        let inputs = sources
+            .into_iter()
+            .map(|t| SourceInput::new(&def, t, def.window.as_ref()))
+            .collect::<Result<Vec<_>>>()?;
+        let Some(primary) = inputs.first() else {
+            return Err(Error::Plan(format!("pump `{}` reads no source", def.name)));
         };
-        let record_schema = Arc::new(Schema::new(
-            source
-                .columns
-                .iter()
-                .filter(|f| !source.proctime_columns.contains(f.name()))
-                .cloned()
-                .collect::<Vec<Field>>(),
-        ));
-        let input = match source.options.get("json.timestamp-format") {
-            Some(format) => InputSerde::Hive {
-                timestamp_formats: vec![format.clone()],
-            },
-            None => InputSerde::default(),
-        };
-        let conversion =
-            ConversionConfig::new("analytics", &source.name, input, OutputFormat::default());
-        let (compiled, task) = compile(&def, &source, references).await?;
+        let source = primary.def.clone();
+        let tables: Vec<&TableDef> = inputs.iter().map(|i| &i.def).collect();
+        let (compiled, task) = compile(&def, &tables, references).await?;
         let mut sessions = Sessions::default();
         if let Some(w) = def
             .window
@@ -325,16 +367,12 @@ impl Pump {
         }
         Ok(Pump {
             def,
-            source,
-            record_schema,
-            conversion,
+            inputs,
             compiled,
             task,
-            time,
-            delay_ms,
             watermark: i64::MIN,
-            max_time: i64::MIN,
             windows: BTreeMap::new(),
+            joined: BTreeMap::new(),
             sessions,
             stats: PumpStats::default(),
         })
@@ -360,23 +398,46 @@ impl Pump {
 
     /// Whether windows are driven by arrival time (so the clock may close them).
     pub fn uses_processing_time(&self) -> bool {
-        self.def.window.is_some() && self.time == TimeSource::Processing
+        self.def.window.is_some() && self.inputs[0].time == TimeSource::Processing
     }
 
     pub fn open_windows(&self) -> usize {
-        self.windows.len() + self.sessions.count
+        self.windows.len() + self.sessions.count + self.joined.len()
     }
 
     pub fn stats(&self) -> PumpStats {
         self.stats
     }
 
-    /// Processes `records` (in log order).
+    /// Processes `records` (in log order) of the pump's (first) source.
     pub async fn push(&mut self, records: &[Input<'_>]) -> Result<Outcome> {
+        self.push_input(0, records).await
+    }
+
+    /// Processes `records` (in log order) of the source `table` (a window join reads
+    /// several).
+    pub async fn push_from(&mut self, table: &str, records: &[Input<'_>]) -> Result<Outcome> {
+        let index = self
+            .inputs
+            .iter()
+            .position(|i| i.def.name == table)
+            .ok_or_else(|| {
+                Error::Execution(format!("pump `{}` does not read `{table}`", self.def.name))
+            })?;
+        self.push_input(index, records).await
+    }
+
+    /// The sources this pump reads.
+    pub fn sources(&self) -> impl Iterator<Item = &str> {
+        self.inputs.iter().map(|i| i.def.name.as_str())
+    }
+
+    async fn push_input(&mut self, index: usize, records: &[Input<'_>]) -> Result<Outcome> {
         let mut out = Outcome::default();
         self.stats.input_records += records.len() as u64;
         let datas: Vec<&[u8]> = records.iter().map(|r| r.data).collect();
-        let decoded = decode_counted(&datas, &self.record_schema, &self.conversion)
+        let input = &self.inputs[index];
+        let decoded = decode_counted(&datas, &input.record_schema, &input.conversion)
             .map_err(|e| Error::Execution(e.to_string()))?;
         for f in decoded.failed {
             out.rejected.push(Rejected {
@@ -398,8 +459,8 @@ impl Pump {
                 .iter()
                 .map(|&r| records[r as usize].arrival_ms)
                 .collect();
-            let batch = self.with_arrival_columns(batch, arrival)?;
-            self.process(batch, rows, &mut out).await?;
+            let batch = self.with_arrival_columns(index, batch, arrival)?;
+            self.process(index, batch, rows, &mut out).await?;
         }
         out.rows.extend(self.fire().await?);
         self.account(&out);
@@ -430,12 +491,18 @@ impl Pump {
     }
 
     /// The decoded columns in the query's order, with PROCTIME() columns and `rowtime`.
-    fn with_arrival_columns(&self, batch: RecordBatch, arrival: Vec<i64>) -> Result<RecordBatch> {
+    fn with_arrival_columns(
+        &self,
+        index: usize,
+        batch: RecordBatch,
+        arrival: Vec<i64>,
+    ) -> Result<RecordBatch> {
+        let source = &self.inputs[index].def;
         let arrival: ArrayRef = Arc::new(TimestampMillisecondArray::from(arrival));
-        let mut columns = Vec::with_capacity(self.source.columns.len() + 1);
-        let mut fields = Vec::with_capacity(self.source.columns.len() + 1);
-        for f in &self.source.columns {
-            if self.source.proctime_columns.contains(f.name()) {
+        let mut columns = Vec::with_capacity(source.columns.len() + 1);
+        let mut fields = Vec::with_capacity(source.columns.len() + 1);
+        for f in &source.columns {
+            if source.proctime_columns.contains(f.name()) {
                 columns.push(Arc::clone(&arrival));
             } else {
                 let column = batch.column_by_name(f.name()).ok_or_else(|| {
@@ -445,13 +512,19 @@ impl Pump {
             }
             fields.push(f.clone());
         }
-        let schema = query_schema(&self.source, false);
+        let schema = query_schema(source, false);
         columns.push(arrival);
         RecordBatch::try_new(schema, columns).map_err(|e| Error::Execution(e.to_string()))
     }
 
     /// One decoded batch (`rows[i]` = the record of row `i`).
-    async fn process(&mut self, batch: RecordBatch, rows: &[u32], out: &mut Outcome) -> Result<()> {
+    async fn process(
+        &mut self,
+        index: usize,
+        batch: RecordBatch,
+        rows: &[u32],
+        out: &mut Outcome,
+    ) -> Result<()> {
         let Some(window) = self.def.window.clone() else {
             let Compiled::Stateless(stage) = &self.compiled else {
                 unreachable!("an aggregate without a window is refused when planning")
@@ -459,7 +532,7 @@ impl Pump {
             out.rows.extend(run(stage, vec![batch], &self.task).await?);
             return Ok(());
         };
-        let times = self.times(&batch)?;
+        let times = self.times(index, &batch)?;
         if window.kind == WindowKind::Session {
             return self.assign_sessions(&batch, &times, rows, &window, out);
         }
@@ -502,16 +575,26 @@ impl Pump {
                 });
                 last_rejected = Some(record);
             }
-            self.max_time = self.max_time.max(ts);
-            self.watermark = self
-                .watermark
-                .max(self.max_time.saturating_sub(self.delay_ms));
+            self.advance_watermark(index, ts);
         }
         if per_window.is_empty() {
             return Ok(());
         }
         let expanded = expand(&batch, &per_window)?;
         match &self.compiled {
+            Compiled::WindowJoin(_) => {
+                // Keep each window's rows of this source until the window fires.
+                let sides = self.inputs.len();
+                let mut offset = 0;
+                for (&key, rows) in &per_window {
+                    let slice = expanded.slice(offset, rows.len());
+                    offset += rows.len();
+                    self.joined
+                        .entry(key)
+                        .or_insert_with(|| vec![Vec::new(); sides])[index]
+                        .push(slice);
+                }
+            }
             Compiled::Stateless(stage) => {
                 out.rows
                     .extend(run(stage, vec![expanded], &self.task).await?);
@@ -526,11 +609,23 @@ impl Pump {
         Ok(())
     }
 
-    fn times(&self, batch: &RecordBatch) -> Result<Vec<Option<i64>>> {
-        let name = match &self.def.window {
-            Some(w) if self.time == TimeSource::Event => w.time_column.as_str(),
-            _ => ROWTIME,
-        };
+    /// Raises the watermark after a row of source `index` at time `ts`: the watermark is the
+    /// smallest of the sources' (largest time seen minus their delay), so a window join waits
+    /// for every side.
+    fn advance_watermark(&mut self, index: usize, ts: i64) {
+        let input = &mut self.inputs[index];
+        input.max_time = input.max_time.max(ts);
+        let watermark = self
+            .inputs
+            .iter()
+            .map(|i| i.max_time.saturating_sub(i.delay_ms))
+            .min()
+            .unwrap_or(i64::MIN);
+        self.watermark = self.watermark.max(watermark);
+    }
+
+    fn times(&self, index: usize, batch: &RecordBatch) -> Result<Vec<Option<i64>>> {
+        let name = self.inputs[index].time_column.as_str();
         let column = batch
             .column_by_name(name)
             .ok_or_else(|| Error::Execution(format!("no time column {name}")))?;
@@ -547,6 +642,20 @@ impl Pump {
     async fn fire(&mut self) -> Result<Vec<RecordBatch>> {
         if self.sessions.count > 0 {
             return self.fire_sessions().await;
+        }
+        if let Compiled::WindowJoin(join) = &self.compiled {
+            let mut rows = Vec::new();
+            while let Some(entry) = self.joined.first_entry() {
+                if !fired(entry.key().0, self.watermark) {
+                    break;
+                }
+                let sides = entry.remove();
+                for (slot, batches) in join.inputs.iter().zip(sides) {
+                    slot.put(batches);
+                }
+                rows.extend(run(&join.stage, Vec::new(), &self.task).await?);
+            }
+            return Ok(rows);
         }
         let Compiled::Windowed(plan) = &self.compiled else {
             return Ok(Vec::new());
@@ -654,10 +763,7 @@ impl Pump {
             list.push(merged);
             self.sessions.count += 1;
             touched.push(key);
-            self.max_time = self.max_time.max(ts);
-            self.watermark = self
-                .watermark
-                .max(self.max_time.saturating_sub(self.delay_ms));
+            self.advance_watermark(0, ts);
         }
         touched.sort();
         touched.dedup();
@@ -699,7 +805,7 @@ impl Pump {
         self.sessions.by_key.retain(|_, list| !list.is_empty());
         self.sessions.count -= due.len();
         due.sort_by_key(|s| (s.end, s.start));
-        let schema = query_schema(&self.source, false);
+        let schema = query_schema(&self.inputs[0].def, false);
         let mut rows = Vec::new();
         for session in due {
             let batch = datafusion::arrow::compute::concat_batches(&schema, &session.batches)
@@ -709,6 +815,11 @@ impl Pump {
             one.insert((session.end, session.start), (0..n).collect::<Vec<u32>>());
             let expanded = expand(&batch, &one)?;
             match &self.compiled {
+                Compiled::WindowJoin(_) => {
+                    return Err(Error::Plan(
+                        "SESSION windows cannot be joined (refused when parsing)".into(),
+                    ));
+                }
                 Compiled::Stateless(stage) => {
                     rows.extend(run(stage, vec![expanded], &self.task).await?);
                 }
@@ -734,11 +845,14 @@ impl Pump {
         let mut header = SnapshotHeader {
             pump: self.def.name.clone(),
             watermark: self.watermark,
-            max_time: self.max_time,
+            max_time: self.inputs[0].max_time,
+            max_times: self.inputs.iter().map(|i| i.max_time).collect(),
             stats: self.stats,
             windows: Vec::new(),
             windows_ipc_len: 0,
             sessions: Vec::new(),
+            joined: Vec::new(),
+            joined_ipc_lens: Vec::new(),
         };
         let mut ipc = Vec::new();
         if let Compiled::Windowed(plan) = &self.compiled {
@@ -761,7 +875,7 @@ impl Pump {
         header.windows_ipc_len = ipc.len() as u64;
         if self.sessions.count > 0 {
             // Each session's rows as one batch of the source's columns.
-            let schema = query_schema(&self.source, false);
+            let schema = query_schema(&self.inputs[0].def, false);
             let mut writer = StreamWriter::try_new(&mut ipc, &schema)
                 .map_err(|e| Error::State(e.to_string()))?;
             for list in self.sessions.by_key.values() {
@@ -776,6 +890,30 @@ impl Pump {
                 }
             }
             writer.finish().map_err(|e| Error::State(e.to_string()))?;
+        }
+        if !self.joined.is_empty() {
+            // Each source's rows of every open window, one IPC stream per source.
+            header.joined = self
+                .joined
+                .keys()
+                .map(|&(end, start)| (start, end))
+                .collect();
+            for (index, input) in self.inputs.iter().enumerate() {
+                let schema = query_schema(&input.def, true);
+                let before = ipc.len();
+                let mut writer = StreamWriter::try_new(&mut ipc, &schema)
+                    .map_err(|e| Error::State(e.to_string()))?;
+                for sides in self.joined.values() {
+                    let batch = datafusion::arrow::compute::concat_batches(&schema, &sides[index])
+                        .map_err(|e| Error::State(e.to_string()))?;
+                    writer
+                        .write(&batch)
+                        .map_err(|e| Error::State(e.to_string()))?;
+                }
+                writer.finish().map_err(|e| Error::State(e.to_string()))?;
+                drop(writer);
+                header.joined_ipc_lens.push((ipc.len() - before) as u64);
+            }
         }
         let header_bytes = serde_json::to_vec(&header).map_err(|e| Error::State(e.to_string()))?;
         let mut bytes = Vec::with_capacity(header_bytes.len() + ipc.len() + 16);
@@ -810,7 +948,37 @@ impl Pump {
         }
         let all_ipc = &body[4 + len..];
         let split = (header.windows_ipc_len as usize).min(all_ipc.len());
-        let (ipc, session_ipc) = all_ipc.split_at(split);
+        let (ipc, rest) = all_ipc.split_at(split);
+        let joined_len: usize = header.joined_ipc_lens.iter().map(|&l| l as usize).sum();
+        if joined_len > rest.len() {
+            return Err(bad("is truncated"));
+        }
+        let (session_ipc, mut joined_ipc) = rest.split_at(rest.len() - joined_len);
+        let mut joined: BTreeMap<(i64, i64), Vec<Vec<RecordBatch>>> = header
+            .joined
+            .iter()
+            .map(|&(start, end)| ((end, start), vec![Vec::new(); self.inputs.len()]))
+            .collect();
+        if !header.joined.is_empty() && header.joined_ipc_lens.len() != self.inputs.len() {
+            return Err(bad("has window join rows of another number of sources"));
+        }
+        for (index, &len) in header.joined_ipc_lens.iter().enumerate() {
+            let (section, tail) = joined_ipc.split_at(len as usize);
+            joined_ipc = tail;
+            let reader = StreamReader::try_new(Cursor::new(section), None)
+                .map_err(|e| Error::State(e.to_string()))?;
+            let mut count = 0;
+            for (batch, &(start, end)) in reader.zip(&header.joined) {
+                let batch = batch.map_err(|e| Error::State(e.to_string()))?;
+                if let Some(sides) = joined.get_mut(&(end, start)) {
+                    sides[index].push(batch);
+                    count += 1;
+                }
+            }
+            if count != header.joined.len() {
+                return Err(bad("lists more joined windows than it holds"));
+            }
+        }
         let mut windows = BTreeMap::new();
         if let Compiled::Windowed(plan) = &self.compiled {
             if !ipc.is_empty() {
@@ -880,7 +1048,14 @@ impl Pump {
             return Err(bad("lists more sessions than it holds"));
         }
         self.watermark = header.watermark;
-        self.max_time = header.max_time;
+        if header.max_times.len() == self.inputs.len() {
+            for (input, &t) in self.inputs.iter_mut().zip(&header.max_times) {
+                input.max_time = t;
+            }
+        } else {
+            self.inputs[0].max_time = header.max_time;
+        }
+        self.joined = joined;
         self.stats = header.stats;
         self.windows = windows;
         self.sessions.by_key = by_key;
@@ -896,6 +1071,9 @@ struct SnapshotHeader {
     pump: String,
     watermark: i64,
     max_time: i64,
+    /// Each source's largest time (a window join has several).
+    #[serde(default)]
+    max_times: Vec<i64>,
     stats: PumpStats,
     /// (start, end) of each window, in the order of the IPC batches.
     windows: Vec<(i64, i64)>,
@@ -905,6 +1083,12 @@ struct SnapshotHeader {
     /// (start, end) of each session, in the order of the sessions' IPC batches.
     #[serde(default)]
     sessions: Vec<(i64, i64)>,
+    /// (start, end) of each open window of a window join.
+    #[serde(default)]
+    joined: Vec<(i64, i64)>,
+    /// Bytes of each source's IPC stream of joined rows (at the end of the snapshot).
+    #[serde(default)]
+    joined_ipc_lens: Vec<u64>,
 }
 
 /// The schema of a window's snapshot batch: group keys, then every accumulator's state.

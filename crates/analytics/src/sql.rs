@@ -14,7 +14,8 @@
 //!   `TABLE(HOP(TABLE src, DESCRIPTOR(ts), slide, size))`,
 //!   `TABLE(CUMULATE(TABLE src, DESCRIPTOR(ts), step, size))`,
 //!   `TABLE(SESSION(TABLE src PARTITION BY key, DESCRIPTOR(ts), gap))`, which add the columns
-//!   `window_start`, `window_end` and `window_time`.
+//!   `window_start`, `window_end` and `window_time`. Two sources joined, each through the same
+//!   windowing function (not SESSION), make a **window join**.
 //! - `CREATE TABLE name WITH ('connector' = 'catalog', 'database' = 'db', 'table' = 't')` — a
 //!   **reference table**: a catalog table read when the application starts, which pumps may
 //!   join with (Kinesis Analytics' reference data).
@@ -97,10 +98,16 @@ pub struct PumpDef {
     pub name: String,
     /// The sink it inserts into.
     pub sink: String,
-    /// The source it reads.
+    /// The source it reads (the first one, for a window join).
     pub source: String,
-    /// The window, if the query uses a windowing function (or `STEP`/`FLOOR`).
+    /// Every source it reads: one, or the sides of a window join.
+    pub sources: Vec<String>,
+    /// The window, if the query uses a windowing function (or `STEP`/`FLOOR`); for a window
+    /// join, the first side's (every side has the same window on its own time column, see
+    /// [`PumpDef::time_columns`]).
     pub window: Option<WindowSpec>,
+    /// A window join's time column per source.
+    pub time_columns: BTreeMap<String, String>,
     /// The `SELECT`, rewritten for DataFusion (the windowing function replaced by the
     /// source's name).
     pub select: String,
@@ -183,9 +190,13 @@ pub fn parse(text: &str) -> Result<AppSql> {
             .split('\0')
             .filter(|n| app.tables.get(*n).is_some_and(|t| !t.is_reference()))
             .collect();
-        read.dedup();
+        let mut seen = std::collections::BTreeSet::new();
+        read.retain(|n| seen.insert(*n));
+        let window_join = read.len() > 1 && read.iter().all(|n| pump.time_columns.contains_key(*n));
+        pump.sources = read.iter().map(|n| n.to_string()).collect();
         pump.source = match read.as_slice() {
             [one] => one.to_string(),
+            [first, ..] if window_join => first.to_string(),
             [] => {
                 return Err(Error::Sql(format!(
                     "pump `{}`: the query reads no declared source (SELECT ... FROM source)",
@@ -194,7 +205,7 @@ pub fn parse(text: &str) -> Result<AppSql> {
             }
             _ => {
                 return Err(Error::Sql(format!(
-                    "pump `{}`: a pump reads one stream (joins between streams are not supported yet; join with a reference table: WITH ('connector' = 'catalog', ...))",
+                    "pump `{}`: two streams are joined only window by window: read each through the same windowing function (FROM TABLE(TUMBLE(TABLE a, ...)) ... JOIN TABLE(TUMBLE(TABLE b, ...)) ...); or join with a reference table: WITH ('connector' = 'catalog', ...)",
                     pump.name
                 )));
             }
@@ -671,12 +682,21 @@ fn parse_insert(s: &mut Cursor<'_>, name: String, head: &str) -> Result<PumpDef>
     s.expect_keyword("INTO", head)?;
     let sink = s.identifier(head)?;
     let query = &s.tokens[s.pos..];
-    let (select, candidates, window) = rewrite_select(query, head)?;
+    let (select, candidates, windows) = rewrite_select(query, head)?;
+    let time_columns: BTreeMap<String, String> = match windows.as_slice() {
+        [_, _, ..] => windows
+            .iter()
+            .map(|(source, w)| (source.clone(), w.time_column.clone()))
+            .collect(),
+        _ => BTreeMap::new(),
+    };
     Ok(PumpDef {
         name,
         sink,
         source: candidates.join("\0"),
-        window,
+        sources: Vec::new(),
+        window: windows.into_iter().next().map(|(_, w)| w),
+        time_columns,
         select,
     })
 }
@@ -684,13 +704,15 @@ fn parse_insert(s: &mut Cursor<'_>, name: String, head: &str) -> Result<PumpDef>
 /// Rewrites a pump's query for DataFusion: drops `STREAM` after `SELECT`, replaces a windowing
 /// table function by its source's name, and `STEP(...)`/`FLOOR(... TO unit)` over the time
 /// column by `window_start`. Returns the text, the names that follow `FROM`/`JOIN` (the
-/// source among them; [`parse`] picks the declared ones) and the window.
+/// source among them; [`parse`] picks the declared ones) and the windows by source (several
+/// for a window join: then each source's, with the same kind and intervals).
+#[allow(clippy::type_complexity)]
 fn rewrite_select(
     query: &[Token],
     head: &str,
-) -> Result<(String, Vec<String>, Option<WindowSpec>)> {
+) -> Result<(String, Vec<String>, Vec<(String, WindowSpec)>)> {
     let mut out: Vec<Token> = Vec::with_capacity(query.len());
-    let mut window: Option<WindowSpec> = None;
+    let mut windows: Vec<(String, WindowSpec)> = Vec::new();
     let mut sources: Vec<String> = Vec::new();
     let mut i = 0;
     let mut after_from = false;
@@ -735,12 +757,19 @@ fn rewrite_select(
             let args = c.until_close(head)?;
             c.expect(&Token::RParen, head)?;
             let (source, spec) = parse_window_call(kind, args, head)?;
-            if window.is_some() {
-                return Err(Error::Sql(format!(
-                    "{head}: one windowing function per query"
-                )));
+            if let Some((first_source, first)) = windows.first() {
+                let same = WindowSpec {
+                    time_column: first.time_column.clone(),
+                    partition_by: first.partition_by.clone(),
+                    ..spec.clone()
+                };
+                if &same != first || spec.kind == WindowKind::Session || *first_source == source {
+                    return Err(Error::Sql(format!(
+                        "{head}: a query has one windowing function, or one per side of a window join with the same kind and intervals (not SESSION), each over its own source"
+                    )));
+                }
             }
-            window = Some(spec);
+            windows.push((source.clone(), spec));
             sources.push(source.clone());
             after_from = false;
             out.push(Token::make_word(&source, Some('"')));
@@ -769,13 +798,14 @@ fn rewrite_select(
                     offset_ms: 0,
                     partition_by: Vec::new(),
                 };
-                match &window {
+                match windows.first().map(|(_, w)| w) {
                     Some(w) if *w != spec => {
                         return Err(Error::Sql(format!(
                             "{head}: every STEP/FLOOR of a query must use the same column and interval"
                         )));
                     }
-                    _ => window = Some(spec),
+                    Some(_) => {}
+                    None => windows.push((String::new(), spec)),
                 }
                 out.push(Token::make_word("window_start", None));
                 i = c.pos;
@@ -791,7 +821,13 @@ fn rewrite_select(
         out.push(t.clone());
         i += 1;
     }
-    Ok((text(&out), sources, window))
+    // STEP/FLOOR name no source: theirs is the query's.
+    if let [(source, _)] = windows.as_mut_slice()
+        && source.is_empty()
+    {
+        *source = sources.first().cloned().unwrap_or_default();
+    }
+    Ok((text(&out), sources, windows))
 }
 
 /// `TABLE src, DESCRIPTOR(col), INTERVAL ..., INTERVAL ...` of a windowing function.

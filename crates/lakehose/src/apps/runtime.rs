@@ -188,35 +188,39 @@ fn bind(
     let mut sinks = BTreeMap::new();
     for (i, pump) in app.pumps.iter().enumerate() {
         let def = pump.definition();
-        match sources.iter_mut().find(|s| s.table == def.source) {
-            Some(s) => s.pumps.push(i),
-            None => {
-                let stream = stream_of(&def.source)?;
-                let runtime = ctx.engine.runtime(&stream).ok_or_else(|| {
-                    format!(
-                        "source `{}`: delivery stream {stream} does not exist",
-                        def.source
-                    )
-                })?;
-                let errors = app
-                    .option(&def.source, "error-output.stream")
-                    .map(str::to_string);
-                if let Some(e) = &errors
-                    && ctx.engine.runtime(e).is_none()
-                {
-                    return Err(format!(
-                        "source `{}`: error output stream {e} does not exist",
-                        def.source
-                    ));
+        // A window join reads several sources: it is fed by each.
+        for table in pump.sources() {
+            match sources.iter_mut().find(|s| s.table == table) {
+                Some(s) => s.pumps.push(i),
+                None => {
+                    let stream = stream_of(table)?;
+                    // Positions and retention holds are kept per stream.
+                    if let Some(other) = sources.iter().find(|s| s.stream == stream) {
+                        return Err(format!(
+                            "sources `{}` and `{table}` read the same delivery stream {stream}; an application reads a stream through one source",
+                            other.table
+                        ));
+                    }
+                    let runtime = ctx.engine.runtime(&stream).ok_or_else(|| {
+                        format!("source `{table}`: delivery stream {stream} does not exist")
+                    })?;
+                    let errors = app.option(table, "error-output.stream").map(str::to_string);
+                    if let Some(e) = &errors
+                        && ctx.engine.runtime(e).is_none()
+                    {
+                        return Err(format!(
+                            "source `{table}`: error output stream {e} does not exist"
+                        ));
+                    }
+                    sources.push(Source {
+                        table: table.to_string(),
+                        stream,
+                        runtime,
+                        position: 0,
+                        pumps: vec![i],
+                        errors,
+                    });
                 }
-                sources.push(Source {
-                    table: def.source.clone(),
-                    stream,
-                    runtime,
-                    position: 0,
-                    pumps: vec![i],
-                    errors,
-                });
             }
         }
         let connector = app.option(&def.sink, "connector").unwrap_or("firehose");
@@ -346,7 +350,10 @@ async fn run_inner(
                 .collect();
             for &i in &s.pumps {
                 let pump = &mut app.pumps[i];
-                let outcome = pump.push(&inputs).await.map_err(|e| e.to_string())?;
+                let outcome = pump
+                    .push_from(&s.table, &inputs)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 let target = &sinks[&pump.definition().sink];
                 push_rows(&mut outgoing, target, &outcome.rows)?;
                 reject(
