@@ -320,15 +320,43 @@ def test_join_with_a_catalog_reference_table(server):
     )
     countries = {"u1": "fr", "u2": "fr", "u3": "de"}
     put(firehose, users_feed, [{"user_id": u, "country": c} for u, c in countries.items()])
-    for stream, bucket in ((clicks, "clicks-raw"), (out, "per-country")):
-        firehose.create_delivery_stream(
-            DeliveryStreamName=stream,
-            ExtendedS3DestinationConfiguration={
-                "RoleARN": ROLE_ARN,
-                "BucketARN": f"arn:aws:s3:::{bucket}",
-                "BufferingHints": {"IntervalInSeconds": 1, "SizeInMBs": 1},
+    firehose.create_delivery_stream(
+        DeliveryStreamName=clicks,
+        ExtendedS3DestinationConfiguration={"RoleARN": ROLE_ARN, "BucketARN": "arn:aws:s3:::clicks-raw"},
+    )
+    # The results land in a catalog table: through a delivery stream converting into it.
+    glue.create_table(
+        DatabaseName=db,
+        TableInput={
+            "Name": "per_country",
+            "StorageDescriptor": {
+                "Columns": [
+                    {"Name": "country", "Type": "string"},
+                    {"Name": "window_start", "Type": "timestamp"},
+                    {"Name": "clicks", "Type": "bigint"},
+                ],
+                "Location": f"s3://{db}/per_country/",
+                "InputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
+                "OutputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
+                "SerdeInfo": {"SerializationLibrary": "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"},
             },
-        )
+        },
+    )
+    firehose.create_delivery_stream(
+        DeliveryStreamName=out,
+        ExtendedS3DestinationConfiguration={
+            "RoleARN": ROLE_ARN,
+            "BucketARN": f"arn:aws:s3:::{db}",
+            "Prefix": "per_country/",
+            "ErrorOutputPrefix": "errors/!{firehose:error-output-type}/",
+            "BufferingHints": {"IntervalInSeconds": 60, "SizeInMBs": 64},
+            "DataFormatConversionConfiguration": {
+                "SchemaConfiguration": {"DatabaseName": db, "TableName": "per_country", "RoleARN": ROLE_ARN},
+                "InputFormatConfiguration": {"Deserializer": {"OpenXJsonSerDe": {}}},
+                "OutputFormatConfiguration": {"Serializer": {"ParquetSerDe": {}}},
+            },
+        },
+    )
     code = f"""
         CREATE TABLE clicks (user_id VARCHAR, event_time TIMESTAMP(3))
           WITH ('connector' = 'firehose', 'stream' = '{clicks}');
@@ -357,14 +385,15 @@ def test_join_with_a_catalog_reference_table(server):
             want[country] = want.get(country, 0) + 1
 
     def totals() -> dict[str, int]:
-        found: dict[str, int] = {}
-        root = server.bucket_dir("per-country")
-        for path in root.rglob("*") if root.is_dir() else []:
-            if path.is_file() and "#" not in path.name:
-                for line in path.read_text().splitlines():
-                    row = json.loads(line)
-                    found[row["country"]] = found.get(row["country"], 0) + row["clicks"]
-        return found
+        # SQL over the result table (its undelivered rows included).
+        sql = f"SELECT country, CAST(SUM(clicks) AS BIGINT) AS n FROM {db}.per_country GROUP BY country"
+        request = urllib.request.Request(
+            server.endpoint + "/v1/query",
+            data=json.dumps({"sql": sql}).encode(),
+            headers={"content-type": "application/json"},
+        )
+        answer = json.loads(urllib.request.urlopen(request, timeout=30).read())
+        return {row[0]: row[1] for row in answer["rows"]}
 
     wait(lambda: totals() == want, timeout=30)
     analytics.stop_application(ApplicationName=name)

@@ -710,3 +710,60 @@ async fn window_join_of_two_streams_matches_batch_sql() {
         assert_eq!(lines(&rows), want, "results ({snapshot_every:?})");
     }
 }
+
+#[tokio::test]
+async fn approximate_percentiles_per_window() {
+    // approx_percentile_cont's t-digest depends on how rows are batched, so the streaming
+    // answer is compared with batch SQL's within a tolerance (amounts are 1..99).
+    let select = "SELECT user_id, window_start, approx_percentile_cont(amount, 0.5) AS p50, \
+                  approx_percentile_cont(amount, 0.9) AS p90, COUNT(*) AS n \
+                  FROM clicks GROUP BY user_id, window_start, window_end";
+    let sql = format!(
+        "CREATE TABLE clicks (user_id VARCHAR, url VARCHAR, amount BIGINT, event_time TIMESTAMP(3),
+             WATERMARK FOR event_time AS event_time - INTERVAL '2' SECOND)
+           WITH ('connector' = 'firehose', 'stream' = 'clicks');
+         CREATE TABLE out WITH ('connector' = 'firehose', 'stream' = 'out');
+         INSERT INTO out {}",
+        select.replace(
+            "FROM clicks",
+            "FROM TABLE(TUMBLE(TABLE clicks, DESCRIPTOR(event_time), INTERVAL '30' SECOND))"
+        )
+    );
+    let input = events(3_000, 43);
+    let parse =
+        |rows: Vec<String>| -> std::collections::BTreeMap<(String, String), (f64, f64, String)> {
+            rows.iter()
+                .map(|line| {
+                    let cells: Vec<String> = line
+                        .trim_matches('|')
+                        .split('|')
+                        .map(|c| c.trim().to_string())
+                        .collect();
+                    (
+                        (cells[0].clone(), cells[1].clone()),
+                        (
+                            cells[2].parse().unwrap(),
+                            cells[3].parse().unwrap(),
+                            cells[4].clone(),
+                        ),
+                    )
+                })
+                .collect()
+        };
+    let (got, _) = run(&sql, &input, 44, Some(4)).await;
+    let (want, _) = expected("TUMBLE", 30_000, 30_000, &input, select).await;
+    let (got, want) = (parse(got), parse(want));
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>()
+    );
+    assert!(want.len() > 20);
+    for (key, (p50, p90, n)) in &want {
+        let (g50, g90, gn) = &got[key];
+        assert_eq!(gn, n, "{key:?}");
+        assert!(
+            (g50 - p50).abs() <= 5.0 && (g90 - p90).abs() <= 5.0,
+            "{key:?}: {g50}/{g90} vs {p50}/{p90}"
+        );
+    }
+}
