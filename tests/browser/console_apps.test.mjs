@@ -15,18 +15,12 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, mkdirSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync } from "node:fs";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
-import { createInterface } from "node:readline";
-import { chromium } from "playwright-core";
+import { ROLE, startLakehose, launchChromium, newPage as harnessPage, aws as awsCall } from "./harness.mjs";
 
-const BIN = process.env.LAKEHOSE_BIN;
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const ARTIFACTS = join(dirname(fileURLToPath(import.meta.url)), "artifacts");
-const ROLE = "arn:aws:iam::123456789012:role/firehose";
 const APP = "clicks-per-window";
 
 const EXAMPLE_SQL = `CREATE TABLE clicks (user_id VARCHAR, event_time TIMESTAMP(3),
@@ -39,68 +33,27 @@ FROM TABLE(TUMBLE(TABLE clicks, DESCRIPTOR(event_time), INTERVAL '10' SECOND))
 GROUP BY user_id, window_start, window_end;
 `;
 
-let server;
+let lakehose;
 let endpoint;
-let dataDir;
 let browser;
 let context;
 const errors = [];
 
-async function startServer() {
-  dataDir = mkdtempSync(join(tmpdir(), "lakehose-console-apps-"));
-  server = spawn(BIN, ["serve", "--listen", "127.0.0.1:0", "--data-dir", join(dataDir, "data")], {
-    stdio: ["ignore", "pipe", "inherit"],
-    env: { ...process.env, RUST_LOG: "warn" },
-  });
-  const lines = createInterface({ input: server.stdout });
-  endpoint = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("lakehose did not start within 30 s")), 30000);
-    server.once("exit", (code) => reject(new Error(`lakehose exited with ${code}`)));
-    lines.on("line", (line) => {
-      const m = line.match(/lakehose listening on (https?:\/\/\S+)/);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    });
-  });
-}
-
 before(async () => {
-  assert.ok(BIN, "set LAKEHOSE_BIN to the lakehose binary");
   mkdirSync(ARTIFACTS, { recursive: true });
-  await startServer();
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-      "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync"],
-  });
+  lakehose = await startLakehose({ prefix: "lakehose-console-apps-" });
+  endpoint = lakehose.endpoint;
+  browser = await launchChromium();
   context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
 });
 
 after(async () => {
   await browser?.close();
-  server?.kill("SIGTERM");
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  lakehose?.stop();
 });
 
-async function newPage(ctx = context) {
-  const page = await ctx.newPage();
-  page.on("pageerror", (e) => errors.push(`pageerror: ${e.message}`));
-  page.on("console", (m) => {
-    if (m.type() === "error") errors.push(`console: ${m.text()}`);
-  });
-  return page;
-}
-
-async function aws(target, body) {
-  const r = await fetch(`${endpoint}/`, {
-    method: "POST",
-    headers: { "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": target },
-    body: JSON.stringify(body),
-  });
-  return { status: r.status, body: await r.json() };
-}
+const newPage = (ctx = context) => harnessPage(ctx, errors);
+const aws = (target, body) => awsCall(endpoint, target, body);
 
 async function createStream(name) {
   const r = await aws("Firehose_20150804.CreateDeliveryStream", {

@@ -9,29 +9,18 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { createInterface } from "node:readline";
-import { chromium } from "playwright-core";
+import { startLakehose, launchChromium } from "./harness.mjs";
 
-const BIN = process.env.LAKEHOSE_BIN;
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const ADMIN = { id: "AKIACONSOLEADMIN0001", secret: "console-admin-secret-0123456789abcdef" };
 const READER = { id: "AKIACONSOLEREADER001", secret: "console-reader-secret-0123456789abcd" };
 
-let server;
+let lakehose;
 let endpoint;
-let dataDir;
 let browser;
 
-async function startServer() {
-  dataDir = mkdtempSync(join(tmpdir(), "lakehose-console-"));
-  const config = join(dataDir, "lakehose.toml");
-  writeFileSync(
-    config,
-    `[[auth.keys]]
+before(async () => {
+  lakehose = await startLakehose({
+    config: `[[auth.keys]]
 access_key_id = "${ADMIN.id}"
 secret_access_key = "${ADMIN.secret}"
 allow = [{ actions = ["*"] }]
@@ -41,47 +30,14 @@ access_key_id = "${READER.id}"
 secret_access_key = "${READER.secret}"
 allow = [{ actions = ["firehose:List*", "firehose:Describe*"] }]
 `,
-  );
-  server = spawn(
-    BIN,
-    ["serve", "--listen", "127.0.0.1:0", "--data-dir", join(dataDir, "data"), "--config", config],
-    { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, RUST_LOG: "warn" } },
-  );
-  const lines = createInterface({ input: server.stdout });
-  endpoint = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("lakehose did not start within 30 s")), 30000);
-    server.once("exit", (code) => reject(new Error(`lakehose exited with ${code}`)));
-    lines.on("line", (line) => {
-      const m = line.match(/lakehose listening on (https?:\/\/\S+)/);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    });
   });
-}
-
-before(async () => {
-  assert.ok(BIN, "set LAKEHOSE_BIN to the lakehose binary");
-  await startServer();
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  endpoint = lakehose.endpoint;
+  browser = await launchChromium();
 });
 
 after(async () => {
   await browser?.close();
-  server?.kill("SIGTERM");
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  lakehose?.stop();
 });
 
 async function signIn(page, key) {

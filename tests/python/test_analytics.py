@@ -281,82 +281,62 @@ def test_legacy_application_with_kda_inputs_and_outputs(server, tmp_path):
     assert err.value.response["Error"]["Code"] == "ResourceNotFoundException"
 
 
-def test_join_with_a_catalog_reference_table(server):
-    """A Glue table (filled through a converting stream, so its rows are the stream's
-    acknowledged records) joined with a live stream: clicks per country and window."""
-    firehose = server.client()
-    glue = server.aws("glue")
-    analytics = server.aws("kinesisanalytics")
-    db = unique_name("crm").replace("-", "_")
-    glue.create_database(DatabaseInput={"Name": db})
+def parquet_table(glue, db: str, table: str, columns: list[tuple[str, str]]) -> None:
+    """A Glue table of Parquet files under `s3://DB/TABLE/`."""
     glue.create_table(
         DatabaseName=db,
         TableInput={
-            "Name": "users",
+            "Name": table,
             "StorageDescriptor": {
-                "Columns": [{"Name": "user_id", "Type": "string"}, {"Name": "country", "Type": "string"}],
-                "Location": f"s3://{db}/users/",
+                "Columns": [{"Name": n, "Type": t} for n, t in columns],
+                "Location": f"s3://{db}/{table}/",
                 "InputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
                 "OutputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
                 "SerdeInfo": {"SerializationLibrary": "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"},
             },
         },
     )
-    users_feed, clicks, out = unique_name("users"), unique_name("clicks"), unique_name("per-country")
+
+
+def converting_stream(firehose, name: str, db: str, table: str) -> None:
+    """A delivery stream converting JSON into `DB.TABLE` (Parquet under `s3://DB/TABLE/`)."""
     firehose.create_delivery_stream(
-        DeliveryStreamName=users_feed,
+        DeliveryStreamName=name,
         ExtendedS3DestinationConfiguration={
             "RoleARN": ROLE_ARN,
             "BucketARN": f"arn:aws:s3:::{db}",
-            "Prefix": "users/",
+            "Prefix": f"{table}/",
             "ErrorOutputPrefix": "errors/!{firehose:error-output-type}/",
             "BufferingHints": {"SizeInMBs": 64, "IntervalInSeconds": 900},
             "DataFormatConversionConfiguration": {
-                "SchemaConfiguration": {"DatabaseName": db, "TableName": "users", "RoleARN": ROLE_ARN},
+                "SchemaConfiguration": {"DatabaseName": db, "TableName": table, "RoleARN": ROLE_ARN},
                 "InputFormatConfiguration": {"Deserializer": {"OpenXJsonSerDe": {}}},
                 "OutputFormatConfiguration": {"Serializer": {"ParquetSerDe": {}}},
             },
         },
     )
+
+
+def test_join_with_a_catalog_reference_table(server):
+    """A Glue table (filled through a converting stream, so its rows are the stream's
+    acknowledged records) joined with a live stream: clicks per country and window, written
+    into another catalog table (through a converting stream) and read back with SQL."""
+    firehose = server.client()
+    glue = server.aws("glue")
+    analytics = server.aws("kinesisanalytics")
+    db = unique_name("crm").replace("-", "_")
+    glue.create_database(DatabaseInput={"Name": db})
+    parquet_table(glue, db, "users", [("user_id", "string"), ("country", "string")])
+    users_feed, clicks, out = unique_name("users"), unique_name("clicks"), unique_name("per-country")
+    converting_stream(firehose, users_feed, db, "users")
     countries = {"u1": "fr", "u2": "fr", "u3": "de"}
     put(firehose, users_feed, [{"user_id": u, "country": c} for u, c in countries.items()])
     firehose.create_delivery_stream(
         DeliveryStreamName=clicks,
         ExtendedS3DestinationConfiguration={"RoleARN": ROLE_ARN, "BucketARN": "arn:aws:s3:::clicks-raw"},
     )
-    # The results land in a catalog table: through a delivery stream converting into it.
-    glue.create_table(
-        DatabaseName=db,
-        TableInput={
-            "Name": "per_country",
-            "StorageDescriptor": {
-                "Columns": [
-                    {"Name": "country", "Type": "string"},
-                    {"Name": "window_start", "Type": "timestamp"},
-                    {"Name": "clicks", "Type": "bigint"},
-                ],
-                "Location": f"s3://{db}/per_country/",
-                "InputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
-                "OutputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
-                "SerdeInfo": {"SerializationLibrary": "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"},
-            },
-        },
-    )
-    firehose.create_delivery_stream(
-        DeliveryStreamName=out,
-        ExtendedS3DestinationConfiguration={
-            "RoleARN": ROLE_ARN,
-            "BucketARN": f"arn:aws:s3:::{db}",
-            "Prefix": "per_country/",
-            "ErrorOutputPrefix": "errors/!{firehose:error-output-type}/",
-            "BufferingHints": {"IntervalInSeconds": 60, "SizeInMBs": 64},
-            "DataFormatConversionConfiguration": {
-                "SchemaConfiguration": {"DatabaseName": db, "TableName": "per_country", "RoleARN": ROLE_ARN},
-                "InputFormatConfiguration": {"Deserializer": {"OpenXJsonSerDe": {}}},
-                "OutputFormatConfiguration": {"Serializer": {"ParquetSerDe": {}}},
-            },
-        },
-    )
+    parquet_table(glue, db, "per_country", [("country", "string"), ("window_start", "timestamp"), ("clicks", "bigint")])
+    converting_stream(firehose, out, db, "per_country")
     code = f"""
         CREATE TABLE clicks (user_id VARCHAR, event_time TIMESTAMP(3))
           WITH ('connector' = 'firehose', 'stream' = '{clicks}');

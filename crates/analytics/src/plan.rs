@@ -197,18 +197,20 @@ impl Stage {
     }
 }
 
+/// Operators that handle each row on its own and keep nothing between executions.
+const ROW_BY_ROW: &[&str] = &[
+    "FeedExec",
+    "CooperativeExec",
+    "FilterExec",
+    "ProjectionExec",
+    "CoalesceBatchesExec",
+    "CoalescePartitionsExec",
+    "UnnestExec",
+];
+
 /// Whether a node of `plan` is not one known to keep nothing between executions.
 fn has_stateful_operator(plan: &Arc<dyn ExecutionPlan>) -> bool {
-    const STATELESS: &[&str] = &[
-        "FeedExec",
-        "CooperativeExec",
-        "FilterExec",
-        "ProjectionExec",
-        "CoalesceBatchesExec",
-        "CoalescePartitionsExec",
-        "UnnestExec",
-    ];
-    !STATELESS.contains(&plan.name()) || plan.children().iter().any(|c| has_stateful_operator(c))
+    !ROW_BY_ROW.contains(&plan.name()) || plan.children().iter().any(|c| has_stateful_operator(c))
 }
 
 /// The pieces of a windowed aggregate (see the module docs).
@@ -483,15 +485,6 @@ fn find_aggregate(
 fn check_row_by_row(pump: &PumpDef, plan: &Arc<dyn ExecutionPlan>) -> Result<()> {
     use datafusion::common::JoinType;
     use datafusion::physical_plan::joins::{HashJoinExec, NestedLoopJoinExec};
-    const ROW_BY_ROW: &[&str] = &[
-        "FeedExec",
-        "CooperativeExec",
-        "FilterExec",
-        "ProjectionExec",
-        "CoalesceBatchesExec",
-        "CoalescePartitionsExec",
-        "UnnestExec",
-    ];
     let refuse = |what: String| {
         Err(Error::Plan(format!(
             "pump `{}`: {what} is not supported over a stream",

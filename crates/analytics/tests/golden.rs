@@ -221,14 +221,24 @@ const SELECT: &str = "SELECT user_id, window_start, window_end, COUNT(*) AS clic
      COUNT(DISTINCT url) AS pages, AVG(amount) AS mean \
      FROM clicks GROUP BY user_id, window_start, window_end HAVING COUNT(*) > 1";
 
+/// The clicks source (2 s watermark delay).
+const CLICKS: &str =
+    "CREATE TABLE clicks (user_id VARCHAR, url VARCHAR, amount BIGINT, event_time TIMESTAMP(3),
+        WATERMARK FOR event_time AS event_time - INTERVAL '2' SECOND)
+      WITH ('connector' = 'firehose', 'stream' = 'clicks');";
+
+/// An application running [`SELECT`] over `window` (a windowing function call).
 fn app_sql(window: &str) -> String {
+    app_sql_with(SELECT, window)
+}
+
+/// An application running `select` (over `clicks`) with `FROM clicks` read through `window`.
+fn app_sql_with(select: &str, window: &str) -> String {
     format!(
-        "CREATE TABLE clicks (user_id VARCHAR, url VARCHAR, amount BIGINT, event_time TIMESTAMP(3),
-             WATERMARK FOR event_time AS event_time - INTERVAL '2' SECOND)
-           WITH ('connector' = 'firehose', 'stream' = 'clicks');
+        "{CLICKS}
          CREATE TABLE out WITH ('connector' = 'firehose', 'stream' = 'out');
          INSERT INTO out {}",
-        SELECT.replace("FROM clicks", &format!("FROM TABLE({window})"))
+        select.replace("FROM clicks", &format!("FROM TABLE({window})"))
     )
 }
 
@@ -474,16 +484,16 @@ fn users_reference() -> lakehose_analytics::ReferenceTable {
 
 #[tokio::test]
 async fn join_with_a_reference_table_matches_batch_sql() {
-    let sql = "CREATE TABLE clicks (user_id VARCHAR, url VARCHAR, amount BIGINT, event_time TIMESTAMP(3),
-                 WATERMARK FOR event_time AS event_time - INTERVAL '2' SECOND)
-               WITH ('connector' = 'firehose', 'stream' = 'clicks');
+    let sql = &format!(
+        "{CLICKS}
                CREATE TABLE users WITH ('connector' = 'catalog', 'database' = 'crm', 'table' = 'users');
                CREATE TABLE out WITH ('connector' = 'firehose', 'stream' = 'out');
                INSERT INTO out
                SELECT u.country, c.window_start, COUNT(*) AS clicks, SUM(c.amount) AS total
                FROM TABLE(TUMBLE(TABLE clicks, DESCRIPTOR(event_time), INTERVAL '10' SECOND)) AS c
                JOIN users AS u ON c.user_id = u.user_id
-               GROUP BY u.country, c.window_start, c.window_end";
+               GROUP BY u.country, c.window_start, c.window_end"
+    );
     let parsed = lakehose_analytics::sql::parse(sql).unwrap();
     assert_eq!(parsed.references(), vec!["users".to_string()]);
     let reference = users_reference();
@@ -548,16 +558,9 @@ async fn top_n_within_each_window() {
     // between windows, e.g. a top-N threshold).
     let select = "SELECT user_id, window_start, COUNT(*) AS clicks FROM clicks \
                   GROUP BY user_id, window_start, window_end ORDER BY clicks DESC, user_id LIMIT 2";
-    let full = format!(
-        "CREATE TABLE clicks (user_id VARCHAR, url VARCHAR, amount BIGINT, event_time TIMESTAMP(3),
-             WATERMARK FOR event_time AS event_time - INTERVAL '2' SECOND)
-           WITH ('connector' = 'firehose', 'stream' = 'clicks');
-         CREATE TABLE out WITH ('connector' = 'firehose', 'stream' = 'out');
-         INSERT INTO out {}",
-        select.replace(
-            "FROM clicks",
-            "FROM TABLE(TUMBLE(TABLE clicks, DESCRIPTOR(event_time), INTERVAL '10' SECOND))"
-        )
+    let full = app_sql_with(
+        select,
+        "TUMBLE(TABLE clicks, DESCRIPTOR(event_time), INTERVAL '10' SECOND)",
     );
     let input = events(3_000, 29);
     let (rows, _) = run(&full, &input, 30, None).await;
@@ -718,16 +721,9 @@ async fn approximate_percentiles_per_window() {
     let select = "SELECT user_id, window_start, approx_percentile_cont(amount, 0.5) AS p50, \
                   approx_percentile_cont(amount, 0.9) AS p90, COUNT(*) AS n \
                   FROM clicks GROUP BY user_id, window_start, window_end";
-    let sql = format!(
-        "CREATE TABLE clicks (user_id VARCHAR, url VARCHAR, amount BIGINT, event_time TIMESTAMP(3),
-             WATERMARK FOR event_time AS event_time - INTERVAL '2' SECOND)
-           WITH ('connector' = 'firehose', 'stream' = 'clicks');
-         CREATE TABLE out WITH ('connector' = 'firehose', 'stream' = 'out');
-         INSERT INTO out {}",
-        select.replace(
-            "FROM clicks",
-            "FROM TABLE(TUMBLE(TABLE clicks, DESCRIPTOR(event_time), INTERVAL '30' SECOND))"
-        )
+    let sql = app_sql_with(
+        select,
+        "TUMBLE(TABLE clicks, DESCRIPTOR(event_time), INTERVAL '30' SECOND)",
     );
     let input = events(3_000, 43);
     let parse =

@@ -93,11 +93,25 @@ pub(crate) fn read(fs: &dyn Fs, dir: &Path) -> Result<Option<Checkpoint>> {
 /// Atomically replaces the checkpoint of `dir`. Any error means the new checkpoint may or
 /// may not be durable; the old one is intact or replaced, never damaged.
 pub(crate) fn write(fs: &dyn Fs, dir: &Path, cp: &Checkpoint, fsync: bool) -> Result<()> {
-    let tmp = dir.join(CHECKPOINT_TMP_FILE);
-    let path = dir.join(CHECKPOINT_FILE);
     let bytes = encode(cp.committed, &cp.pending);
+    replace_file(fs, dir, CHECKPOINT_FILE, CHECKPOINT_TMP_FILE, &bytes, fsync)
+}
+
+/// Atomically replaces `dir/name` by `bytes`: write `dir/tmp_name`, `fdatasync` it, rename it
+/// over `name`, fsync the directory (the syncs only with `fsync`). A crash leaves the old or
+/// the new file, never a mix; a leftover temporary file is the caller's to ignore.
+pub(crate) fn replace_file(
+    fs: &dyn Fs,
+    dir: &Path,
+    name: &str,
+    tmp_name: &str,
+    bytes: &[u8],
+    fsync: bool,
+) -> Result<()> {
+    let tmp = dir.join(tmp_name);
+    let path = dir.join(name);
     let file = fs.create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
-    file.write_at(&bytes, 0)
+    file.write_at(bytes, 0)
         .map_err(|e| Error::io("write", &tmp, e))?;
     if fsync {
         file.sync_data()

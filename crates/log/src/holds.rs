@@ -186,24 +186,8 @@ pub(crate) fn write(
     holds: &BTreeMap<String, u64>,
     fsync: bool,
 ) -> Result<()> {
-    let tmp = dir.join(HOLDS_TMP_FILE);
-    let path = dir.join(HOLDS_FILE);
     let bytes = encode(holds);
-    let file = fs.create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
-    file.write_at(&bytes, 0)
-        .map_err(|e| Error::io("write", &tmp, e))?;
-    if fsync {
-        file.sync_data()
-            .map_err(|e| Error::io("fdatasync", &tmp, e))?;
-    }
-    drop(file);
-    fs.rename(&tmp, &path)
-        .map_err(|e| Error::io("rename", &tmp, e))?;
-    if fsync {
-        fs.sync_dir(dir)
-            .map_err(|e| Error::io("fsync directory", dir, e))?;
-    }
-    Ok(())
+    crate::checkpoint::replace_file(fs, dir, HOLDS_FILE, HOLDS_TMP_FILE, &bytes, fsync)
 }
 
 #[cfg(test)]

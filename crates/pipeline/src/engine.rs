@@ -467,7 +467,7 @@ fn stream_dir(root: &Path, name: &str) -> PathBuf {
 }
 
 /// Writes `bytes` to `path` atomically and durably (temp file, fsync, rename, fsync folder).
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let tmp = path.with_extension("tmp");
     let mut file = std::fs::File::create(&tmp)?;

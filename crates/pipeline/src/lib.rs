@@ -20,7 +20,7 @@ pub(crate) mod redshift;
 pub(crate) mod remote;
 pub(crate) mod splunk;
 
-pub use engine::{Engine, EngineConfig, StreamRuntime, parse_record_id, record_id};
+pub use engine::{Engine, EngineConfig, StreamRuntime, parse_record_id, record_id, write_atomic};
 pub use fresh::FreshRows;
 
 /// Why the pipeline failed (internal to the server: the API maps these to AWS errors).

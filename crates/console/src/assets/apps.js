@@ -5,7 +5,7 @@
 
 import { analytics, firehose } from "./api.js";
 import { formatNumber } from "./chart.js";
-import { h, setStatus, confirmDialog, table, poll, formatDate } from "./ui.js";
+import { h, setStatus, confirmDialog, table, poll, formatDate, dropUnseenRows } from "./ui.js";
 
 const enc = encodeURIComponent;
 const POSITIONS = ["NOW", "TRIM_HORIZON", "LAST_STOPPED_POINT"];
@@ -154,12 +154,7 @@ export async function renderApps(view) {
       }
       prev = row;
     });
-    for (const [name, row] of rows) {
-      if (!seen.has(name)) {
-        row.tr.remove();
-        rows.delete(name);
-      }
-    }
+    dropUnseenRows(rows, seen);
     empty.hidden = rows.size > 0;
     section.dataset.refreshes = String((Number(section.dataset.refreshes) || 0) + 1);
   }

@@ -3,7 +3,7 @@
 
 import { consoleApi, firehose } from "./api.js";
 import { Sparkline, drawChart, formatNumber } from "./chart.js";
-import { h, setStatus, confirmDialog, table, poll, formatBytes, formatDate } from "./ui.js";
+import { h, setStatus, confirmDialog, table, poll, formatBytes, formatDate, dropUnseenRows } from "./ui.js";
 
 const HISTORY = 30;
 
@@ -205,12 +205,7 @@ export async function renderOverview(view) {
       drawRow(row);
       prev = row;
     }
-    for (const [name, row] of rows) {
-      if (!seen.has(name)) {
-        row.tr.remove();
-        rows.delete(name);
-      }
-    }
+    dropUnseenRows(rows, seen);
     empty.hidden = rows.size > 0;
     pumpSeeds();
     const t2 = performance.now();

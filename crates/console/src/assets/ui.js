@@ -136,3 +136,16 @@ export function randomId(prefix = "") {
   const bytes = crypto.getRandomValues(new Uint8Array(6));
   return prefix + Array.from(bytes, (b) => b.toString(36).padStart(2, "0")).join("").slice(0, 10);
 }
+
+/**
+ * Removes from `rows` (name -> { tr }) and from the page every row whose name is not in
+ * `seen`: what a live table does after a refresh.
+ */
+export function dropUnseenRows(rows, seen) {
+  for (const [name, row] of rows) {
+    if (!seen.has(name)) {
+      row.tr.remove();
+      rows.delete(name);
+    }
+  }
+}

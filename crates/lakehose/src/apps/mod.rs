@@ -35,19 +35,7 @@ use tokio::task::JoinHandle;
 
 use runtime::{RunContext, RunStatus, StartingPosition};
 
-/// Writes `bytes` to `path` atomically and durably (temp file, fsync, rename, fsync folder).
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}
+pub(crate) use lakehose_pipeline::write_atomic;
 
 /// Most rows a reference table may have (it is held in memory and joined per micro-batch).
 const MAX_REFERENCE_ROWS: usize = 1_000_000;

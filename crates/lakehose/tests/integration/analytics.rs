@@ -68,15 +68,9 @@ fn results(server: &Server) -> BTreeMap<(String, String), Vec<u64>> {
     out
 }
 
-#[test]
-fn windowed_results_survive_kill_9_exactly_once() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let mut server = Server::start_in(&data, None);
+/// The streams `clicks` (buckets `raw`) and `results` (bucket `res`), and the application
+/// `counts` ([`APP`]) started from `NOW`, on `server`.
+fn start_counts(server: &Server, rt: &tokio::runtime::Runtime) {
     rt.block_on(async {
         let c = server.client();
         create(&c, "clicks", s3_dest("raw", 64, 900)).await;
@@ -95,6 +89,22 @@ fn windowed_results_survive_kill_9_exactly_once() {
             {"Id": "1.1", "InputStartingPositionConfiguration": {"InputStartingPosition": "NOW"}}]}),
     );
     assert_eq!(status, 200, "{body}");
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn windowed_results_survive_kill_9_exactly_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let rt = runtime();
+    let mut server = Server::start_in(&data, None);
+    start_counts(&server, &rt);
 
     // 12,000 events over 120 s of event time (12 windows), 7 users, in batches of 400, with a
     // kill -9 after every third batch (at a random moment of the application's work).
@@ -169,10 +179,7 @@ fn windowed_results_survive_kill_9_exactly_once() {
 #[test]
 fn lifecycle_and_errors_in_the_aws_shape() {
     let server = Server::start();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(create(&server.client(), "clicks", s3_dest("raw", 64, 900)));
     let call = |op: &str, body: serde_json::Value| kda(&server.endpoint, op, &body);
 
@@ -276,29 +283,10 @@ fn results_in_doubt_at_a_crash_are_delivered_exactly_once() {
     for failpoint in ["after-checkpoint", "mid-delivery"] {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("data");
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = runtime();
         let env = format!("LAKEHOSE_ANALYTICS_FAILPOINT={failpoint}");
         let mut server = Server::start_wrapped(&data, None, &["env", &env]);
-        rt.block_on(async {
-            let c = server.client();
-            create(&c, "clicks", s3_dest("raw", 64, 900)).await;
-            create(&c, "results", s3_dest("res", 1, 1)).await;
-        });
-        let (status, body) = kda(
-            &server.endpoint,
-            "CreateApplication",
-            &serde_json::json!({"ApplicationName": "counts", "ApplicationCode": APP}),
-        );
-        assert_eq!(status, 200, "{body}");
-        let (status, _) = kda(
-            &server.endpoint,
-            "StartApplication",
-            &serde_json::json!({"ApplicationName": "counts"}),
-        );
-        assert_eq!(status, 200);
+        start_counts(&server, &rt);
         // 700 users in the first window (700 result rows: two puts of at most 500), then one
         // event that closes it.
         let mut lines: Vec<String> = (0..700).map(|u| event(u, BASE_MS + u as i64)).collect();
