@@ -446,3 +446,47 @@ def test_window_join_of_two_delivery_streams(server):
     want = [("a", "2026-11-24T10:00:00", 2), ("c", "2026-11-24T10:00:00", 1)]
     wait(lambda: rows() == want, timeout=30)
     analytics.stop_application(ApplicationName=name)
+
+
+def test_idle_timeout_closes_the_last_window_without_new_records(server):
+    """With 'watermark.idle-timeout', the last window of a source that goes quiet fires on
+    the clock; no later record is needed."""
+    firehose = server.client()
+    analytics = server.aws("kinesisanalytics")
+    source, out = unique_name("idle-in"), unique_name("idle-out")
+    for stream, bucket in ((source, "idle-raw"), (out, "idle-out")):
+        firehose.create_delivery_stream(
+            DeliveryStreamName=stream,
+            ExtendedS3DestinationConfiguration={
+                "RoleARN": ROLE_ARN,
+                "BucketARN": f"arn:aws:s3:::{bucket}",
+                "BufferingHints": {"IntervalInSeconds": 1, "SizeInMBs": 1},
+            },
+        )
+    code = f"""
+        CREATE TABLE readings (device_id VARCHAR, reading_time TIMESTAMP(3))
+          WITH ('connector' = 'firehose', 'stream' = '{source}', 'watermark.idle-timeout' = '1 s');
+        CREATE TABLE counts WITH ('connector' = 'firehose', 'stream' = '{out}');
+        INSERT INTO counts SELECT device_id, window_start, COUNT(*) AS n
+        FROM TABLE(TUMBLE(TABLE readings, DESCRIPTOR(reading_time), INTERVAL '2' SECOND))
+        GROUP BY device_id, window_start, window_end
+    """
+    name = unique_name("idle")
+    analytics.create_application(ApplicationName=name, ApplicationCode=code)
+    analytics.start_application(
+        ApplicationName=name,
+        InputConfigurations=[{"Id": "1.1", "InputStartingPositionConfiguration": {"InputStartingPosition": "NOW"}}],
+    )
+    now = datetime.now(timezone.utc)
+    put(firehose, source, [{"device_id": "d1", "reading_time": iso(now)} for _ in range(3)])
+
+    def counted() -> int:
+        total = 0
+        root = server.bucket_dir("idle-out")
+        for path in root.rglob("*") if root.is_dir() else []:
+            if path.is_file() and "#" not in path.name:
+                total += sum(json.loads(line)["n"] for line in path.read_text().splitlines())
+        return total
+
+    wait(lambda: counted() == 3, timeout=20)
+    analytics.stop_application(ApplicationName=name)

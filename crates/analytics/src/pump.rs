@@ -206,6 +206,11 @@ struct SourceInput {
     delay_ms: i64,
     /// The largest time seen in this source.
     max_time: i64,
+    /// The latest arrival time seen (the clock when the source last had a record).
+    max_arrival: i64,
+    /// `'watermark.idle-timeout'`: after this long without records, the source's event time is
+    /// taken to advance with the clock.
+    idle_timeout_ms: Option<i64>,
 }
 
 impl SourceInput {
@@ -264,6 +269,10 @@ impl SourceInput {
             TimeSource::Event => time_column.unwrap_or_default(),
             TimeSource::Processing => ROWTIME.to_string(),
         };
+        let idle_timeout_ms = def
+            .options
+            .get(crate::sql::IDLE_TIMEOUT_OPTION)
+            .and_then(|v| crate::sql::parse_duration_ms(v));
         Ok(SourceInput {
             def,
             record_schema,
@@ -272,7 +281,22 @@ impl SourceInput {
             time_column,
             delay_ms,
             max_time: i64::MIN,
+            max_arrival: i64::MIN,
+            idle_timeout_ms,
         })
+    }
+
+    /// This source's contribution to the watermark at clock `now_ms`: its largest time minus
+    /// its delay, plus, once it has been silent longer than its idle timeout, the time since.
+    fn watermark_at(&self, now_ms: Option<i64>) -> i64 {
+        let mut max = self.max_time;
+        if let (Some(now), Some(timeout)) = (now_ms, self.idle_timeout_ms)
+            && max != i64::MIN
+            && self.max_arrival != i64::MIN
+        {
+            max = max.saturating_add((now - self.max_arrival - timeout).max(0));
+        }
+        max.saturating_sub(self.delay_ms)
     }
 }
 
@@ -459,6 +483,10 @@ impl Pump {
                 .iter()
                 .map(|&r| records[r as usize].arrival_ms)
                 .collect();
+            if let Some(&latest) = arrival.iter().max() {
+                let input = &mut self.inputs[index];
+                input.max_arrival = input.max_arrival.max(latest);
+            }
             let batch = self.with_arrival_columns(index, batch, arrival)?;
             self.process(index, batch, rows, &mut out).await?;
         }
@@ -618,10 +646,35 @@ impl Pump {
         let watermark = self
             .inputs
             .iter()
-            .map(|i| i.max_time.saturating_sub(i.delay_ms))
+            .map(|i| i.watermark_at(None))
             .min()
             .unwrap_or(i64::MIN);
         self.watermark = self.watermark.max(watermark);
+    }
+
+    /// Lets the clock (`now_ms`) move the watermark: for processing time, to `now_ms`; for
+    /// event-time sources with `'watermark.idle-timeout'`, by the time they have been silent
+    /// beyond it. Fires the windows that ends.
+    pub async fn tick(&mut self, now_ms: i64) -> Result<Outcome> {
+        if self.uses_processing_time() {
+            return self.advance_to(now_ms).await;
+        }
+        let mut out = Outcome::default();
+        if self.def.window.is_none() || self.inputs.iter().all(|i| i.idle_timeout_ms.is_none()) {
+            return Ok(out);
+        }
+        let watermark = self
+            .inputs
+            .iter()
+            .map(|i| i.watermark_at(Some(now_ms)))
+            .min()
+            .unwrap_or(i64::MIN);
+        if watermark > self.watermark {
+            self.watermark = watermark;
+            out.rows = self.fire().await?;
+            self.account(&out);
+        }
+        Ok(out)
     }
 
     fn times(&self, index: usize, batch: &RecordBatch) -> Result<Vec<Option<i64>>> {
@@ -847,6 +900,7 @@ impl Pump {
             watermark: self.watermark,
             max_time: self.inputs[0].max_time,
             max_times: self.inputs.iter().map(|i| i.max_time).collect(),
+            max_arrivals: self.inputs.iter().map(|i| i.max_arrival).collect(),
             stats: self.stats,
             windows: Vec::new(),
             windows_ipc_len: 0,
@@ -1052,6 +1106,9 @@ impl Pump {
             for (input, &t) in self.inputs.iter_mut().zip(&header.max_times) {
                 input.max_time = t;
             }
+            for (input, &t) in self.inputs.iter_mut().zip(&header.max_arrivals) {
+                input.max_arrival = t;
+            }
         } else {
             self.inputs[0].max_time = header.max_time;
         }
@@ -1074,6 +1131,9 @@ struct SnapshotHeader {
     /// Each source's largest time (a window join has several).
     #[serde(default)]
     max_times: Vec<i64>,
+    /// Each source's latest arrival time.
+    #[serde(default)]
+    max_arrivals: Vec<i64>,
     stats: PumpStats,
     /// (start, end) of each window, in the order of the IPC batches.
     windows: Vec<(i64, i64)>,

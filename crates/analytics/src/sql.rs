@@ -475,6 +475,13 @@ fn parse_create_table(s: &mut Cursor<'_>, head: &str) -> Result<TableDef> {
     if !s.is_done() {
         return Err(Error::Sql(format!("{head}: unexpected {}", s.here())));
     }
+    if let Some(v) = table.options.get(IDLE_TIMEOUT_OPTION)
+        && parse_duration_ms(v).is_none()
+    {
+        return Err(Error::Sql(format!(
+            "{head}: '{IDLE_TIMEOUT_OPTION}' = '{v}' is not a duration (e.g. '10 s')"
+        )));
+    }
     if let Some(w) = &table.watermark {
         let column = table.columns.iter().find(|f| f.name() == &w.column);
         match column.map(|f| f.data_type()) {
@@ -663,6 +670,29 @@ fn parse_interval_rest(e: &mut Cursor<'_>, head: &str) -> Result<i64> {
         )));
     }
     Ok(ms as i64)
+}
+
+/// The option `'watermark.idle-timeout'` of a source: how long it may be silent before its
+/// event time is taken to advance with the clock.
+pub const IDLE_TIMEOUT_OPTION: &str = "watermark.idle-timeout";
+
+/// A duration written `'10 s'`, `'10 seconds'`, `'500 ms'` or `'2 minutes'`, in milliseconds.
+pub fn parse_duration_ms(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (amount, unit) = text.split_at(split);
+    let amount: f64 = amount.parse().ok()?;
+    let per = match unit.trim().to_ascii_lowercase().as_str() {
+        "ms" => 1,
+        "s" => 1_000,
+        "min" => 60_000,
+        "h" => 3_600_000,
+        other => unit_ms(other)?,
+    };
+    let ms = amount * per as f64;
+    (ms >= 1.0 && ms < 1e15).then_some(ms as i64)
 }
 
 fn unit_ms(unit: &str) -> Option<i64> {

@@ -763,3 +763,66 @@ async fn approximate_percentiles_per_window() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_idle_source_lets_the_clock_close_its_last_window() {
+    let window = "TUMBLE(TABLE clicks, DESCRIPTOR(event_time), INTERVAL '10' SECOND)";
+    let idle = app_sql(window).replace(
+        "'stream' = 'clicks');",
+        "'stream' = 'clicks', 'watermark.idle-timeout' = '5 s');",
+    );
+    assert!(idle.contains("idle-timeout"));
+    let input: Vec<Event> = (0..30)
+        .map(|i| Event {
+            user: format!("user_{}", i % 2),
+            url: "/".into(),
+            amount: 1,
+            ts: BASE + 1_000 + i * 100,
+            arrival: BASE + 50_000 + i,
+        })
+        .collect();
+    let datas: Vec<Vec<u8>> = input.iter().map(Event::json).collect();
+    let records: Vec<Input> = datas
+        .iter()
+        .zip(&input)
+        .map(|(d, e)| Input {
+            data: d,
+            arrival_ms: e.arrival,
+        })
+        .collect();
+    let last_arrival = BASE + 50_029;
+    let max_time = BASE + 1_000 + 2_900;
+    // The window [BASE, BASE + 10 s) fires once the watermark reaches its end - 1 ms: the
+    // source's time (max_time - 2 s delay) plus the silence beyond 5 s.
+    let fires_at = last_arrival + 5_000 + (BASE + 9_999 - (max_time - DELAY_MS));
+    for (sql, closes) in [(idle, true), (app_sql(window), false)] {
+        let mut app = Application::new(&sql).await.unwrap();
+        let pump = &mut app.pumps[0];
+        let out = pump.push(&records).await.unwrap();
+        assert_eq!(out.row_count(), 0);
+        assert_eq!(pump.tick(fires_at - 1).await.unwrap().row_count(), 0);
+        // A snapshot carries the arrival times the idle clock counts from.
+        let bytes = pump.snapshot().unwrap();
+        let mut app = Application::new(&sql).await.unwrap();
+        let pump = &mut app.pumps[0];
+        pump.restore(&bytes).unwrap();
+        let out = pump.tick(fires_at).await.unwrap();
+        let text = pretty_format_batches(&out.rows).unwrap().to_string();
+        if closes {
+            assert_eq!(out.row_count(), 2, "{text}");
+            assert!(text.contains("user_0") && text.contains("| 15 "), "{text}");
+        } else {
+            assert_eq!(
+                out.row_count(),
+                0,
+                "without an idle timeout the clock closes nothing"
+            );
+        }
+    }
+    let bad = app_sql(window).replace(
+        "'stream' = 'clicks');",
+        "'stream' = 'clicks', 'watermark.idle-timeout' = 'soon');",
+    );
+    let err = Application::new(&bad).await.unwrap_err().to_string();
+    assert!(err.contains("not a duration"), "{err}");
+}

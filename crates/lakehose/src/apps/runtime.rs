@@ -368,9 +368,11 @@ async fn run_inner(
             s.position = next;
         }
         if caught_up {
+            // The clock moves processing-time windows, and event-time sources silent beyond
+            // their idle timeout.
             let now = chrono_now_ms() - PROCESSING_TIME_GRACE_MS;
-            for pump in app.pumps.iter_mut().filter(|p| p.uses_processing_time()) {
-                let outcome = pump.advance_to(now).await.map_err(|e| e.to_string())?;
+            for pump in app.pumps.iter_mut() {
+                let outcome = pump.tick(now).await.map_err(|e| e.to_string())?;
                 let target = &sinks[&pump.definition().sink];
                 push_rows(&mut outgoing, target, &outcome.rows)?;
             }
