@@ -692,7 +692,7 @@ pub fn parse_duration_ms(text: &str) -> Option<i64> {
         other => unit_ms(other)?,
     };
     let ms = amount * per as f64;
-    (ms >= 1.0 && ms < 1e15).then_some(ms as i64)
+    (1.0..1e15).contains(&ms).then_some(ms as i64)
 }
 
 fn unit_ms(unit: &str) -> Option<i64> {
