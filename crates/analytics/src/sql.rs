@@ -183,17 +183,15 @@ pub fn parse(text: &str) -> Result<AppSql> {
         ));
     }
     for pump in &mut app.pumps {
-        // `source` holds every name that followed FROM or JOIN (`EXTRACT(x FROM col)` adds
-        // non-tables): the declared ones are what it reads.
-        let mut read: Vec<&str> = pump
-            .source
-            .split('\0')
-            .filter(|n| app.tables.get(*n).is_some_and(|t| !t.is_reference()))
-            .collect();
+        // `sources` holds every name that followed FROM or JOIN so far (`EXTRACT(x FROM col)`
+        // adds non-tables): the declared streams among them are what the pump reads.
         let mut seen = std::collections::BTreeSet::new();
-        read.retain(|n| seen.insert(*n));
-        let window_join = read.len() > 1 && read.iter().all(|n| pump.time_columns.contains_key(*n));
-        pump.sources = read.iter().map(|n| n.to_string()).collect();
+        let read: Vec<String> = std::mem::take(&mut pump.sources)
+            .into_iter()
+            .filter(|n| app.tables.get(n).is_some_and(|t| !t.is_reference()))
+            .filter(|n| seen.insert(n.clone()))
+            .collect();
+        let window_join = read.len() > 1 && read.iter().all(|n| pump.time_columns.contains_key(n));
         pump.source = match read.as_slice() {
             [one] => one.to_string(),
             [first, ..] if window_join => first.to_string(),
@@ -210,6 +208,7 @@ pub fn parse(text: &str) -> Result<AppSql> {
                 )));
             }
         };
+        pump.sources = read;
         for (role, name) in [("source", &pump.source), ("sink", &pump.sink)] {
             if !app.tables.contains_key(name) {
                 return Err(Error::Sql(format!(
@@ -723,8 +722,9 @@ fn parse_insert(s: &mut Cursor<'_>, name: String, head: &str) -> Result<PumpDef>
     Ok(PumpDef {
         name,
         sink,
-        source: candidates.join("\0"),
-        sources: Vec::new(),
+        // Both resolved by `parse` once every table is declared.
+        source: String::new(),
+        sources: candidates,
         window: windows.into_iter().next().map(|(_, w)| w),
         time_columns,
         select,

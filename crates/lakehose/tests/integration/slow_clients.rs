@@ -102,7 +102,10 @@ fn recovery(p: &Proc, limit: Duration) -> (Duration, usize) {
 }
 
 /// Baseline p99, then p99 while `attack` runs (it gets a stop flag and returns its own
-/// report); up to three rounds until the attack p99 is within 2x the baseline (2 ms floor).
+/// report); up to five rounds until the attack p99 is within 2x the baseline (2 ms floor). The
+/// p99 of 300 samples is their third-worst: on this 2-core machine, where the attacker keeps
+/// one core busy, a scheduler hiccup alone can move it by 2 ms, so one round is not a verdict;
+/// a server that really starves other clients fails every round.
 fn compare_under_attack<R: Send + 'static>(
     p: &Proc,
     label: &str,
@@ -112,7 +115,7 @@ fn compare_under_attack<R: Send + 'static>(
     const SAMPLES: usize = 300;
     const GAP: Duration = Duration::from_millis(5);
     let mut rounds = Vec::new();
-    for round in 1..=3 {
+    for round in 1..=5 {
         // Warm-up, then the baseline just before the attack.
         put_latencies(p, 30, Duration::ZERO);
         let (mut base, base_refused) = put_latencies(p, SAMPLES, GAP);
