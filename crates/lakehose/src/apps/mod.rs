@@ -15,7 +15,9 @@
 //!
 //! Invariants: a definition is validated (parsed and planned) before it is stored, so a stored
 //! application always compiles; control calls are serialised by one lock; a running
-//! application's task is stopped (and its checkpoint written) before its definition changes.
+//! application's thread is stopped (and its checkpoint written) before its definition changes.
+//! Each application runs on a thread of its own (a single-threaded tokio runtime), so its CPU
+//! work never holds the server's workers.
 
 pub(crate) mod runtime;
 
@@ -31,7 +33,6 @@ use lakehose_sinks::transport::HttpClient;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, watch};
-use tokio::task::JoinHandle;
 
 use runtime::{RunContext, RunStatus, StartingPosition};
 
@@ -75,7 +76,8 @@ impl Definition {
 
 struct Running {
     stop: watch::Sender<bool>,
-    task: JoinHandle<Result<(), String>>,
+    /// The application's own thread (see [`Applications::start`]).
+    thread: std::thread::JoinHandle<Result<(), String>>,
     status: Arc<RunStatus>,
 }
 
@@ -180,9 +182,26 @@ impl Applications {
             )
         })?;
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(runtime::run(ctx, app, position, stopped));
+        // Each application runs on a thread of its own with a single-threaded runtime: decoding,
+        // windowing and DataFusion are CPU work that must not hold the server's workers (and
+        // so the ingest API) while a large round is processed.
+        let name = entry.definition.name.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("analytics-{name}"))
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| format!("cannot start the application's runtime: {e}"))?;
+                rt.block_on(runtime::run(ctx, app, position, stopped))
+            })
+            .map_err(ApiError::internal)?;
         entry.status = status.clone();
-        entry.running = Some(Running { stop, task, status });
+        entry.running = Some(Running {
+            stop,
+            thread,
+            status,
+        });
         Ok(())
     }
 
@@ -307,7 +326,7 @@ impl Applications {
 
 fn app_status(entry: &Entry) -> &'static str {
     match &entry.running {
-        Some(r) if !r.task.is_finished() => "RUNNING",
+        Some(r) if !r.thread.is_finished() => "RUNNING",
         _ => "READY",
     }
 }
@@ -315,9 +334,10 @@ fn app_status(entry: &Entry) -> &'static str {
 async fn stop(entry: &mut Entry) {
     if let Some(running) = entry.running.take() {
         let _ = running.stop.send(true);
-        match running.task.await {
-            Ok(Ok(())) | Ok(Err(_)) => {}
-            Err(e) => tracing::error!(error = %e, "streaming SQL application task panicked"),
+        let thread = running.thread;
+        match tokio::task::spawn_blocking(move || thread.join()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) | Err(_) => tracing::error!("streaming SQL application thread panicked"),
         }
         entry.status = running.status;
     }
