@@ -175,7 +175,7 @@ impl Applications {
         let app = self.compile(&entry.definition, true).await?;
         let status = Arc::new(RunStatus::default());
         let ctx = self.context(&entry.definition, status.clone());
-        runtime::check(&ctx, &app).map_err(|m| {
+        let positions = runtime::starting_positions(&ctx, &app, position).map_err(|m| {
             ApiError::new(
                 ErrorKind::InvalidArgument,
                 format!("Application {} cannot start: {m}", entry.definition.name),
@@ -193,7 +193,7 @@ impl Applications {
                     .enable_all()
                     .build()
                     .map_err(|e| format!("cannot start the application's runtime: {e}"))?;
-                rt.block_on(runtime::run(ctx, app, position, stopped))
+                rt.block_on(runtime::run(ctx, app, positions, stopped))
             })
             .map_err(ApiError::internal)?;
         entry.status = status.clone();

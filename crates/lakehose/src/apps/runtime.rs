@@ -256,9 +256,32 @@ fn bind(
     Ok((sources, sinks))
 }
 
-/// Checks that `app` can run here (its streams exist), without starting it.
-pub(crate) fn check(ctx: &RunContext, app: &Application) -> Result<(), String> {
-    bind(ctx, app).map(|_| ())
+/// Checks that `app` can run here (its streams exist) and fixes where it starts reading
+/// each source stream, pinning those positions with the application's retention hold. Called
+/// before StartApplication answers, so `NOW` means the moment of the call: a record
+/// acknowledged after it is read, however long the application's thread takes to start.
+pub(crate) fn starting_positions(
+    ctx: &RunContext,
+    app: &Application,
+    start: StartingPosition,
+) -> Result<BTreeMap<String, u64>, String> {
+    let (sources, _) = bind(ctx, app)?;
+    let state = load_state(&ctx.dir)?;
+    let mut positions = BTreeMap::new();
+    for s in &sources {
+        let log = s.runtime.log();
+        let end = log.durable().borrow().next_seq;
+        let oldest = log.oldest_retained_seq();
+        let position = match (start, state.positions.get(&s.stream)) {
+            (StartingPosition::TrimHorizon, _) => oldest,
+            (StartingPosition::LastStoppedPoint, Some(&p)) => p.clamp(oldest, end),
+            _ => end,
+        };
+        log.set_hold(&ctx.hold_name(), position)
+            .map_err(|e| format!("stream {}: {e}", s.stream))?;
+        positions.insert(s.stream.clone(), position);
+    }
+    Ok(positions)
 }
 
 /// Runs `app` until `stop` turns true or it fails; the failure is returned (and kept in the
@@ -266,10 +289,10 @@ pub(crate) fn check(ctx: &RunContext, app: &Application) -> Result<(), String> {
 pub(crate) async fn run(
     ctx: RunContext,
     mut app: Application,
-    start: StartingPosition,
+    positions: BTreeMap<String, u64>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), String> {
-    let result = run_inner(&ctx, &mut app, start, &mut stop).await;
+    let result = run_inner(&ctx, &mut app, &positions, &mut stop).await;
     if let Err(e) = &result {
         tracing::error!(application = %ctx.name, error = %e, "streaming SQL application stopped");
         *ctx.status.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.clone());
@@ -280,7 +303,7 @@ pub(crate) async fn run(
 async fn run_inner(
     ctx: &RunContext,
     app: &mut Application,
-    start: StartingPosition,
+    positions: &BTreeMap<String, u64>,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), String> {
     let (mut sources, sinks) = bind(ctx, app)?;
@@ -302,16 +325,10 @@ async fn run_inner(
     // Counters continue from the snapshot: /metrics counts only what this run adds.
     publish_status(ctx, app, false);
     for s in &mut sources {
-        let log = s.runtime.log();
-        let end = log.durable().borrow().next_seq;
-        let oldest = log.oldest_retained_seq();
-        s.position = match (start, state.positions.get(&s.stream)) {
-            (StartingPosition::TrimHorizon, _) => oldest,
-            (StartingPosition::LastStoppedPoint, Some(&p)) => p.clamp(oldest, end),
-            _ => end,
-        };
-        log.set_hold(&ctx.hold_name(), s.position)
-            .map_err(|e| format!("stream {}: {e}", s.stream))?;
+        // Fixed (and held) by `starting_positions` when the application was started.
+        s.position = *positions
+            .get(&s.stream)
+            .ok_or_else(|| format!("no starting position for stream {}", s.stream))?;
     }
     // Results checkpointed before a crash or stop: deliver them first.
     if !state.outbox.is_empty() {
