@@ -292,6 +292,10 @@ pub(crate) async fn run(
     positions: BTreeMap<String, u64>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), String> {
+    if failpoint_set("slow-start") {
+        // Test hook: a thread that is slow to start must not move the starting positions.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
     let result = run_inner(&ctx, &mut app, &positions, &mut stop).await;
     if let Err(e) = &result {
         tracing::error!(application = %ctx.name, error = %e, "streaming SQL application stopped");
@@ -427,11 +431,16 @@ async fn run_inner(
 /// Crash-test hook: with `LAKEHOSE_ANALYTICS_FAILPOINT=NAME` in the environment the process
 /// aborts at the point called `NAME` (`after-checkpoint`: results checkpointed, none delivered;
 /// `mid-delivery`: some delivered), so the recovery of each can be tested deterministically.
+/// (`slow-start` instead delays each application's start by 2 s.)
 fn failpoint(name: &str) {
-    if std::env::var("LAKEHOSE_ANALYTICS_FAILPOINT").is_ok_and(|v| v == name) {
+    if failpoint_set(name) {
         eprintln!("lakehose: failpoint {name}: aborting");
         std::process::abort();
     }
+}
+
+fn failpoint_set(name: &str) -> bool {
+    std::env::var("LAKEHOSE_ANALYTICS_FAILPOINT").is_ok_and(|v| v == name)
 }
 
 fn chrono_now_ms() -> i64 {

@@ -325,3 +325,35 @@ fn server_alive(server: &Server) -> bool {
         && !std::fs::read_to_string(format!("/proc/{}/stat", server.pid()))
             .is_ok_and(|s| s.split_whitespace().nth(2) == Some("Z"))
 }
+
+/// StartApplication with `NOW` reads every record acknowledged after it answered, even when
+/// the application's thread is slow to start (the `slow-start` failpoint delays it 2 s).
+#[test]
+fn start_now_reads_what_is_put_right_after_it_answers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let rt = runtime();
+    let server = Server::start_wrapped(
+        &data,
+        None,
+        &["env", "LAKEHOSE_ANALYTICS_FAILPOINT=slow-start"],
+    );
+    start_counts(&server, &rt);
+    // Put while the application's thread is still asleep.
+    let lines = vec![
+        event(1, BASE_MS),
+        event(1, BASE_MS + 1),
+        event(2, BASE_MS + 60_000),
+    ];
+    rt.block_on(put_lines(&server.client(), "clicks", &lines));
+    let mut got = BTreeMap::new();
+    wait_until(Duration::from_secs(30), || {
+        got = results(&server);
+        !got.is_empty()
+    });
+    let start = chrono::DateTime::from_timestamp_millis(BASE_MS)
+        .unwrap()
+        .format("%Y-%m-%dT%H:%M:%S")
+        .to_string();
+    assert_eq!(got, BTreeMap::from([(("u1".to_string(), start), vec![2])]));
+}
