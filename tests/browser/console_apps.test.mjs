@@ -18,7 +18,8 @@ import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
-import { ROLE, startLakehose, launchChromium, newPage as harnessPage, aws as awsCall } from "./harness.mjs";
+import { ROLE, startLakehose, launchChromium, newPage as harnessPage, aws as awsCall,
+  assertNoHorizontalScroll } from "./harness.mjs";
 
 const ARTIFACTS = join(dirname(fileURLToPath(import.meta.url)), "artifacts");
 const APP = "clicks-per-window";
@@ -267,17 +268,7 @@ test("Start shows the API's error when a stream is missing; Delete asks first", 
 test("applications pages at phone width: no horizontal scroll", async () => {
   const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
   const page = await newPage(phone);
-  for (const route of ["#/apps", `#/apps/${APP}`, "#/create-app"]) {
-    await page.goto(`${endpoint}/console/${route}`);
-    await page.waitForFunction(() => document.querySelector("#view").children.length > 0);
-    await page.waitForTimeout(800);
-    const { scroll, client } = await page.evaluate(() => ({
-      scroll: Math.max(document.documentElement.scrollWidth, document.body.scrollWidth),
-      client: document.documentElement.clientWidth,
-    }));
-    assert.ok(scroll <= client, `${route}: page is ${scroll}px wide in a ${client}px viewport`);
-    await shot(page, `phone-${route.replace(/[^a-z0-9]+/gi, "-").replace(/^-|-$/g, "")}`);
-  }
+  await assertNoHorizontalScroll(page, endpoint, ["#/apps", `#/apps/${APP}`, "#/create-app"], shot);
   await phone.close();
 });
 

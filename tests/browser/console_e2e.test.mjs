@@ -19,7 +19,8 @@ import { loadavg, cpus } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { ROLE, startLakehose, launchChromium, newPage as harnessPage, aws as awsCall } from "./harness.mjs";
+import { ROLE, startLakehose, launchChromium, newPage as harnessPage, aws as awsCall,
+  assertNoHorizontalScroll } from "./harness.mjs";
 
 const ARTIFACTS = join(dirname(fileURLToPath(import.meta.url)), "artifacts");
 
@@ -369,17 +370,7 @@ test("phone width: no horizontal scroll on any page", async () => {
   const stored = await (await fetch(`${endpoint}/console/api/dashboards`)).json();
   const routes = ["#/streams", "#/streams/clicks", "#/create", "#/edit/clicks", "#/catalog", "#/catalog/shop/orders", "#/sql", "#/dashboards",
     ...stored.dashboards.map((d) => `#/dashboards/${d.id}`)];
-  for (const route of routes) {
-    await page.goto(`${endpoint}/console/${route}`);
-    await page.waitForFunction(() => document.querySelector("#view").children.length > 0);
-    await page.waitForTimeout(800);
-    const { scroll, client } = await page.evaluate(() => ({
-      scroll: Math.max(document.documentElement.scrollWidth, document.body.scrollWidth),
-      client: document.documentElement.clientWidth,
-    }));
-    assert.ok(scroll <= client, `${route}: page is ${scroll}px wide in a ${client}px viewport`);
-    await shot(page, `phone-${route.replace(/[^a-z0-9]+/gi, "-").replace(/^-|-$/g, "")}`);
-  }
+  await assertNoHorizontalScroll(page, endpoint, routes, shot);
   await phone.close();
 });
 

@@ -81,3 +81,21 @@ export async function aws(endpoint, target, body) {
   });
   return { status: r.status, body: await r.json() };
 }
+
+/**
+ * Opens each of `routes` (`#/...`) of the console on `page` and asserts the page is no wider
+ * than the viewport (no horizontal scroll); `shot(page, name)` keeps a screenshot of each.
+ */
+export async function assertNoHorizontalScroll(page, endpoint, routes, shot) {
+  for (const route of routes) {
+    await page.goto(`${endpoint}/console/${route}`);
+    await page.waitForFunction(() => document.querySelector("#view").children.length > 0);
+    await page.waitForTimeout(800);
+    const { scroll, client } = await page.evaluate(() => ({
+      scroll: Math.max(document.documentElement.scrollWidth, document.body.scrollWidth),
+      client: document.documentElement.clientWidth,
+    }));
+    assert.ok(scroll <= client, `${route}: page is ${scroll}px wide in a ${client}px viewport`);
+    await shot(page, `phone-${route.replace(/[^a-z0-9]+/gi, "-").replace(/^-|-$/g, "")}`);
+  }
+}

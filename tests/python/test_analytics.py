@@ -80,6 +80,18 @@ def put(firehose, stream: str, records: list[dict]) -> None:
         assert out["FailedPutCount"] == 0
 
 
+def plain_stream(firehose, name: str, bucket: str) -> None:
+    """A delivery stream landing its records in `bucket`, flushed every second."""
+    firehose.create_delivery_stream(
+        DeliveryStreamName=name,
+        ExtendedS3DestinationConfiguration={
+            "RoleARN": ROLE_ARN,
+            "BucketARN": f"arn:aws:s3:::{bucket}",
+            "BufferingHints": {"IntervalInSeconds": 1, "SizeInMBs": 1},
+        },
+    )
+
+
 def wait(predicate, timeout: float = 30.0) -> None:
     import time
 
@@ -172,14 +184,7 @@ def test_legacy_application_with_kda_inputs_and_outputs(server, tmp_path):
     analytics = server.aws("kinesisanalytics")
     source, dest = unique_name("ticks"), unique_name("counts")
     for stream, bucket in ((source, "ticks"), (dest, "counts")):
-        firehose.create_delivery_stream(
-            DeliveryStreamName=stream,
-            ExtendedS3DestinationConfiguration={
-                "RoleARN": ROLE_ARN,
-                "BucketARN": f"arn:aws:s3:::{bucket}",
-                "BufferingHints": {"IntervalInSeconds": 1, "SizeInMBs": 1},
-            },
-        )
+        plain_stream(firehose, stream, bucket)
     arn = lambda s: f"arn:aws:firehose:us-east-1:123456789012:deliverystream/{s}"  # noqa: E731
     code = tmp_path / "app.sql"
     code.write_text(
@@ -395,14 +400,7 @@ def test_window_join_of_two_delivery_streams(server):
     analytics = server.aws("kinesisanalytics")
     clicks, orders, out = unique_name("wj-clicks"), unique_name("wj-orders"), unique_name("wj-out")
     for stream, bucket in ((clicks, "wj-raw"), (orders, "wj-raw"), (out, "wj-out")):
-        firehose.create_delivery_stream(
-            DeliveryStreamName=stream,
-            ExtendedS3DestinationConfiguration={
-                "RoleARN": ROLE_ARN,
-                "BucketARN": f"arn:aws:s3:::{bucket}",
-                "BufferingHints": {"IntervalInSeconds": 1, "SizeInMBs": 1},
-            },
-        )
+        plain_stream(firehose, stream, bucket)
     code = f"""
         CREATE TABLE clicks (user_id VARCHAR, event_time TIMESTAMP(3))
           WITH ('connector' = 'firehose', 'stream' = '{clicks}');
@@ -455,14 +453,7 @@ def test_idle_timeout_closes_the_last_window_without_new_records(server):
     analytics = server.aws("kinesisanalytics")
     source, out = unique_name("idle-in"), unique_name("idle-out")
     for stream, bucket in ((source, "idle-raw"), (out, "idle-out")):
-        firehose.create_delivery_stream(
-            DeliveryStreamName=stream,
-            ExtendedS3DestinationConfiguration={
-                "RoleARN": ROLE_ARN,
-                "BucketARN": f"arn:aws:s3:::{bucket}",
-                "BufferingHints": {"IntervalInSeconds": 1, "SizeInMBs": 1},
-            },
-        )
+        plain_stream(firehose, stream, bucket)
     code = f"""
         CREATE TABLE readings (device_id VARCHAR, reading_time TIMESTAMP(3))
           WITH ('connector' = 'firehose', 'stream' = '{source}', 'watermark.idle-timeout' = '1 s');
