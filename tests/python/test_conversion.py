@@ -218,39 +218,82 @@ def test_conversion_config_is_validated(lakehose, firehose):
         )
 
 
-def test_orc_output_for_a_flat_table(lakehose, firehose):
+def test_orc_holds_every_hive_type_like_parquet(lakehose, firehose):
+    """The same records through an ORC stream and a Parquet stream into one table: pyarrow reads
+    the same rows from both, and the ORC values are the ones put."""
     import pyarrow.orc as orc
 
     glue = glue_client(lakehose)
-    db, table, stream, bucket = "orcdb", unique_name("o").replace("-", "_"), unique_name("orc"), unique_name("lake")
+    db, table, bucket = "orcdb", unique_name("o").replace("-", "_"), unique_name("lake")
     ensure_database(glue, db)
-    cols = [("id", "bigint"), ("name", "string"), ("score", "double"), ("ok", "boolean")]
+    cols = COLUMNS + [
+        ("nest", "struct<t:timestamp,d:decimal(5,1),m:map<string,array<int>>>"),
+        ("grid", "array<array<string>>"),
+    ]
     glue.create_table(
         DatabaseName=db,
         TableInput={"Name": table, "StorageDescriptor": {"Columns": [{"Name": n, "Type": t} for n, t in cols]}},
     )
-    conv = conversion(db, table)
-    conv["OutputFormatConfiguration"] = {"Serializer": {"OrcSerDe": {"Compression": "ZLIB"}}}
-    create_stream(firehose, stream, bucket, "orc/", conv)
-    rows = [{"id": i, "name": f"n{i}", "score": i / 2, "ok": i % 2 == 0} for i in range(100)]
-    put(firehose, stream, [json.dumps(r).encode() + b"\n" for r in rows])
+    records = [
+        {
+            "id": 1, "name": "Ann", "score": 1.5, "ratio": 0.25, "big": 9007199254740993, "small": -300,
+            "tiny": 7, "ok": True, "ts": "2026-11-23T10:00:00.123Z", "day": "1969-07-20",
+            "price": -12345678.91, "tags": ["a", None, "b"], "attrs": {"k": 1, "n": None},
+            "geo": {"lat": 52.5, "lon": None},
+            "nest": {"t": "1965-06-01T00:00:00.250Z", "d": -0.5, "m": {"x": [1, None], "y": None, "z": []}},
+            "grid": [["a"], [], None, ["b", None]],
+        },
+        {"id": 2},
+        {"id": 3, "tags": [], "attrs": {}, "geo": None, "nest": {"m": {}}, "grid": [[]]},
+        {"id": 4, "tags": None, "attrs": None, "nest": None, "grid": None, "price": 0.01},
+    ]
+    data = [json.dumps(r).encode() + b"\n" for r in records]
+    for fmt, serializer in (("orc", {"OrcSerDe": {"Compression": "ZLIB"}}), ("parquet", {"ParquetSerDe": {}})):
+        conv = conversion(db, table)
+        conv["OutputFormatConfiguration"] = {"Serializer": serializer}
+        stream = unique_name(fmt)
+        create_stream(firehose, stream, bucket, f"{fmt}/", conv)
+        put(firehose, stream, data)
     root = lakehose.bucket_dir(bucket)
-    found = wait_for(lambda: files(root / "orc", ".orc"))
-    assert len(found) == 1, found
-    got = orc.read_table(str(found[0])).to_pylist()
-    assert got == rows
+    orc_files = wait_for(lambda: files(root / "orc", ".orc"))
+    parquet_files = wait_for(lambda: files(root / "parquet", ".parquet"))
+    assert len(orc_files) == 1 and len(parquet_files) == 1, (orc_files, parquet_files)
+    from_parquet = pq.read_table(parquet_files[0])
+    from_orc = orc.read_table(str(orc_files[0]))
+    assert from_orc.column_names == [n for n, _ in cols]
+    types = {f.name: str(f.type) for f in from_orc.schema}
+    assert types["price"] == "decimal128(10, 2)" and types["nest"].startswith("struct<t: timestamp")
+    rows = from_orc.cast(from_parquet.schema).to_pylist()
+    assert rows == from_parquet.to_pylist()
+    first = rows[0]
+    assert first["big"] == 9007199254740993 and first["small"] == -300 and first["tiny"] == 7
+    assert first["ts"] == dt.datetime(2026, 11, 23, 10, 0, 0, 123000)
+    assert first["day"] == dt.date(1969, 7, 20)
+    assert first["price"] == decimal.Decimal("-12345678.91")
+    assert first["tags"] == ["a", None, "b"]
+    assert dict(first["attrs"]) == {"k": 1, "n": None}
+    assert first["geo"] == {"lat": 52.5, "lon": None}
+    assert first["nest"]["t"] == dt.datetime(1965, 6, 1, 0, 0, 0, 250000)
+    assert first["nest"]["d"] == decimal.Decimal("-0.5")
+    assert dict(first["nest"]["m"]) == {"x": [1, None], "y": None, "z": []}
+    assert first["grid"] == [["a"], [], None, ["b", None]]
+    assert rows[1] == {n: (2 if n == "id" else None) for n, _ in cols}
+    assert rows[2]["tags"] == [] and rows[2]["attrs"] == [] and rows[2]["geo"] is None
+    assert rows[2]["nest"] == {"t": None, "d": None, "m": []} and rows[2]["grid"] == [[]]
+    assert rows[3]["nest"] is None and rows[3]["price"] == decimal.Decimal("0.01")
 
 
 def test_a_batch_that_cannot_be_converted_goes_to_the_error_output(lakehose, firehose):
-    # orc-rust cannot write struct columns: the whole batch fails conversion, and every record
-    # lands in format-conversion-failed instead of blocking the stream.
+    # Glue accepts a uniontype column, but no columnar file can hold one here: the whole batch
+    # fails conversion, and every record lands in format-conversion-failed instead of blocking
+    # the stream.
     glue = glue_client(lakehose)
     db, table, stream, bucket = "orcdb2", unique_name("n").replace("-", "_"), unique_name("orcn"), unique_name("lake")
     ensure_database(glue, db)
     glue.create_table(
         DatabaseName=db,
         TableInput={"Name": table, "StorageDescriptor": {"Columns": [
-            {"Name": "id", "Type": "bigint"}, {"Name": "geo", "Type": "struct<lat:double>"}]}},
+            {"Name": "id", "Type": "bigint"}, {"Name": "geo", "Type": "uniontype<double,string>"}]}},
     )
     conv = conversion(db, table)
     conv["OutputFormatConfiguration"] = {"Serializer": {"OrcSerDe": {}}}
@@ -266,3 +309,43 @@ def test_a_batch_that_cannot_be_converted_goes_to_the_error_output(lakehose, fir
     # The stream keeps working: the next batch is handled too.
     put(firehose, stream, [b'{"id": 9, "geo": null}\n'])
     assert wait_for(lambda: len([l for p in files(root / "errors" / "format-conversion-failed", "") for l in p.read_text().splitlines()]) == 4)
+
+
+def test_lakehose_queries_its_nested_orc_files(lakehose, firehose):
+    """A table over ORC files the stream wrote, nested columns included, answered by the query
+    engine (which reads ORC with orc-rust)."""
+    from test_query import query
+
+    glue = glue_client(lakehose)
+    db, table, stream, bucket = "orcdb", unique_name("q").replace("-", "_"), unique_name("orcq"), unique_name("lake")
+    ensure_database(glue, db)
+    cols = [("id", "bigint"), ("geo", "struct<lat:double,lon:double>"), ("tags", "array<string>"),
+            ("attrs", "map<string,int>"), ("price", "decimal(10,2)")]
+    glue.create_table(
+        DatabaseName=db,
+        TableInput={"Name": table, "StorageDescriptor": {
+            "Columns": [{"Name": n, "Type": t} for n, t in cols],
+            "Location": f"s3://{bucket}/orc/",
+            "SerdeInfo": {"SerializationLibrary": "org.apache.hadoop.hive.ql.io.orc.OrcSerde"},
+        }},
+    )
+    conv = conversion(db, table)
+    conv["OutputFormatConfiguration"] = {"Serializer": {"OrcSerDe": {}}}
+    create_stream(firehose, stream, bucket, "orc/", conv)
+    rows = [
+        {"id": 1, "geo": {"lat": 52.5, "lon": 13.4}, "tags": ["a", "b"], "attrs": {"k": 3}, "price": 1.25},
+        {"id": 2, "geo": None, "tags": None, "attrs": {}, "price": None},
+        {"id": 3, "geo": {"lat": -1.0}, "tags": [], "attrs": None, "price": -7},
+    ]
+    put(firehose, stream, [json.dumps(r).encode() + b"\n" for r in rows])
+    assert wait_for(lambda: files(lakehose.bucket_dir(bucket) / "orc", ".orc"))
+    answer = query(
+        lakehose,
+        f"SELECT id, geo['lat'] AS lat, geo['lon'] AS lon, cardinality(tags) AS n, "
+        f"attrs['k'] AS k, CAST(price AS VARCHAR) AS price FROM {db}.{table} ORDER BY id",
+    )
+    assert answer["rows"] == [
+        [1, 52.5, 13.4, 2, 3, "1.25"],
+        [2, None, None, None, None, None],
+        [3, -1.0, None, 0, None, "-7.00"],
+    ], answer

@@ -760,31 +760,6 @@ impl OrcSink {
 
 #[cfg(feature = "orc")]
 fn orc_sink(schema: &SchemaRef, opts: &OrcOptions) -> Result<Sink, ConvertError> {
-    use arrow_schema::DataType;
-    for f in schema.fields() {
-        let ok = matches!(
-            f.data_type(),
-            DataType::Boolean
-                | DataType::Int8
-                | DataType::Int16
-                | DataType::Int32
-                | DataType::Int64
-                | DataType::Float32
-                | DataType::Float64
-                | DataType::Utf8
-                | DataType::Binary
-                | DataType::Date32
-                | DataType::Timestamp(_, None)
-        );
-        if !ok {
-            return Err(ConvertError::UnsupportedSchema(format!(
-                "ORC output does not support column '{}' of type {} yet (only flat columns of \
-                 primitive types, without decimals); use ParquetSerDe",
-                f.name(),
-                f.data_type()
-            )));
-        }
-    }
     let buf = SharedBuf::default();
     let mut builder = orc_rust::ArrowWriterBuilder::new(buf.clone(), schema.clone())
         .with_stripe_byte_size(opts.stripe_size_bytes as usize);
@@ -797,7 +772,11 @@ fn orc_sink(schema: &SchemaRef, opts: &OrcOptions) -> Result<Sink, ConvertError>
             builder.with_compression(orc_rust::compression::CompressionType::Snappy)
         }
     };
-    let writer = builder.try_build().map_err(internal)?;
+    // The writer checks the schema before writing anything: a type it cannot encode is the
+    // table's problem (every Hive type can be written), not an internal error.
+    let writer = builder.try_build().map_err(|e| {
+        ConvertError::UnsupportedSchema(format!("ORC output cannot write this table: {e}"))
+    })?;
     Ok(Sink::Orc(OrcSink { buf, writer }))
 }
 
