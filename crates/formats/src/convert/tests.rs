@@ -93,25 +93,28 @@ fn ts_ms(a: &dyn Array) -> Vec<Option<i64>> {
 
 const T0: i64 = 1_709_288_130_000; // 2024-03-01T10:15:30Z
 
+/// A column of every Hive type, nested ones included.
+const EVERY_HIVE_TYPE: [(&str, &str); 15] = [
+    ("s", "string"),
+    ("i8", "tinyint"),
+    ("i16", "smallint"),
+    ("i32", "int"),
+    ("i64", "bigint"),
+    ("f32", "float"),
+    ("f64", "double"),
+    ("b", "boolean"),
+    ("ts", "timestamp"),
+    ("d", "date"),
+    ("dec", "decimal(10,2)"),
+    ("l", "array<bigint>"),
+    ("m", "map<string,int>"),
+    ("st", "struct<a:int,b:array<struct<c:string>>>"),
+    ("bin", "binary"),
+];
+
 #[test]
 fn every_hive_type_round_trips() {
-    let s = schema(&[
-        ("s", "string"),
-        ("i8", "tinyint"),
-        ("i16", "smallint"),
-        ("i32", "int"),
-        ("i64", "bigint"),
-        ("f32", "float"),
-        ("f64", "double"),
-        ("b", "boolean"),
-        ("ts", "timestamp"),
-        ("d", "date"),
-        ("dec", "decimal(10,2)"),
-        ("l", "array<bigint>"),
-        ("m", "map<string,int>"),
-        ("st", "struct<a:int,b:array<struct<c:string>>>"),
-        ("bin", "binary"),
-    ]);
+    let s = schema(&EVERY_HIVE_TYPE);
     // The catalog's Arrow representation, which the decoder (and `ok`'s read-back check) take
     // as is.
     let dt = |name: &str| s.field_with_name(name).unwrap().data_type().clone();
@@ -957,29 +960,16 @@ fn orc_output() {
 #[cfg(feature = "orc")]
 #[test]
 fn orc_holds_what_parquet_holds_for_every_type_and_null_shape() {
-    let s = schema(&[
-        ("s", "string"),
-        ("i8", "tinyint"),
-        ("i16", "smallint"),
-        ("i32", "int"),
-        ("i64", "bigint"),
-        ("f32", "float"),
-        ("f64", "double"),
-        ("b", "boolean"),
-        ("ts", "timestamp"),
-        ("d", "date"),
-        ("dec", "decimal(10,2)"),
+    let mut columns = EVERY_HIVE_TYPE.to_vec();
+    columns.extend([
         ("wide", "decimal(38,6)"),
-        ("l", "array<bigint>"),
         ("ll", "array<array<string>>"),
-        ("m", "map<string,int>"),
-        ("st", "struct<a:int,b:array<struct<c:string>>>"),
         (
             "nest",
             "struct<t:timestamp,d:decimal(5,1),m:map<string,array<int>>>",
         ),
-        ("bin", "binary"),
     ]);
+    let s = schema(&columns);
     let shapes = [
         r#"{"s":"héllo","i8":-128,"i16":32767,"i32":-2147483648,"i64":9223372036854775807,"f32":1.5,"f64":-2.25e-3,"b":true,"ts":"2024-03-01T10:15:30.123Z","d":"2024-03-01","dec":12345678.91,"wide":-12345678901234567890123456789012.123456,"l":[1,2,3],"ll":[["a"],[],null,["b",null]],"m":{"x":1,"y":null},"st":{"a":7,"b":[{"c":"deep"},{"c":null},null]},"nest":{"t":"1965-06-01T00:00:00.250Z","d":-0.5,"m":{"k":[1,null],"n":null}},"bin":"raw"}"#,
         r#"{"b":null}"#,

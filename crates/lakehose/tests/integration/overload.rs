@@ -1,10 +1,13 @@
 //! Overload under a memory cap: the server runs in a 512 MiB memory cgroup while an open-loop
 //! client offers 2x and then 5x the throughput it measured the server to sustain. The server
 //! must not be OOM-killed, its peak RSS must stay within budget, and latency must be back to
-//! normal within 60 s of the load dropping. At 2x every request must get an answer (refused
-//! ones with `ServiceUnavailableException`). The issue's goals (>= 90% of capacity accepted,
-//! refusal p99 <= 50 ms, at 2x and 5x) are measured and printed but not asserted; the comments
-//! at the assertions say why.
+//! normal within 60 s of the load dropping (latency and throughput). At 2x every request must
+//! get an answer (refused ones with `ServiceUnavailableException`). The issue's goals (>= 90%
+//! of capacity accepted, refusal p99 <= 50 ms, at 2x and 5x) are measured and printed but not
+//! asserted; the comments at the assertions say why.
+//!
+//! The server and the load generator each get one of the machine's two cores (see
+//! [`split_cores`]), as they would on two machines.
 //!
 //! Needs root (it creates a cgroup v1 memory group), as CI on this project's machines has.
 //! Requests are pre-built PutRecordBatch bodies sent with hyper, so the client's own cost per
@@ -93,6 +96,8 @@ struct Tally {
     accepted_records: AtomicU64,
     requests: AtomicU64,
     refused_requests: AtomicU64,
+    /// Requests answered 200 with every record refused.
+    refused_records_only: AtomicU64,
     errors: AtomicU64,
 }
 
@@ -161,7 +166,15 @@ impl Load {
             .accepted_records
             .fetch_add(accepted, Ordering::Relaxed);
         if accepted == 0 {
+            // Refused record by record (the stream's own limits, not the request budget): the
+            // first reason is printed, so a run refused for a full disk says so.
             tally.refused_requests.fetch_add(1, Ordering::Relaxed);
+            if tally.refused_records_only.fetch_add(1, Ordering::Relaxed) == 0 {
+                eprintln!(
+                    "overload: records refused: {}",
+                    body["RequestResponses"][0]["ErrorMessage"]
+                );
+            }
         }
         Some((took, accepted == 0))
     }
@@ -245,6 +258,30 @@ async fn open_loop(load: &Load, requests_per_s: f64, length: Duration) -> OpenLo
     }
 }
 
+/// The load generator and the server get a core each (when there are two or more): the server
+/// runs on CPU 1, the client's threads on CPU 0. At 5x the client pushes hundreds of MB/s
+/// through loopback; sharing the server's cores, it would take the CPU the server needs, which
+/// a load generator on another machine would not. Capacity is measured under the same split.
+fn split_cores() -> bool {
+    std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2)
+}
+
+const SERVER_CPU: &str = "1";
+const CLIENT_CPU: &str = "0";
+
+/// Pins the calling thread (and the threads it creates from now on) to `cpu`.
+fn pin_this_thread(cpu: &str) {
+    // /proc/thread-self is "PID/task/TID".
+    let me = std::fs::read_link("/proc/thread-self").unwrap();
+    let tid = me.file_name().unwrap().to_str().unwrap().to_owned();
+    let status = std::process::Command::new("taskset")
+        .args(["-p", "-c", cpu, &tid])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("taskset (util-linux) runs");
+    assert!(status.success(), "taskset -p -c {cpu} {tid}");
+}
+
 fn start_capped(dir: &Path, cgroup: &MemoryCgroup) -> Server {
     let join = format!(
         "echo $$ > {}/cgroup.procs && exec \"$@\"",
@@ -254,7 +291,11 @@ fn start_capped(dir: &Path, cgroup: &MemoryCgroup) -> Server {
     // 25 ms of a debug build's work on two cores (a release build decodes several times faster
     // and defaults to 16 MiB).
     let config = format!("[limits]\nmax_request_mib = {REQUEST_BUDGET_MIB}\n");
-    Server::start_wrapped(dir, Some(&config), &["sh", "-c", &join, "sh"])
+    let mut wrapper = vec!["sh", "-c", &join, "sh"];
+    if split_cores() {
+        wrapper.splice(0..0, ["taskset", "-c", SERVER_CPU]);
+    }
+    Server::start_wrapped(dir, Some(&config), &wrapper)
 }
 
 #[test]
@@ -263,6 +304,10 @@ fn overload_under_a_memory_cap_is_refused_quickly_and_recovers() {
     let tmp = tempfile::tempdir().unwrap();
     let server = start_capped(tmp.path(), &cgroup);
     let pid = server.pid();
+    if split_cores() {
+        // The runtime's threads are created below, from this thread, and inherit its CPU.
+        pin_this_thread(CLIENT_CPU);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -300,33 +345,38 @@ fn overload_under_a_memory_cap_is_refused_quickly_and_recovers() {
                 r.errors
             );
             if factor > 2.0 {
-                // At 5x the client must push several hundred MB/s of bodies through loopback on
-                // the same two cores, and the server must read each refused body to keep the
-                // connection usable: both saturate, connections wait past the header timeout
-                // and are reset. Measured and printed, not asserted (see docs/RELIABILITY.md);
-                // the server must still survive it, within its memory budget, and recover.
+                // At 5x about 4,000 requests a second are refused, each one a request the
+                // single server core must parse, answer and read the body of (~85 us in this
+                // debug build): runs accept 62-66% of capacity with a refusal p99 of 51-56 ms.
+                // Measured and printed, not asserted (see docs/RELIABILITY.md); the server must
+                // still survive it, within its memory budget, and recover.
                 continue;
             }
-            // The goals are >= 90% of capacity and a 50 ms refusal p99. Quiet runs here measure
-            // 79-95% and 28-450 ms, because the client shares the two cores with the server; a
-            // bound loose enough for that would prove little. The figures are printed and
-            // recorded in docs/RELIABILITY.md. What every run must show is asserted: every
-            // request answered, none lost to a reset.
+            // The goals are >= 90% of capacity and a 50 ms refusal p99. Runs here measure
+            // 87-98% and 38-42 ms; a bound loose enough for every CI run would prove little.
+            // The figures are printed and recorded in docs/RELIABILITY.md. What every run must
+            // show is asserted: every request answered, none lost to a reset.
             assert_eq!(r.errors, 0, "{factor}x: every request gets an answer");
         }
 
-        // Back to normal: closed-loop latency within 2x of the baseline within 60 s.
+        // Back to normal within 60 s: closed-loop latency within 2x of the baseline, and
+        // throughput at least 80% of capacity (records accepted, not refused).
         let dropped = Instant::now();
         loop {
-            let (_, latencies) = closed_loop(&load, CLIENTS, Duration::from_secs(2)).await;
+            let (rate, latencies) = closed_loop(&load, CLIENTS, Duration::from_secs(2)).await;
             let p99 = percentile(latencies, 0.99);
-            if p99 <= base_p99 * 2 {
-                eprintln!("overload: normal again {:?} after the load dropped (p99 {p99:?})", dropped.elapsed());
+            if p99 <= base_p99 * 2 && rate >= capacity * 0.8 {
+                eprintln!(
+                    "overload: normal again {:?} after the load dropped (p99 {p99:?}, {:.0}% of capacity)",
+                    dropped.elapsed(),
+                    100.0 * rate / capacity
+                );
                 break;
             }
             assert!(
                 dropped.elapsed() < Duration::from_secs(60),
-                "p99 {p99:?} still above 2x baseline {base_p99:?} 60 s after the load dropped"
+                "60 s after the load dropped: p99 {p99:?} (baseline {base_p99:?}), \
+                 {rate:.0} records/s (capacity {capacity:.0})"
             );
         }
     });
