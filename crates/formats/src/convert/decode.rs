@@ -29,7 +29,7 @@ use arrow_schema::{DataType, Field, FieldRef, Fields, SchemaRef, TimeUnit};
 
 use super::json::{Parser, key_eq};
 use super::time::{self, TimestampFormat};
-use super::{ConversionConfig, ConvertError, FailedRecord, InputSerde};
+use super::{ConversionConfig, ConvertError, FailedRecord, InputSerde, OutputFormat};
 
 /// Firehose's error code for a record that is not valid JSON.
 pub const PARSE_ERROR: &str = "DataFormatConversion.ParseError";
@@ -138,11 +138,14 @@ pub(crate) struct Ctx {
     case_insensitive: bool,
     dots: bool,
     formats: Vec<TimestampFormat>,
+    /// The output is ORC, which cannot store every instant (see [`Ctx::timestamp`]).
+    orc: bool,
 }
 
 impl Ctx {
-    pub(crate) fn new(input: &InputSerde) -> Result<Self, ConvertError> {
-        Ok(match input {
+    pub(crate) fn new(config: &ConversionConfig) -> Result<Self, ConvertError> {
+        let orc = matches!(config.output, OutputFormat::Orc(_));
+        Ok(match &config.input {
             InputSerde::OpenX {
                 case_insensitive,
                 convert_dots_to_underscores,
@@ -153,6 +156,7 @@ impl Ctx {
                 case_insensitive: *case_insensitive,
                 dots: *convert_dots_to_underscores,
                 formats: Vec::new(),
+                orc,
             },
             InputSerde::Hive { timestamp_formats } => Ctx {
                 lenient: false,
@@ -169,8 +173,28 @@ impl Ctx {
                         })
                     })
                     .collect::<Result<_, _>>()?,
+                orc,
             },
         })
+    }
+
+    /// `(secs, nanos)` as a column value in `unit`. A record whose instant the output cannot
+    /// store fails alone: out of range, or, in ORC, within the last second before 1970 with a
+    /// fraction of a millisecond or more, which ORC's encoding cannot tell from an instant one
+    /// second later (ORC-763; the writer would refuse the whole batch).
+    fn timestamp(&self, secs: i64, nanos: u32, unit: TimeUnit) -> Result<i64, Box<RecErr>> {
+        let v =
+            time::to_unit(secs, nanos, unit).ok_or_else(|| mismatch("Timestamp out of range"))?;
+        if self.orc && secs == -1 {
+            let (_, stored_nanos) = time::from_unit(v, unit);
+            if stored_nanos > 999_999 {
+                return Err(mismatch(
+                    "ORC cannot store an instant in the last second before 1970 with a fraction \
+                     of a millisecond or more (ORC-763)",
+                ));
+            }
+        }
+        Ok(v)
     }
 
     /// The key as matched against columns: dots to underscores, case folded, as configured.
@@ -1002,9 +1026,7 @@ impl Col {
                     }
                     c => return Err(wrong_token(c, "timestamp")),
                 };
-                let v = time::to_unit(secs, nanos, *unit)
-                    .ok_or_else(|| mismatch("Timestamp out of range"))?;
-                prim.push(v);
+                prim.push(ctx.timestamp(secs, nanos, *unit)?);
                 Ok(())
             }
             Kind::Date(prim) => match c {
@@ -1153,7 +1175,7 @@ impl Col {
             Kind::Date(p) => p.push(time::parse_date(s).ok_or_else(|| bad_input(s))?),
             Kind::Ts(p, unit, _) => {
                 let (secs, nanos) = ctx.timestamp_str(s).ok_or_else(|| timestamp_err(s))?;
-                p.push(time::to_unit(secs, nanos, *unit).ok_or_else(|| timestamp_err(s))?);
+                p.push(ctx.timestamp(secs, nanos, *unit)?);
             }
             Kind::Dec(p, precision, scale) => {
                 p.push(parse_decimal(s, *precision, *scale).map_err(|_| bad_input(s))?)
@@ -1308,7 +1330,7 @@ impl RecordDecoder {
         config: &ConversionConfig,
         capacity: usize,
     ) -> Result<Self, ConvertError> {
-        let ctx = Ctx::new(&config.input)?;
+        let ctx = Ctx::new(config)?;
         let mappings = match &config.input {
             InputSerde::OpenX {
                 column_to_json_key, ..

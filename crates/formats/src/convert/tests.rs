@@ -1335,3 +1335,48 @@ fn orc_writer_skips_the_elements_of_null_lists() {
     assert_eq!(values(0), [Some(1), Some(2)]);
     assert_eq!(values(2), [Some(3)]);
 }
+
+/// ORC cannot store an instant within the last second before 1970 with a fraction of a
+/// millisecond or more (ORC-763): such a record fails alone, and the rest of the batch, the
+/// instants around it included, lands. Parquet stores them all.
+#[cfg(feature = "orc")]
+#[test]
+fn orc_refuses_only_the_instants_it_cannot_store() {
+    let s = schema(&[("id", "int"), ("ts", "timestamp")]);
+    let records = [
+        r#"{"id":1,"ts":"1969-12-31T23:59:58.500Z"}"#,
+        r#"{"id":2,"ts":"1969-12-31T23:59:59.500Z"}"#,
+        r#"{"id":3,"ts":"1969-12-31T23:59:59Z"}"#,
+        r#"{"id":4,"ts":"1969-12-31 23:59:59.999"}"#,
+        r#"{"id":5,"ts":"1970-01-01T00:00:00.001Z"}"#,
+    ];
+    let orc = ConversionConfig::new(
+        "db",
+        "t",
+        InputSerde::default(),
+        OutputFormat::Orc(OrcOptions::default()),
+    );
+    let out = run(&records, &s, &orc);
+    assert_eq!(out.rows, 3);
+    let failed: Vec<usize> = out.failed.iter().map(|f| f.index).collect();
+    assert_eq!(failed, [1, 3]);
+    assert!(
+        out.failed[0].error_message.contains("ORC-763"),
+        "{:?}",
+        out.failed[0]
+    );
+    let batches: Vec<RecordBatch> =
+        orc_rust::ArrowReaderBuilder::try_new(bytes::Bytes::from(out.file))
+            .unwrap()
+            .build()
+            .map(Result::unwrap)
+            .collect();
+    let ts = arrow_cast::cast(
+        batches[0].column(1),
+        &DataType::Timestamp(TimeUnit::Millisecond, None),
+    )
+    .unwrap();
+    assert_eq!(ts_ms(ts.as_ref()), [Some(-1500), Some(-1000), Some(1)]);
+    let parquet = run(&records, &s, &openx());
+    assert_eq!((parquet.rows, parquet.failed.len()), (5, 0));
+}

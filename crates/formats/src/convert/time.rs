@@ -190,10 +190,7 @@ pub(crate) fn parse_default_timestamp(s: &[u8], date_only: bool) -> Option<(i64,
 
 /// `(seconds, nanos)` from epoch milliseconds.
 pub(crate) fn from_millis(ms: i64) -> (i64, u32) {
-    (
-        ms.div_euclid(1000),
-        (ms.rem_euclid(1000) * 1_000_000) as u32,
-    )
+    from_unit(ms, arrow_schema::TimeUnit::Millisecond)
 }
 
 /// `(seconds, nanos)` in `unit`, `None` on overflow.
@@ -209,6 +206,21 @@ pub(crate) fn to_unit(secs: i64, nanos: u32, unit: arrow_schema::TimeUnit) -> Op
             .checked_add((nanos / 1000) as i64),
         Nanosecond => secs.checked_mul(1_000_000_000)?.checked_add(nanos as i64),
     }
+}
+
+/// A value in `unit` as `(seconds, nanos)`, the inverse of [`to_unit`].
+pub(crate) fn from_unit(v: i64, unit: arrow_schema::TimeUnit) -> (i64, u32) {
+    use arrow_schema::TimeUnit::*;
+    let per_second: i64 = match unit {
+        Second => 1,
+        Millisecond => 1_000,
+        Microsecond => 1_000_000,
+        Nanosecond => 1_000_000_000,
+    };
+    (
+        v.div_euclid(per_second),
+        (v.rem_euclid(per_second) * (1_000_000_000 / per_second)) as u32,
+    )
 }
 
 /// One element of a compiled Joda-Time pattern.
