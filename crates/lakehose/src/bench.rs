@@ -29,11 +29,13 @@ pub struct IngestArgs {
     /// partitioned by a jq query on `user_id` into 100 partitions), `lambda` (json events through an echo
     /// Lambda function served by this process), `enc` (json events into a stream encrypted at
     /// rest), `auth` (json events, every request SigV4-signed and verified, on a second server
-    /// with an access key configured).
+    /// with an access key configured), `app` (json events into a stream that a streaming SQL
+    /// application reads at the same time: per-second counts per service and status, sent to a
+    /// second stream).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "json,1k,jq,lambda,enc,auth"
+        default_value = "json,1k,jq,lambda,enc,auth,app"
     )]
     pub shapes: Vec<String>,
     /// Data dir for the server (a fresh temporary folder by default).
@@ -120,6 +122,16 @@ fn peak_rss_mib(pid: u32) -> f64 {
 }
 
 async fn delivered_records(endpoint: &str, stream: &str) -> u64 {
+    metric_sum(
+        endpoint,
+        "DeliveryToS3_Records",
+        &format!("stream=\"{stream}\""),
+    )
+    .await
+}
+
+/// The sum of the `/metrics` series named `metric` whose labels contain `label`.
+async fn metric_sum(endpoint: &str, metric: &str, label: &str) -> u64 {
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Empty<bytes::Bytes>>();
     let Ok(uri) = format!("{endpoint}/metrics").parse() else {
@@ -133,9 +145,8 @@ async fn delivered_records(endpoint: &str, stream: &str) -> u64 {
         return 0;
     };
     let text = String::from_utf8_lossy(&body.to_bytes()).to_string();
-    let needle = format!("stream=\"{stream}\"");
     text.lines()
-        .filter(|l| l.starts_with("DeliveryToS3_Records") && l.contains(&needle))
+        .filter(|l| l.starts_with(metric) && l.contains(label))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64
 }
@@ -203,6 +214,9 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
             .await?;
         if shape == "enc" {
             encrypt(client, &stream).await?;
+        }
+        if shape == "app" {
+            start_reader_app(client, &server.endpoint, &stream).await?;
         }
         let make: fn(u64) -> Vec<u8> = if shape == "1k" {
             kib_record
@@ -284,11 +298,66 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
                 "  warning: only {landed} of {accepted} acknowledged records landed within 120 s"
             );
         }
+        if shape == "app" {
+            // How fast the application read the stream while it was being written: the time
+            // until it had read every acknowledged record.
+            let label = format!("application=\"{READER_APP}\"");
+            let read_deadline = Instant::now() + Duration::from_secs(120);
+            let mut read = 0;
+            while Instant::now() < read_deadline {
+                read = metric_sum(&server.endpoint, "Analytics_InputRecords", &label).await;
+                if read >= accepted {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            println!(
+                "  app: the application read {read} of {accepted} records, {:.0} records/s \
+                 (until it had read them all)",
+                read as f64 / started.elapsed().as_secs_f64()
+            );
+        }
     }
     let _ = server.child.kill().await;
     if let Some((mut s, _)) = signed {
         let _ = s.child.kill().await;
     }
+    Ok(())
+}
+
+/// The streaming SQL application of the `app` case.
+const READER_APP: &str = "bench-app-reader";
+
+/// Creates and starts [`READER_APP`], reading `stream` from now on: per second of processing
+/// time, the count, mean and maximum latency per service and status, put into a second stream.
+async fn start_reader_app(
+    client: &FirehoseClient,
+    endpoint: &str,
+    stream: &str,
+) -> anyhow::Result<()> {
+    let out = format!("{stream}-out");
+    client
+        .call("CreateDeliveryStream", &stream_request(&out, "app-out"))
+        .await?;
+    let code = format!(
+        "CREATE TABLE events (service VARCHAR, status INT, latency_ms BIGINT, pt AS PROCTIME())
+           WITH ('connector' = 'firehose', 'stream' = '{stream}');
+         CREATE TABLE per_status WITH ('connector' = 'firehose', 'stream' = '{out}');
+         INSERT INTO per_status
+         SELECT service, status, window_start, COUNT(*) AS n, AVG(latency_ms) AS mean_ms,
+                MAX(latency_ms) AS max_ms
+         FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(pt), INTERVAL '1' SECOND))
+         GROUP BY service, status, window_start, window_end"
+    );
+    let target = |op: &str| format!("KinesisAnalytics_20150814.{op}");
+    let app = json!({"ApplicationName": READER_APP});
+    crate::bench_query::aws_json(
+        endpoint,
+        &target("CreateApplication"),
+        &json!({"ApplicationName": READER_APP, "ApplicationCode": code}),
+    )
+    .await?;
+    crate::bench_query::aws_json(endpoint, &target("StartApplication"), &app).await?;
     Ok(())
 }
 
