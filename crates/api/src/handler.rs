@@ -361,6 +361,14 @@ fn authorize_stream(caller: Option<&Caller>, op: &str, region: &str, name: &str)
     }
 }
 
+/// The stream a `CreateDeliveryStream` request body describes, checked as the API checks it
+/// (unknown members, limits, destination rules): for the API, and for streams declared in
+/// `lakehose.toml`.
+pub fn create_request_spec(body: &[u8], region: &str) -> Result<StreamSpec> {
+    let input: CreateDeliveryStreamInput = parse(body)?;
+    StreamSpec::from_create(input, region, now_ms())
+}
+
 async fn operation(
     state: &ApiState,
     op: &str,
@@ -372,8 +380,7 @@ async fn operation(
         "PutRecordBatch" => put_record_batch(state, body, region, caller).await,
         "PutRecord" => put_record(state, body, region, caller).await,
         "CreateDeliveryStream" => {
-            let input: CreateDeliveryStreamInput = parse(body)?;
-            let spec = StreamSpec::from_create(input, region, now_ms())?;
+            let spec = create_request_spec(body, region)?;
             let arn = spec.arn.clone();
             state.service.create_stream(spec).await?;
             Ok(json!({ "DeliveryStreamARN": arn }))

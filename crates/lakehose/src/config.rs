@@ -65,6 +65,11 @@ pub struct Config {
     /// `[console]`: the web console's settings.
     #[serde(default)]
     pub console: Console,
+    /// `[[streams]]`: delivery streams declared here, each a `CreateDeliveryStream` request in
+    /// its AWS shape. A declared stream that does not exist is created at start; one that
+    /// exists is left as it is (changes made through the API persist).
+    #[serde(default)]
+    pub streams: Vec<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// `[console]`: the web console's settings.
@@ -454,6 +459,7 @@ impl Default for Config {
             opensearch_domains: Default::default(),
             redshift_clusters: Default::default(),
             console: Console::default(),
+            streams: Vec::new(),
         }
     }
 }

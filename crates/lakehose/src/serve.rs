@@ -67,6 +67,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let engine = Engine::open(&config.data_dir, buckets, catalog.clone(), engine_config)
         .await
         .context("opening the data dir")?;
+    create_declared_streams(&engine, &config).await?;
 
     // The audit log: one line per control-plane call and console sign-in.
     let audit = config
@@ -308,6 +309,31 @@ async fn serve_http(
             tracing::warn!("in-flight requests did not finish within 30 s of shutdown");
         }
     }
+}
+
+/// Creates the streams `[[streams]]` declares that do not exist yet, each checked as the API's
+/// `CreateDeliveryStream` checks it; a declaration the API would refuse stops the start.
+async fn create_declared_streams(engine: &Engine, config: &Config) -> anyhow::Result<()> {
+    use lakehose_api::StreamService;
+    for (i, declared) in config.streams.iter().enumerate() {
+        let name = declared
+            .get("DeliveryStreamName")
+            .and_then(|n| n.as_str())
+            .with_context(|| format!("[[streams]] entry {} has no DeliveryStreamName", i + 1))?;
+        if engine.stream(name).is_some() {
+            tracing::info!(stream = name, "declared stream exists; left as it is");
+            continue;
+        }
+        let body = serde_json::to_vec(declared)?;
+        let spec = lakehose_api::handler::create_request_spec(&body, &config.region)
+            .map_err(|e| anyhow::anyhow!("[[streams]] entry {} ({name}): {e}", i + 1))?;
+        engine
+            .create_stream(spec)
+            .await
+            .map_err(|e| anyhow::anyhow!("creating declared stream {name}: {e}"))?;
+        tracing::info!(stream = name, "declared stream created");
+    }
+    Ok(())
 }
 
 /// The connection's byte stream: the TCP stream as accepted, or with `tls` the TLS stream once

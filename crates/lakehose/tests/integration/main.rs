@@ -10,6 +10,7 @@ mod common;
 mod conformance;
 mod console;
 mod crash;
+mod declared_streams;
 mod delivery;
 mod disk_full;
 mod encryption;
