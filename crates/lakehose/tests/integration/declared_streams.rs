@@ -22,17 +22,8 @@ async fn declared_streams_are_created_once_and_keep_api_changes() {
     let tmp = tempfile::tempdir().unwrap();
     let mut server = Server::start_in(tmp.path(), Some(DECLARED));
     let c = server.client();
-    let d = c
-        .describe_delivery_stream()
-        .delivery_stream_name("declared")
-        .send()
-        .await
-        .unwrap();
-    let desc = d.delivery_stream_description().unwrap();
+    let (desc, dest) = describe(&c, "declared").await;
     assert_eq!(desc.delivery_stream_status().as_str(), "ACTIVE");
-    let dest = desc.destinations()[0]
-        .extended_s3_destination_description()
-        .unwrap();
     assert_eq!(dest.prefix(), Some("declared/"));
     put_lines(&c, "declared", &lines(10, "a")).await;
     let objs = wait_for_objects(&server.bucket("lake"), Duration::from_secs(10), |o| {
@@ -58,17 +49,30 @@ async fn declared_streams_are_created_once_and_keep_api_changes() {
     let c = server.client();
     let names = c.list_delivery_streams().send().await.unwrap();
     assert_eq!(names.delivery_stream_names(), ["declared"]);
-    let d = c
+    let (_, dest) = describe(&c, "declared").await;
+    assert_eq!(dest.prefix(), Some("changed/"));
+}
+
+/// The stream's description and its Extended S3 destination.
+async fn describe(
+    c: &aws_sdk_firehose::Client,
+    name: &str,
+) -> (
+    aws_sdk_firehose::types::DeliveryStreamDescription,
+    aws_sdk_firehose::types::ExtendedS3DestinationDescription,
+) {
+    let out = c
         .describe_delivery_stream()
-        .delivery_stream_name("declared")
+        .delivery_stream_name(name)
         .send()
         .await
         .unwrap();
-    let dest = d.delivery_stream_description().unwrap().destinations()[0]
+    let desc = out.delivery_stream_description().unwrap().clone();
+    let dest = desc.destinations()[0]
         .extended_s3_destination_description()
         .unwrap()
         .clone();
-    assert_eq!(dest.prefix(), Some("changed/"));
+    (desc, dest)
 }
 
 #[test]
