@@ -4,7 +4,8 @@
 //! normal within 60 s of the load dropping (latency and throughput). At 2x every request must
 //! get an answer (refused ones with `ServiceUnavailableException`). The issue's goals (>= 90%
 //! of capacity accepted, refusal p99 <= 50 ms, at 2x and 5x) are measured and printed but not
-//! asserted; the comments at the assertions say why.
+//! asserted; the comments at the assertions say why. Next to them it prints what a refusal
+//! may cost the server core for the throughput goal, and what receiving a body alone costs.
 //!
 //! The server and the load generator each get one of the machine's two cores (see
 //! [`split_cores`]), as they would on two machines.
@@ -282,6 +283,72 @@ fn pin_this_thread(cpu: &str) {
     assert!(status.success(), "taskset -p -c {cpu} {tid}");
 }
 
+/// CPU time `pid` has used (user and system), from `/proc/PID/stat` (in clock ticks of 10 ms;
+/// the phases measured here last seconds).
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces: utime and
+    // stime are the 12th and 13th.
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: u64 = after_name
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .map(|f| f.parse::<u64>().unwrap())
+        .sum();
+    Duration::from_millis(ticks * 10)
+}
+
+/// CPU time the calling thread has used, in nanoseconds (`/proc/thread-self/schedstat`).
+fn thread_cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
+    Duration::from_nanos(stat.split_whitespace().next().unwrap().parse().unwrap())
+}
+
+/// The server core's CPU time to receive one `len`-byte request body over loopback: a thread
+/// on the server's CPU reads, in 1 MiB reads, what this thread (on the client's CPU) writes.
+/// Any user-space server pays at least this for a body it reads to keep the connection usable,
+/// so it is a floor under the cost of a refusal; the kernel's share of it is most of it.
+fn receive_floor(len: usize) -> Duration {
+    use std::io::{Read, Write};
+    const BODIES: usize = 10_000;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let reader = std::thread::spawn(move || {
+        if split_cores() {
+            pin_this_thread(SERVER_CPU);
+        }
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut buf = vec![0u8; 1 << 20];
+        let (started, mut total) = (thread_cpu_time(), 0);
+        loop {
+            match conn.read(&mut buf).unwrap() {
+                0 => break,
+                n => total += n,
+            }
+        }
+        (thread_cpu_time() - started, total)
+    });
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    let body = vec![b'x'; len];
+    for _ in 0..BODIES {
+        conn.write_all(&body).unwrap();
+    }
+    drop(conn);
+    let (cpu, total) = reader.join().unwrap();
+    assert_eq!(total, len * BODIES);
+    cpu / BODIES as u32
+}
+
+/// The most CPU a refusal may cost the server's one core for it to accept `share` of its
+/// capacity while `factor` times capacity is offered, given that it used `utilization` of the
+/// core to serve `capacity` requests/s: accepted `A = share * capacity` and refused
+/// `R = (factor - share) * capacity` requests/s must fit `A * utilization / capacity + R * r
+/// <= 1`.
+fn refusal_budget(factor: f64, share: f64, capacity: f64, utilization: f64) -> Duration {
+    Duration::from_secs_f64(((1.0 - share * utilization) / ((factor - share) * capacity)).max(0.0))
+}
+
 fn start_capped(dir: &Path, cgroup: &MemoryCgroup) -> Server {
     let join = format!(
         "echo $$ > {}/cgroup.procs && exec \"$@\"",
@@ -325,35 +392,61 @@ fn overload_under_a_memory_cap_is_refused_quickly_and_recovers() {
         let load = Load::new(&server.endpoint, "load");
         closed_loop(&load, 4, Duration::from_secs(2)).await; // warm up
         // Capacity: as many clients back to back as the request budget admits at once.
+        let (started, cpu_before) = (Instant::now(), cpu_time(pid));
         let (capacity, base) = closed_loop(&load, CLIENTS, Duration::from_secs(6)).await;
+        let utilization = (cpu_time(pid) - cpu_before).as_secs_f64() / started.elapsed().as_secs_f64();
+        // The server's CPU per accepted request.
+        let cpu_per_accepted = utilization * RECORDS_PER_REQUEST as f64 / capacity;
         let base_p99 = percentile(base, 0.99);
         let capacity_requests = capacity / RECORDS_PER_REQUEST as f64;
-        eprintln!("overload: capacity {capacity:.0} records/s ({capacity_requests:.0} requests/s), p99 {base_p99:?}");
+        eprintln!(
+            "overload: capacity {capacity:.0} records/s ({capacity_requests:.0} requests/s), p99 {base_p99:?}, \
+             server CPU {:.0}% ({:.0} us per request)",
+            100.0 * utilization,
+            1e6 * cpu_per_accepted
+        );
         assert!(capacity > 0.0);
+        // What a refusal may cost for the goal (90% of capacity accepted), next to what
+        // receiving its body alone costs.
+        eprintln!(
+            "overload: to accept 90% of capacity, a refusal may cost the server core {:?} at 2x \
+             and {:?} at 5x; receiving one {} KiB body alone costs it {:?}",
+            refusal_budget(2.0, 0.9, capacity_requests, utilization),
+            refusal_budget(5.0, 0.9, capacity_requests, utilization),
+            load.body.len() >> 10,
+            receive_floor(load.body.len()),
+        );
 
         for factor in [2.0, 5.0] {
+            let (started, cpu_before) = (Instant::now(), cpu_time(pid));
             let r = open_loop(&load, capacity_requests * factor, Duration::from_secs(10)).await;
+            let cpu = (cpu_time(pid) - cpu_before).as_secs_f64();
             eprintln!(
                 "overload {factor}x: offered {:.0} records/s, accepted {:.0} records/s ({:.0}% of capacity), \
-                 {} of {} requests refused, refusal p99 {:?}, {} transport errors",
+                 {} of {} requests refused, refusal p99 {:?}, {} transport errors, \
+                 server CPU {:.0}%",
                 r.offered_per_s,
                 r.accepted_per_s,
                 100.0 * r.accepted_per_s / capacity,
                 r.refused,
                 r.requests,
                 r.refused_p99,
-                r.errors
+                r.errors,
+                100.0 * cpu / started.elapsed().as_secs_f64(),
             );
             if factor > 2.0 {
-                // At 5x about 4,000 requests a second are refused, each one a request the
-                // single server core must parse, answer and read the body of (~85 us in this
-                // debug build): runs accept 62-66% of capacity with a refusal p99 of 51-56 ms.
-                // Measured and printed, not asserted (see docs/RELIABILITY.md); the server must
-                // still survive it, within its memory budget, and recover.
+                // At 5x about 4,000 requests a second are refused, spread out between the
+                // accepted ones, and each costs the single server core about 100 us in this
+                // debug build (waking, parsing, answering, reading the body piecewise), where
+                // the goal allows about 43 us (printed above): runs accept 65-70% of capacity
+                // with a refusal p99 of 57-95 ms. Measured and printed, not asserted (see
+                // docs/RELIABILITY.md); the server must still survive it, within its memory
+                // budget, and recover.
                 continue;
             }
-            // The goals are >= 90% of capacity and a 50 ms refusal p99. Runs here measure
-            // 87-98% and 38-42 ms; a bound loose enough for every CI run would prove little.
+            // The goals are >= 90% of capacity and a 50 ms refusal p99. Runs here mostly measure
+            // 89-94% and 45-51 ms, with outliers (68% and 321 ms once); a bound loose enough for
+            // every CI run would prove little.
             // The figures are printed and recorded in docs/RELIABILITY.md. What every run must
             // show is asserted: every request answered, none lost to a reset.
             assert_eq!(r.errors, 0, "{factor}x: every request gets an answer");
