@@ -20,16 +20,21 @@
 //!   missing from the response (`Lambda.MissingRecordId`), returned twice
 //!   (`Lambda.DuplicatedRecordId`), or an `Ok` record without valid base64 `data`
 //!   (`Lambda.JsonProcessingException`). `recordId`s the request did not contain are ignored.
-//! - Only plain `http://` endpoints are supported and requests are not SigV4-signed (local
-//!   function runtimes such as `sam local start-lambda` do not check signatures).
+//! - Endpoints are `http://` or `https://` (rustls on the ring provider, verified against the
+//!   system's roots; `SSL_CERT_FILE` names another bundle). An endpoint with `sigv4 = true`
+//!   (AWS Lambda itself) gets every attempt signed anew with AWS Signature Version 4 for the
+//!   `lambda` service, in the function's region; the others (local runtimes such as
+//!   `sam local start-lambda`, which check no signature) are sent unsigned.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
 use futures::StreamExt as _;
 use http_body_util::{BodyExt as _, Full, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -59,12 +64,64 @@ const RECORD_OVERHEAD: usize = 128;
 /// One function endpoint.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LambdaEndpoint {
-    /// Base URL of the Lambda-compatible API, e.g. `http://127.0.0.1:9001`.
+    /// Base URL of the Lambda-compatible API, e.g. `http://127.0.0.1:9001` or
+    /// `https://lambda.eu-west-1.amazonaws.com`.
     pub url: String,
     /// `FunctionName` for the invoke path; default: the name in the ARN (or the key itself).
     pub function_name: Option<String>,
     /// Per-attempt timeout for this function; default: [`LambdaEndpoints::timeout`].
     pub timeout: Option<Duration>,
+    /// How invocations are signed; `None`: unsigned.
+    pub signing: Option<Signing>,
+}
+
+/// SigV4 signing of an endpoint's invocations (service `lambda`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Signing {
+    /// The signing region; default: the region of the `LambdaArn`, else the server's region.
+    pub region: Option<String>,
+    /// The key that signs.
+    pub credentials: Credentials,
+}
+
+/// An AWS access key (and the session token of temporary credentials). `Debug` shows only the
+/// access key id.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The access key id.
+    pub access_key_id: String,
+    /// The secret access key.
+    pub secret_access_key: String,
+    /// The session token, sent as `X-Amz-Security-Token`.
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Credentials {
+    /// The key in the environment, as the AWS CLI reads it: `AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY` and, when set, `AWS_SESSION_TOKEN`.
+    pub fn from_env() -> Result<Self, String> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        match (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
+            (Some(access_key_id), Some(secret_access_key)) => Ok(Self {
+                access_key_id,
+                secret_access_key,
+                session_token: var("AWS_SESSION_TOKEN"),
+            }),
+            _ => Err(
+                "sigv4 = true needs access_key_id and secret_access_key, in the table or \
+                 in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+                    .to_owned(),
+            ),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -77,6 +134,16 @@ enum EndpointSpec {
         function_name: Option<String>,
         #[serde(default)]
         timeout_seconds: Option<f64>,
+        #[serde(default)]
+        sigv4: bool,
+        #[serde(default)]
+        region: Option<String>,
+        #[serde(default)]
+        access_key_id: Option<String>,
+        #[serde(default)]
+        secret_access_key: Option<String>,
+        #[serde(default)]
+        session_token: Option<String>,
     },
 }
 
@@ -86,6 +153,9 @@ enum EndpointSpec {
 /// [lambdas]
 /// "arn:aws:lambda:us-east-1:123456789012:function:xform" = "http://127.0.0.1:9001"
 /// enrich = { url = "http://127.0.0.1:3001", function_name = "Enrich", timeout_seconds = 30 }
+/// # AWS Lambda itself: HTTPS, SigV4 with the key in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY
+/// # (or access_key_id/secret_access_key/session_token here), region from the ARN.
+/// "arn:aws:lambda:eu-west-1:123456789012:function:clean" = { url = "https://lambda.eu-west-1.amazonaws.com", sigv4 = true }
 /// ```
 ///
 /// A `LambdaArn` is looked up by the exact ARN first, then by `name:qualifier`, then by
@@ -119,14 +189,28 @@ impl TryFrom<BTreeMap<String, EndpointSpec>> for LambdaEndpoints {
                     url,
                     function_name: None,
                     timeout: None,
+                    signing: None,
                 },
                 EndpointSpec::Table {
                     url,
                     function_name,
                     timeout_seconds,
+                    sigv4,
+                    region,
+                    access_key_id,
+                    secret_access_key,
+                    session_token,
                 } => LambdaEndpoint {
                     url,
                     function_name,
+                    signing: signing(
+                        sigv4,
+                        region,
+                        access_key_id,
+                        secret_access_key,
+                        session_token,
+                    )
+                    .map_err(|e| format!("lambdas.{key:?}: {e}"))?,
                     timeout: match timeout_seconds {
                         None => None,
                         Some(s) if s.is_finite() && s > 0.0 && s <= 900.0 => {
@@ -148,13 +232,50 @@ impl TryFrom<BTreeMap<String, EndpointSpec>> for LambdaEndpoints {
     }
 }
 
+/// The signing of a `[lambdas]` table entry: `None` without `sigv4 = true`, whose key comes
+/// from the entry or else from the environment.
+fn signing(
+    sigv4: bool,
+    region: Option<String>,
+    access_key_id: Option<String>,
+    secret_access_key: Option<String>,
+    session_token: Option<String>,
+) -> Result<Option<Signing>, String> {
+    if !sigv4 {
+        if region.is_some() || access_key_id.is_some() || secret_access_key.is_some() {
+            return Err(
+                "region and keys are for signing: set sigv4 = true, or remove them".to_owned(),
+            );
+        }
+        return Ok(None);
+    }
+    let credentials = match (access_key_id, secret_access_key) {
+        (Some(access_key_id), Some(secret_access_key)) => Credentials {
+            access_key_id,
+            secret_access_key,
+            session_token,
+        },
+        (None, None) if session_token.is_none() => Credentials::from_env()?,
+        _ => {
+            return Err(
+                "access_key_id and secret_access_key go together (a session_token needs both)"
+                    .to_owned(),
+            );
+        }
+    };
+    Ok(Some(Signing {
+        region,
+        credentials,
+    }))
+}
+
 fn check_url(url: &str) -> Result<http::Uri, String> {
     let uri: http::Uri = url
         .parse()
         .map_err(|e| format!("invalid endpoint URL {url:?}: {e}"))?;
-    if uri.scheme_str() != Some("http") || uri.host().is_none() {
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
         return Err(format!(
-            "endpoint URL {url:?} must be http://host[:port] (https is not supported)"
+            "endpoint URL {url:?} must be http://host[:port] or https://host[:port]"
         ));
     }
     if uri.query().is_some() {
@@ -175,12 +296,14 @@ impl LambdaEndpoints {
         Ok(())
     }
 
-    /// Maps `arn_or_name` to the endpoint at `url`. Panics on a URL that is not `http://`.
+    /// Maps `arn_or_name` to the endpoint at `url`. Panics on a URL that is not `http://` or
+    /// `https://`.
     pub fn insert(&mut self, arn_or_name: impl Into<String>, url: impl Into<String>) -> &mut Self {
         let endpoint = LambdaEndpoint {
             url: url.into(),
             function_name: None,
             timeout: None,
+            signing: None,
         };
         self.try_insert(arn_or_name.into(), endpoint)
             .expect("valid Lambda endpoint URL");
@@ -231,6 +354,42 @@ impl LambdaEndpoints {
         let function = endpoint.function_name.clone().unwrap_or(name);
         Some((endpoint, function, qualifier))
     }
+}
+
+/// The region of `arn:aws:lambda:REGION:...` (`None` for a bare function name).
+fn arn_region(arn: &str) -> Option<String> {
+    match arn.split(':').collect::<Vec<_>>().as_slice() {
+        ["arn", _, "lambda", region, ..] if !region.is_empty() => Some((*region).to_owned()),
+        _ => None,
+    }
+}
+
+/// The client's connector: HTTPS (rustls, ring, the system's roots) when `uri` is `https://`;
+/// plain `http://` URIs never load the roots.
+fn https_connector(uri: &http::Uri, http: HttpConnector) -> HttpsConnector<HttpConnector> {
+    let provider = || Arc::new(rustls::crypto::ring::default_provider());
+    let no_roots = || {
+        rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default TLS versions")
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth()
+    };
+    let builder = hyper_rustls::HttpsConnectorBuilder::new();
+    let builder = if uri.scheme_str() == Some("https") {
+        builder
+            .with_provider_and_native_roots(provider())
+            .unwrap_or_else(|e| {
+                tracing::warn!(
+                    error = %e,
+                    "no system root certificates; https Lambda endpoints will fail verification"
+                );
+                hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(no_roots())
+            })
+    } else {
+        builder.with_tls_config(no_roots())
+    };
+    builder.https_or_http().enable_http1().wrap_connector(http)
 }
 
 /// `arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]` or `NAME[:QUALIFIER]`.
@@ -333,7 +492,9 @@ pub(crate) struct LambdaProcessor {
     backoff: Duration,
     stream_arn: String,
     region: String,
-    client: Client<HttpConnector, Full<Bytes>>,
+    /// The key and region that sign each attempt, when the endpoint wants SigV4.
+    signing: Option<(Credentials, String)>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl LambdaProcessor {
@@ -357,13 +518,26 @@ impl LambdaProcessor {
         if let Some(q) = qualifier {
             uri.push_str(&format!("?Qualifier={}", encode_segment(&q)));
         }
-        let invoke_uri = check_url(&uri).map_err(ConfigError)?;
+        // The base URL was checked when the endpoint was mapped; the path and the qualifier's
+        // query are percent-encoded here.
+        let invoke_uri: http::Uri = uri
+            .parse()
+            .map_err(|e| ConfigError(format!("invalid Lambda invoke URL {uri:?}: {e}")))?;
+        let signing = endpoint.signing.as_ref().map(|s| {
+            let region = s
+                .region
+                .clone()
+                .or_else(|| arn_region(&params.arn))
+                .unwrap_or_else(|| region.to_owned());
+            (s.credentials.clone(), region)
+        });
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(10)));
+        connector.enforce_http(false);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
+            .build(https_connector(&invoke_uri, connector));
         Ok(LambdaProcessor {
             arn: params.arn.clone(),
             invoke_uri,
@@ -374,6 +548,7 @@ impl LambdaProcessor {
             backoff: endpoints.retry_backoff,
             stream_arn: stream_arn.to_owned(),
             region: region.to_owned(),
+            signing,
             client,
         })
     }
@@ -534,13 +709,47 @@ impl LambdaProcessor {
         }
     }
 
+    /// The invocation request for `body`, signed when the endpoint wants SigV4 (afresh for
+    /// each attempt: a signature holds its time).
+    fn request(&self, body: Bytes) -> http::Request<Full<Bytes>> {
+        let mut request = http::Request::post(self.invoke_uri.clone())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header("x-amz-invocation-type", "RequestResponse")
+            .body(Full::new(body.clone()))
+            .expect("valid request");
+        let Some((credentials, region)) = &self.signing else {
+            return request;
+        };
+        let uri = &self.invoke_uri;
+        let headers = request.headers_mut();
+        if let Some(host) = uri.authority().and_then(|a| a.as_str().parse().ok()) {
+            headers.insert(http::header::HOST, host);
+        }
+        if let Some(token) = credentials
+            .session_token
+            .as_deref()
+            .and_then(|t| t.parse().ok())
+        {
+            headers.insert("x-amz-security-token", token);
+        }
+        lakehose_auth::sigv4::sign(
+            "POST",
+            uri.path(),
+            uri.query().unwrap_or(""),
+            headers,
+            &body,
+            &credentials.access_key_id,
+            &credentials.secret_access_key,
+            region,
+            "lambda",
+            lakehose_auth::sigv4::unix_now(),
+        );
+        request
+    }
+
     /// One HTTP round trip, bounded by the timeout.
     async fn attempt(&self, body: Bytes) -> Result<Response, AttemptError> {
-        let request = http::Request::post(self.invoke_uri.clone())
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .header("X-Amz-Invocation-Type", "RequestResponse")
-            .body(Full::new(body))
-            .expect("valid request");
+        let request = self.request(body);
         let exchange = async {
             let response = self
                 .client
@@ -800,9 +1009,63 @@ mod tests {
         let (ep, name, _) = e.resolve("enrich").unwrap();
         assert_eq!(name, "Enrich");
         assert_eq!(ep.timeout, Some(Duration::from_millis(2500)));
-        let bad = serde_json::json!({"x": "https://example.com"});
+        let bad = serde_json::json!({"x": "ftp://example.com"});
         assert!(serde_json::from_value::<LambdaEndpoints>(bad).is_err());
         let bad = serde_json::json!({"x": {"url": "http://127.0.0.1:1", "timeout_seconds": 0}});
         assert!(serde_json::from_value::<LambdaEndpoints>(bad).is_err());
+    }
+
+    #[test]
+    fn signing_is_configured_per_endpoint() {
+        let v = serde_json::json!({
+            "plain": "https://lambda.eu-west-1.amazonaws.com",
+            "signed": {"url": "https://lambda.eu-west-1.amazonaws.com", "sigv4": true,
+                       "region": "eu-west-1", "access_key_id": "AKID",
+                       "secret_access_key": "SECRET", "session_token": "TOKEN"}
+        });
+        let e: LambdaEndpoints = serde_json::from_value(v).unwrap();
+        assert_eq!(e.resolve("plain").unwrap().0.signing, None);
+        let signing = e.resolve("signed").unwrap().0.signing.clone().unwrap();
+        assert_eq!(signing.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(
+            signing.credentials,
+            Credentials {
+                access_key_id: "AKID".into(),
+                secret_access_key: "SECRET".into(),
+                session_token: Some("TOKEN".into()),
+            }
+        );
+        let shown = format!("{:?}", e);
+        assert!(shown.contains("AKID") && !shown.contains("SECRET") && !shown.contains("TOKEN"));
+
+        for (bad, why) in [
+            (
+                serde_json::json!({"url": "http://127.0.0.1:1", "region": "eu-west-1"}),
+                "set sigv4 = true",
+            ),
+            (
+                serde_json::json!({"url": "http://127.0.0.1:1", "sigv4": true, "access_key_id": "AKID"}),
+                "go together",
+            ),
+            (
+                serde_json::json!({"url": "http://127.0.0.1:1", "sigv4": true, "session_token": "T"}),
+                "go together",
+            ),
+        ] {
+            let e = serde_json::from_value::<LambdaEndpoints>(serde_json::json!({ "f": bad }))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(why), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_signing_region_defaults_to_the_arns() {
+        assert_eq!(
+            arn_region("arn:aws:lambda:eu-west-1:123456789012:function:f:live").as_deref(),
+            Some("eu-west-1")
+        );
+        assert_eq!(arn_region("f"), None);
+        assert_eq!(arn_region("f:live"), None);
     }
 }

@@ -79,7 +79,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 pub use config::ConfigError;
-pub use lambda::{LambdaEndpoint, LambdaEndpoints};
+pub use lambda::{Credentials, LambdaEndpoint, LambdaEndpoints, Signing};
 pub use partition::validate_partition_value;
 
 /// Largest decompressed size of one record (decompression-bomb guard).

@@ -471,3 +471,153 @@ async fn full_chain_cloudwatch_logs_lambda_partitioning_delimiter() {
         3
     );
 }
+
+/// The key the signing tests' function server expects.
+const KEY: ExpectedKey = ExpectedKey {
+    access_key_id: "AKIDLAMBDATEST",
+    secret_access_key: "lambda-test-secret/with+symbols",
+    session_token: None,
+    region: "eu-west-1",
+};
+
+/// Endpoints mapping every function of `server` to it, signing with `key` (and `region`, when
+/// given, instead of the ARN's).
+fn signing_endpoints(
+    server: &FunctionServer,
+    key: &ExpectedKey,
+    region: Option<&str>,
+) -> lakehose_process::LambdaEndpoints {
+    let mut endpoints = lakehose_process::LambdaEndpoints::new()
+        .with_timeout(Duration::from_secs(10))
+        .with_retry_backoff(Duration::from_millis(5));
+    for f in FUNCTIONS {
+        let endpoint = lakehose_process::LambdaEndpoint {
+            url: server.url.clone(),
+            function_name: None,
+            timeout: None,
+            signing: Some(lakehose_process::Signing {
+                region: region.map(str::to_owned),
+                credentials: lakehose_process::Credentials {
+                    access_key_id: key.access_key_id.to_owned(),
+                    secret_access_key: key.secret_access_key.to_owned(),
+                    session_token: key.session_token.map(str::to_owned),
+                },
+            }),
+        };
+        endpoints.insert_endpoint(*f, endpoint).unwrap();
+    }
+    endpoints
+}
+
+/// A Lambda processor for `arn` with `extra` parameters.
+fn lambda_at(arn: &str, extra: &[(&str, &str)]) -> Value {
+    let mut params: Vec<(&str, &str)> = vec![("LambdaArn", arn)];
+    params.extend_from_slice(extra);
+    processing(&[("Lambda", &params)])
+}
+
+#[tokio::test]
+async fn sigv4_signs_every_attempt_in_the_functions_region() {
+    let server = FunctionServer::start_signed(KEY).await;
+    let endpoints = signing_endpoints(&server, &KEY, None);
+    // The region comes from the ARN; the qualifier puts a query string under the signature,
+    // and the flaky function makes the invocation be signed three times.
+    let arn = "arn:aws:lambda:eu-west-1:123456789012:function:flaky:live";
+    let chain = chain(
+        &lambda_at(arn, &[("NumberOfRetries", "3")]),
+        false,
+        &endpoints,
+    );
+    let input = inputs(&["a", "b"]);
+    let batch = chain.process(&input).await;
+    assert_accounted(&input, &batch);
+    assert!(batch.failed.is_empty(), "{:?}", batch.failed);
+    assert_eq!(strings(&batch), ["A", "B"]);
+    assert_eq!(server.calls("flaky"), 3);
+    assert_eq!(
+        server.verified(),
+        3,
+        "every attempt carries a right signature"
+    );
+    assert_eq!(server.queries(), vec![Some("Qualifier=live".to_owned()); 3]);
+}
+
+#[tokio::test]
+async fn sigv4_with_a_session_token_and_a_configured_region() {
+    let key = ExpectedKey {
+        session_token: Some("FwoGZXIvYXdzEXAMPLETOKEN//+=="),
+        ..KEY
+    };
+    let server = FunctionServer::start_signed(key.clone()).await;
+    // The ARN names us-east-1; the endpoint's region wins.
+    let endpoints = signing_endpoints(&server, &key, Some("eu-west-1"));
+    let chain = chain(&lambda("upper", &[]), false, &endpoints);
+    let input = inputs(&["x"]);
+    let batch = chain.process(&input).await;
+    assert_accounted(&input, &batch);
+    assert!(batch.failed.is_empty(), "{:?}", batch.failed);
+    assert_eq!(strings(&batch), ["X"]);
+    assert_eq!(server.verified(), 1);
+}
+
+#[tokio::test]
+async fn a_wrong_signature_is_refused_and_its_records_fail_as_access_denied() {
+    let server = FunctionServer::start_signed(KEY).await;
+    let cases = [
+        // The wrong secret.
+        (
+            signing_endpoints(
+                &server,
+                &ExpectedKey {
+                    secret_access_key: "not-the-secret",
+                    ..KEY
+                },
+                None,
+            ),
+            lambda_arn("upper").replace("us-east-1", "eu-west-1"),
+        ),
+        // The right key in the wrong region: the ARN's, us-east-1.
+        (signing_endpoints(&server, &KEY, None), lambda_arn("upper")),
+    ];
+    for (endpoints, arn) in cases {
+        let chain = chain(
+            &lambda_at(&arn, &[("NumberOfRetries", "1")]),
+            false,
+            &endpoints,
+        );
+        let input = inputs(&["a"]);
+        let batch = chain.process(&input).await;
+        assert_accounted(&input, &batch);
+        assert!(batch.records.is_empty());
+        let failed = &batch.failed[0];
+        assert_eq!(
+            failed.error_code,
+            codes::LAMBDA_INVOKE_ACCESS_DENIED,
+            "{failed:?}"
+        );
+        assert!(
+            failed.error_message.contains("signature mismatch"),
+            "{}",
+            failed.error_message
+        );
+        assert_eq!(failed.attempts_made, 2);
+    }
+    assert_eq!(server.verified(), 0);
+    assert_eq!(
+        server.calls("upper"),
+        0,
+        "no refused invocation reached the function"
+    );
+}
+
+#[tokio::test]
+async fn a_qualified_arn_invokes_its_alias() {
+    let server = FunctionServer::start().await;
+    let arn = format!("{}:live", lambda_arn("upper"));
+    let chain = chain(&lambda_at(&arn, &[]), false, &server.endpoints());
+    let input = inputs(&["q"]);
+    let batch = chain.process(&input).await;
+    assert_accounted(&input, &batch);
+    assert_eq!(strings(&batch), ["Q"]);
+    assert_eq!(server.queries(), [Some("Qualifier=live".to_owned())]);
+}

@@ -46,8 +46,24 @@ pub fn lambda_arn(name: &str) -> String {
     format!("arn:aws:lambda:us-east-1:123456789012:function:{name}")
 }
 
+/// The key a signing server expects every invocation to be signed with (SigV4, service
+/// `lambda`).
+#[derive(Clone)]
+pub struct ExpectedKey {
+    pub access_key_id: &'static str,
+    pub secret_access_key: &'static str,
+    pub session_token: Option<&'static str>,
+    pub region: &'static str,
+}
+
 #[derive(Default)]
 struct State {
+    /// When set, every request must carry this key's signature (else 403).
+    key: Option<ExpectedKey>,
+    /// Requests whose signature was checked and right.
+    verified: AtomicUsize,
+    /// The query string of every invocation (the qualifier).
+    queries: Mutex<Vec<Option<String>>>,
     calls: Mutex<HashMap<String, u32>>,
     events: Mutex<Vec<(String, Value)>>,
     in_flight: AtomicUsize,
@@ -69,9 +85,21 @@ impl Drop for FunctionServer {
 
 impl FunctionServer {
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// A server that answers 403 to every request not signed with `key`, as AWS Lambda does.
+    pub async fn start_signed(key: ExpectedKey) -> Self {
+        Self::start_with(Some(key)).await
+    }
+
+    async fn start_with(key: Option<ExpectedKey>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let state = Arc::new(State::default());
+        let state = Arc::new(State {
+            key,
+            ..State::default()
+        });
         let s = Arc::clone(&state);
         let task = tokio::spawn(async move {
             loop {
@@ -125,6 +153,98 @@ impl FunctionServer {
     pub fn max_in_flight(&self) -> usize {
         self.state.max_in_flight.load(Ordering::SeqCst)
     }
+
+    /// The query string of every invocation, in order.
+    pub fn queries(&self) -> Vec<Option<String>> {
+        self.state.queries.lock().unwrap().clone()
+    }
+
+    /// Requests whose signature was checked and found right.
+    pub fn verified(&self) -> usize {
+        self.state.verified.load(Ordering::SeqCst)
+    }
+}
+
+/// Checks the request's SigV4 signature the independent way: signs the same request again
+/// with the AWS SDK's signer (`aws-sigv4`), at the time in its `X-Amz-Date`, over the headers
+/// Lakehose signs (`host`, `content-type`, `x-amz-*`), and compares the `Authorization`
+/// headers.
+fn check_signature(
+    key: &ExpectedKey,
+    parts: &hyper::http::request::Parts,
+    body: &[u8],
+) -> Result<(), String> {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let authorization = header("authorization").ok_or("no Authorization header")?;
+    let amz_date = header("x-amz-date").ok_or("no X-Amz-Date header")?;
+    let time = lakehose_auth::sigv4::parse_amz_date(&amz_date).ok_or("bad X-Amz-Date")?;
+    if header("x-amz-security-token").as_deref() != key.session_token {
+        return Err(format!(
+            "X-Amz-Security-Token is {:?}, expected {:?}",
+            header("x-amz-security-token"),
+            key.session_token
+        ));
+    }
+    let signed: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .filter(|(n, _)| {
+            let n = n.as_str();
+            (n == "host" || n == "content-type" || n.starts_with("x-amz-"))
+                && n != "x-amz-date"
+                && n != "x-amz-security-token"
+        })
+        .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap().to_owned()))
+        .collect();
+    let identity = aws_credential_types::Credentials::new(
+        key.access_key_id,
+        key.secret_access_key,
+        key.session_token.map(str::to_owned),
+        None,
+        "test",
+    )
+    .into();
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region(key.region)
+        .name("lambda")
+        .time(std::time::UNIX_EPOCH + Duration::from_secs(time as u64))
+        .settings(SigningSettings::default())
+        .build()
+        .unwrap()
+        .into();
+    let uri = format!(
+        "http://{}{}",
+        header("host").ok_or("no Host header")?,
+        parts.uri
+    );
+    let request = SignableRequest::new(
+        parts.method.as_str(),
+        &uri,
+        signed.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+        SignableBody::Bytes(body),
+    )
+    .map_err(|e| e.to_string())?;
+    let (instructions, _) = sign(request, &params)
+        .map_err(|e| e.to_string())?
+        .into_parts();
+    let expected = instructions
+        .headers()
+        .find(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+        .map(|(_, v)| v.to_owned())
+        .ok_or("aws-sigv4 made no Authorization header")?;
+    if authorization != expected {
+        return Err(format!(
+            "signature mismatch: got {authorization}, expected {expected}"
+        ));
+    }
+    Ok(())
 }
 
 fn respond(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
@@ -186,7 +306,20 @@ async fn handle(
             ));
         }
     };
-    let body = req.into_body().collect().await.unwrap().to_bytes();
+    let (parts, body) = req.into_parts();
+    state
+        .queries
+        .lock()
+        .unwrap()
+        .push(parts.uri.query().map(str::to_owned));
+    let body = body.collect().await.unwrap().to_bytes();
+    if let Some(key) = &state.key {
+        if let Err(e) = check_signature(key, &parts, &body) {
+            let message = json!({ "message": e }).to_string();
+            return Ok(respond(StatusCode::FORBIDDEN, message));
+        }
+        state.verified.fetch_add(1, Ordering::SeqCst);
+    }
     let event: Value = serde_json::from_slice(&body).unwrap();
     let n = {
         let mut calls = state.calls.lock().unwrap();
