@@ -281,6 +281,47 @@ def test_orc_holds_every_hive_type_like_parquet(lakehose, firehose):
     assert rows[2]["tags"] == [] and rows[2]["attrs"] == [] and rows[2]["geo"] is None
     assert rows[2]["nest"] == {"t": None, "d": None, "m": []} and rows[2]["grid"] == [[]]
     assert rows[3]["nest"] is None and rows[3]["price"] == decimal.Decimal("0.01")
+    assert_orc_statistics(orc_files[0], from_parquet)
+
+
+def assert_orc_statistics(path, table):
+    """Apache ORC's C++ reader (pyorc) reads the file's column statistics, and for each
+    top-level column they match the values `table` (the same rows) holds: the count of present
+    values, whether one was null, and the minimum, maximum and sum, true count or total length
+    the column's type has. (pyorc shows a stripe's statistics only through its row index, which
+    the writer does not produce; the Rust tests read the stripes' own statistics.)"""
+    import pyorc
+
+    with open(path, "rb") as f:
+        reader = pyorc.Reader(f)
+        assert reader[0].statistics["number_of_values"] == table.num_rows
+        for name in table.column_names:
+            column_id = reader.schema.fields[name].column_id
+            values = [v for v in table.column(name).to_pylist() if v is not None]
+            for stats in (reader[column_id].statistics,):
+                assert stats["number_of_values"] == len(values), (name, stats)
+                assert stats["has_null"] == (len(values) < table.num_rows), (name, stats)
+                kind = stats["kind"]
+                if kind in (pyorc.TypeKind.STRUCT, pyorc.TypeKind.LIST, pyorc.TypeKind.MAP):
+                    assert set(stats) == {"kind", "has_null", "number_of_values"}, (name, stats)
+                    continue
+                if kind == pyorc.TypeKind.BOOLEAN:
+                    assert stats["true_count"] == sum(values), (name, stats)
+                    assert stats["false_count"] == len(values) - sum(values), (name, stats)
+                    continue
+                if kind == pyorc.TypeKind.TIMESTAMP:
+                    # pyorc reads instants as UTC datetimes; the table's are naive UTC.
+                    got = (stats["minimum"].replace(tzinfo=None), stats["maximum"].replace(tzinfo=None))
+                else:
+                    got = (stats["minimum"], stats["maximum"])
+                assert got == (min(values), max(values)), (name, stats)
+                if kind == pyorc.TypeKind.STRING:
+                    assert stats["total_length"] == sum(len(v.encode()) for v in values), (name, stats)
+                elif kind in (pyorc.TypeKind.INT, pyorc.TypeKind.LONG, pyorc.TypeKind.SHORT,
+                              pyorc.TypeKind.BYTE, pyorc.TypeKind.DECIMAL):
+                    assert stats["sum"] == sum(values), (name, stats)
+                elif kind in (pyorc.TypeKind.FLOAT, pyorc.TypeKind.DOUBLE):
+                    assert stats["sum"] == pytest.approx(sum(values)), (name, stats)
 
 
 def test_a_batch_that_cannot_be_converted_goes_to_the_error_output(lakehose, firehose):

@@ -29,6 +29,7 @@ use crate::{
     error::{IoSnafu, Result, UnexpectedSnafu},
     memory::EstimateMemory,
     proto,
+    writer::statistics::ColumnStatistics,
     writer::stripe::{StripeInformation, StripeWriter},
 };
 
@@ -105,6 +106,8 @@ impl<W: Write> ArrowWriterBuilder<W> {
             batch_size: self.batch_size,
             stripe_byte_size: self.stripe_byte_size,
             written_stripes: vec![],
+            stripe_statistics: vec![],
+            file_statistics: None,
             // Accounting for the 3 magic bytes above
             total_bytes_written: 3,
         })
@@ -120,6 +123,10 @@ pub struct ArrowWriter<W> {
     batch_size: usize,
     stripe_byte_size: usize,
     written_stripes: Vec<StripeInformation>,
+    /// Each written stripe's column statistics, in column order (for the Metadata section).
+    stripe_statistics: Vec<Vec<ColumnStatistics>>,
+    /// The column statistics of the stripes written so far, merged (for the Footer).
+    file_statistics: Option<Vec<ColumnStatistics>>,
     /// Used to keep track of progress in file so far (instead of needing Seek on the writer)
     total_bytes_written: u64,
 }
@@ -152,9 +159,18 @@ impl<W: Write> ArrowWriter<W> {
     /// Flush any buffered data that hasn't been written, and write the stripe
     /// footer metadata.
     pub fn flush_stripe(&mut self) -> Result<()> {
-        let info = self.writer.finish_stripe(self.total_bytes_written)?;
+        let (info, statistics) = self.writer.finish_stripe(self.total_bytes_written)?;
         self.total_bytes_written += info.total_byte_size();
         self.written_stripes.push(info);
+        match &mut self.file_statistics {
+            None => self.file_statistics = Some(statistics.clone()),
+            Some(file) => {
+                for (file, stripe) in file.iter_mut().zip(&statistics) {
+                    file.merge(stripe);
+                }
+            }
+        }
+        self.stripe_statistics.push(statistics);
         Ok(())
     }
 
@@ -165,8 +181,21 @@ impl<W: Write> ArrowWriter<W> {
         if self.writer.row_count > 0 {
             self.flush_stripe()?;
         }
-        let footer = serialize_footer(&self.written_stripes, &self.schema).encode_to_vec();
-        let metadata = proto::Metadata::default().encode_to_vec();
+        let mut footer = serialize_footer(&self.written_stripes, &self.schema);
+        if let Some(file) = &self.file_statistics {
+            footer.statistics = file.iter().map(ColumnStatistics::to_proto).collect();
+        }
+        let footer = footer.encode_to_vec();
+        let metadata = proto::Metadata {
+            stripe_stats: self
+                .stripe_statistics
+                .iter()
+                .map(|columns| proto::StripeStatistics {
+                    col_stats: columns.iter().map(ColumnStatistics::to_proto).collect(),
+                })
+                .collect(),
+        }
+        .encode_to_vec();
 
         let (mut writer, mut compressor) = self.writer.finish();
         let metadata = compressor.compress(&metadata)?;
@@ -204,7 +233,11 @@ fn serialize_schema(schema: &SchemaRef) -> Vec<proto::Type> {
     types[0] = proto::Type {
         kind: Some(proto::r#type::Kind::Struct.into()),
         subtypes,
-        field_names: schema.fields().iter().map(|f| f.name().to_owned()).collect(),
+        field_names: schema
+            .fields()
+            .iter()
+            .map(|f| f.name().to_owned())
+            .collect(),
         ..Default::default()
     };
     types
@@ -361,7 +394,11 @@ fn serialize_postscript(
         compression_block_size,
         version: vec![0, 12],
         metadata_length: Some(metadata_length),
-        writer_version: Some(u32::MAX), // TODO: check which version to use
+        // ORC_14 (9), the newest version: the file has every fix the versions name (UTC
+        // timestamp statistics, ORC-135; long string bounds trimmed, ORC-203). Readers trust
+        // string, date, timestamp and decimal statistics only from versions they know, and the
+        // C++ reader reads u32::MAX as -1 ("older than HIVE-8732") and ignores them.
+        writer_version: Some(9),
         stripe_statistics_length: None,
         magic: Some("ORC".to_string()),
     }

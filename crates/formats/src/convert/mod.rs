@@ -262,7 +262,7 @@ impl std::fmt::Debug for Converter {
 enum Sink {
     Parquet(Box<ParquetSink>),
     #[cfg(feature = "orc")]
-    Orc(OrcSink),
+    Orc(Box<OrcSink>),
 }
 
 impl Converter {
@@ -777,7 +777,7 @@ fn orc_sink(schema: &SchemaRef, opts: &OrcOptions) -> Result<Sink, ConvertError>
     let writer = builder.try_build().map_err(|e| {
         ConvertError::UnsupportedSchema(format!("ORC output cannot write this table: {e}"))
     })?;
-    Ok(Sink::Orc(OrcSink { buf, writer }))
+    Ok(Sink::Orc(Box::new(OrcSink { buf, writer })))
 }
 
 #[cfg(not(feature = "orc"))]

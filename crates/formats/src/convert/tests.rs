@@ -1011,6 +1011,7 @@ fn orc_holds_what_parquet_holds_for_every_type_and_null_shape() {
             (stripe_size_bytes > 1 << 20) == (stripes == 1),
             "{stripes} stripes of {stripe_size_bytes} bytes"
         );
+        assert_orc_statistics(reader.file_metadata(), &parquet);
         let batches: Vec<RecordBatch> = reader.build().map(Result::unwrap).collect();
         let orc = arrow_select::concat::concat_batches(&batches[0].schema(), &batches).unwrap();
         assert_eq!(orc.num_rows(), 3000);
@@ -1024,6 +1025,261 @@ fn orc_holds_what_parquet_holds_for_every_type_and_null_shape() {
                 field.name(),
                 stripes
             );
+        }
+    }
+}
+
+/// A string minimum or maximum longer than 1024 bytes is left out of the statistics (the length
+/// total stays), as the Java and C++ writers do.
+#[cfg(feature = "orc")]
+#[test]
+fn orc_string_bounds_longer_than_1024_bytes_are_left_out() {
+    use orc_rust::statistics::TypeStatistics as T;
+    let s = schema(&[("s", "string")]);
+    let long = "z".repeat(1025);
+    let records = [format!(r#"{{"s":"{long}"}}"#), r#"{"s":"a"}"#.to_owned()];
+    let records: Vec<&str> = records.iter().map(String::as_str).collect();
+    let cfg = ConversionConfig::new(
+        "db",
+        "t",
+        InputSerde::default(),
+        OutputFormat::Orc(OrcOptions::default()),
+    );
+    let file = bytes::Bytes::from(run(&records, &s, &cfg).file);
+    let reader = orc_rust::ArrowReaderBuilder::try_new(file).unwrap();
+    let stats = &reader.file_metadata().column_file_statistics()[1];
+    let Some(T::String {
+        is_exact_min,
+        is_exact_max,
+        sum,
+        ..
+    }) = stats.type_statistics()
+    else {
+        panic!("{stats:?}")
+    };
+    assert!(!is_exact_min && !is_exact_max, "{stats:?}");
+    assert_eq!(*sum, 1026);
+}
+
+/// The number of ORC columns `data_type` takes: itself and, in pre-order, its children's.
+#[cfg(feature = "orc")]
+fn orc_columns(data_type: &DataType) -> usize {
+    1 + match data_type {
+        DataType::Struct(fields) => fields.iter().map(|f| orc_columns(f.data_type())).sum(),
+        DataType::List(item) => orc_columns(item.data_type()),
+        DataType::Map(entries, _) => orc_columns(entries.data_type()) - 1,
+        _ => 0,
+    }
+}
+
+/// `text` (an ORC decimal statistic) as an unscaled integer at `scale`.
+#[cfg(feature = "orc")]
+fn unscaled(text: &str, scale: i8) -> i128 {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    assert_eq!(fraction.len(), scale.max(0) as usize, "{text}");
+    format!("{whole}{fraction}").parse().unwrap()
+}
+
+/// Checks the statistics of an ORC file, for each stripe and for the whole file, against
+/// `table`, the rows the file holds: the root's row count, and for each top-level column its
+/// count of present values, whether one was null, and its minimum, maximum and sum (or true
+/// count, or total length) as the ORC type has them.
+#[cfg(feature = "orc")]
+fn assert_orc_statistics(metadata: &orc_rust::reader::metadata::FileMetadata, table: &RecordBatch) {
+    use orc_rust::statistics::TypeStatistics as T;
+    let mut ranges = Vec::new();
+    let mut offset = 0;
+    for stripe in metadata.stripe_metadatas() {
+        let rows = stripe.number_of_rows() as usize;
+        ranges.push((offset, rows, stripe.column_statistics()));
+        offset += rows;
+    }
+    assert_eq!(offset, table.num_rows());
+    ranges.push((0, offset, metadata.column_file_statistics()));
+    for (offset, rows, stats) in ranges {
+        assert_eq!(
+            stats.len(),
+            orc_columns(&DataType::Struct(table.schema().fields().clone()))
+        );
+        assert_eq!(
+            stats[0].number_of_values(),
+            rows as u64,
+            "the root counts the rows"
+        );
+        let mut id = 1;
+        for (column, field) in table.columns().iter().zip(table.schema().fields()) {
+            let column = column.slice(offset, rows);
+            let (name, s) = (field.name(), &stats[id]);
+            id += orc_columns(field.data_type());
+            let present = rows - column.null_count();
+            assert_eq!(s.number_of_values(), present as u64, "{name}");
+            assert_eq!(s.has_null(), column.null_count() > 0, "{name}");
+            if present == 0 {
+                continue;
+            }
+            let got = s.type_statistics();
+            match column.data_type() {
+                DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => {
+                    let values = arrow_cast::cast(&column, &DataType::Int64).unwrap();
+                    let values: Vec<i64> = values
+                        .as_primitive::<Int64Type>()
+                        .iter()
+                        .flatten()
+                        .collect();
+                    let sum = values.iter().try_fold(0i64, |a, v| a.checked_add(*v));
+                    let want = (
+                        *values.iter().min().unwrap(),
+                        *values.iter().max().unwrap(),
+                        sum,
+                    );
+                    let Some(T::Integer { min, max, sum }) = got else {
+                        panic!("{name}: {got:?}")
+                    };
+                    assert_eq!((*min, *max, *sum), want, "{name}");
+                }
+                DataType::Float32 | DataType::Float64 => {
+                    let values = arrow_cast::cast(&column, &DataType::Float64).unwrap();
+                    let values: Vec<f64> = values
+                        .as_primitive::<Float64Type>()
+                        .iter()
+                        .flatten()
+                        .collect();
+                    let Some(T::Double { min, max, sum }) = got else {
+                        panic!("{name}: {got:?}")
+                    };
+                    assert_eq!(
+                        *min,
+                        values.iter().copied().fold(f64::INFINITY, f64::min),
+                        "{name}"
+                    );
+                    assert_eq!(
+                        *max,
+                        values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                        "{name}"
+                    );
+                    let want: f64 = values.iter().sum();
+                    assert!(
+                        (sum.unwrap() - want).abs() <= want.abs() * 1e-12,
+                        "{name}: {sum:?} {want}"
+                    );
+                }
+                DataType::Utf8 => {
+                    let values: Vec<&str> = column.as_string::<i32>().iter().flatten().collect();
+                    let Some(T::String {
+                        lower_bound,
+                        upper_bound,
+                        sum,
+                        is_exact_min,
+                        is_exact_max,
+                    }) = got
+                    else {
+                        panic!("{name}: {got:?}")
+                    };
+                    assert!(*is_exact_min && *is_exact_max, "{name}");
+                    assert_eq!(
+                        lower_bound.as_str(),
+                        *values.iter().min().unwrap(),
+                        "{name}"
+                    );
+                    assert_eq!(
+                        upper_bound.as_str(),
+                        *values.iter().max().unwrap(),
+                        "{name}"
+                    );
+                    assert_eq!(
+                        *sum,
+                        values.iter().map(|v| v.len() as i64).sum::<i64>(),
+                        "{name}"
+                    );
+                }
+                DataType::Binary => {
+                    let Some(T::Binary { sum }) = got else {
+                        panic!("{name}: {got:?}")
+                    };
+                    let want: usize = column
+                        .as_binary::<i32>()
+                        .iter()
+                        .flatten()
+                        .map(<[u8]>::len)
+                        .sum();
+                    assert_eq!(*sum, want as i64, "{name}");
+                }
+                DataType::Boolean => {
+                    let Some(T::Bucket { true_count }) = got else {
+                        panic!("{name}: {got:?}")
+                    };
+                    assert_eq!(
+                        *true_count,
+                        column.as_boolean().true_count() as u64,
+                        "{name}"
+                    );
+                }
+                DataType::Date32 => {
+                    let values: Vec<i32> = column
+                        .as_primitive::<Date32Type>()
+                        .iter()
+                        .flatten()
+                        .collect();
+                    let Some(T::Date { min, max }) = got else {
+                        panic!("{name}: {got:?}")
+                    };
+                    assert_eq!(
+                        (*min, *max),
+                        (*values.iter().min().unwrap(), *values.iter().max().unwrap()),
+                        "{name}"
+                    );
+                }
+                DataType::Timestamp(TimeUnit::Millisecond, _) => {
+                    let values: Vec<i64> = column
+                        .as_primitive::<TimestampMillisecondType>()
+                        .iter()
+                        .flatten()
+                        .collect();
+                    let Some(T::Timestamp {
+                        min_utc, max_utc, ..
+                    }) = got
+                    else {
+                        panic!("{name}: {got:?}")
+                    };
+                    assert_eq!(
+                        (*min_utc, *max_utc),
+                        (*values.iter().min().unwrap(), *values.iter().max().unwrap()),
+                        "{name}"
+                    );
+                }
+                DataType::Decimal128(_, scale) => {
+                    let values: Vec<i128> = column
+                        .as_primitive::<Decimal128Type>()
+                        .iter()
+                        .flatten()
+                        .collect();
+                    let Some(T::Decimal { min, max, sum }) = got else {
+                        panic!("{name}: {got:?}")
+                    };
+                    assert_eq!(
+                        unscaled(min, *scale),
+                        *values.iter().min().unwrap(),
+                        "{name}"
+                    );
+                    assert_eq!(
+                        unscaled(max, *scale),
+                        *values.iter().max().unwrap(),
+                        "{name}"
+                    );
+                    let want = values
+                        .iter()
+                        .try_fold(0i128, |a, v| a.checked_add(*v))
+                        .filter(|s| s.unsigned_abs() < 10u128.pow(38));
+                    match want {
+                        Some(want) => assert_eq!(unscaled(sum, *scale), want, "{name}"),
+                        None => assert_eq!(sum, "", "{name}: an overflowing sum is left out"),
+                    }
+                }
+                DataType::Struct(_) | DataType::List(_) | DataType::Map(_, _) => {
+                    assert!(got.is_none(), "{name}: {got:?}")
+                }
+                other => panic!("{name}: no statistics check for {other}"),
+            }
         }
     }
 }

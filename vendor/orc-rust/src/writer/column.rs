@@ -41,6 +41,7 @@ use crate::{
     writer::StreamType,
 };
 
+use super::statistics::ColumnStatistics;
 use super::{ColumnEncoding, Stream};
 
 /// Encodes a specific column for a stripe. Will encode to an internal memory
@@ -60,14 +61,20 @@ pub trait ColumnStripeEncoder: EstimateMemory {
     /// Emit the streams of this column and of its children (tagged with their column IDs,
     /// numbered in pre-order from `column`) and their encodings, resetting state as
     /// [`Self::finish`] does. Returns the first column ID after this column's subtree.
+    ///
+    /// `statistics` gets one entry per column in the same order; an encoder that keeps none
+    /// pushes counts-only placeholders, which the [`super::statistics::Statistician`] wrapping it
+    /// replaces.
     fn finish_tree(
         &mut self,
         column: u32,
         streams: &mut Vec<(u32, Stream)>,
         encodings: &mut Vec<ColumnEncoding>,
+        statistics: &mut Vec<ColumnStatistics>,
     ) -> u32 {
         encodings.push(self.column_encoding());
         streams.extend(self.finish().into_iter().map(|s| (column, s)));
+        statistics.push(ColumnStatistics::placeholder());
         column + 1
     }
 }

@@ -23,6 +23,7 @@ use crate::proto;
 
 pub mod column;
 pub mod nested;
+pub mod statistics;
 pub mod stripe;
 
 #[derive(Debug, Clone, Copy, Eq, PartialEq)]

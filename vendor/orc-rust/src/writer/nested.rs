@@ -42,6 +42,7 @@ use crate::{
     memory::EstimateMemory,
 };
 
+use super::statistics::ColumnStatistics;
 use super::{column::ColumnStripeEncoder, ColumnEncoding, Stream, StreamType};
 
 /// The PRESENT stream of a column, started lazily at the first null (a column without nulls has
@@ -98,9 +99,10 @@ fn finish_children(
     mut column: u32,
     streams: &mut Vec<(u32, Stream)>,
     encodings: &mut Vec<ColumnEncoding>,
+    statistics: &mut Vec<ColumnStatistics>,
 ) -> u32 {
     for child in children {
-        column = child.finish_tree(column, streams, encodings);
+        column = child.finish_tree(column, streams, encodings, statistics);
     }
     column
 }
@@ -164,10 +166,18 @@ impl ColumnStripeEncoder for StructColumnEncoder {
         column: u32,
         streams: &mut Vec<(u32, Stream)>,
         encodings: &mut Vec<ColumnEncoding>,
+        statistics: &mut Vec<ColumnStatistics>,
     ) -> u32 {
         encodings.push(self.column_encoding());
         streams.extend(self.finish().into_iter().map(|s| (column, s)));
-        finish_children(&mut self.children, column + 1, streams, encodings)
+        statistics.push(ColumnStatistics::placeholder());
+        finish_children(
+            &mut self.children,
+            column + 1,
+            streams,
+            encodings,
+            statistics,
+        )
     }
 }
 
@@ -268,10 +278,18 @@ impl ColumnStripeEncoder for RepeatedColumnEncoder {
         column: u32,
         streams: &mut Vec<(u32, Stream)>,
         encodings: &mut Vec<ColumnEncoding>,
+        statistics: &mut Vec<ColumnStatistics>,
     ) -> u32 {
         encodings.push(self.column_encoding());
         streams.extend(self.finish().into_iter().map(|s| (column, s)));
-        finish_children(&mut self.children, column + 1, streams, encodings)
+        statistics.push(ColumnStatistics::placeholder());
+        finish_children(
+            &mut self.children,
+            column + 1,
+            streams,
+            encodings,
+            statistics,
+        )
     }
 }
 
@@ -297,9 +315,7 @@ impl DecimalColumnEncoder {
 
 impl EstimateMemory for DecimalColumnEncoder {
     fn estimate_memory_size(&self) -> usize {
-        self.present.estimate_memory_size()
-            + self.data.len()
-            + self.scales.estimate_memory_size()
+        self.present.estimate_memory_size() + self.data.len() + self.scales.estimate_memory_size()
     }
 }
 

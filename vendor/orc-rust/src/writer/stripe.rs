@@ -37,6 +37,7 @@ use super::column::{
     StringColumnEncoder, TimestampColumnEncoder,
 };
 use super::nested::{DecimalColumnEncoder, RepeatedColumnEncoder, StructColumnEncoder};
+use super::statistics::{ColumnStatistics, Statistician};
 use super::{ColumnEncoding, StreamType};
 
 #[derive(Copy, Clone, Eq, Debug, PartialEq)]
@@ -120,17 +121,22 @@ impl<W: Write> StripeWriter<W> {
     /// to write a fresh new stripe.
     ///
     /// `start_offset` is used to manually keep track of position in the writer (instead
-    /// of relying on Seek).
-    pub fn finish_stripe(&mut self, start_offset: u64) -> Result<StripeInformation> {
+    /// of relying on Seek). Returns the stripe's place and its columns' statistics, in column
+    /// order (the root struct first).
+    pub fn finish_stripe(
+        &mut self,
+        start_offset: u64,
+    ) -> Result<(StripeInformation, Vec<ColumnStatistics>)> {
         // Order of column_encodings needs to match final type vec order.
         // (see arrow_writer::serialize_schema())
         // Direct encoding to represent root struct
         let mut column_encodings = vec![ColumnEncoding::Direct];
         // Root type won't have any streams; its children are numbered in pre-order from 1.
         let mut streams = vec![];
+        let mut statistics = vec![ColumnStatistics::root(self.row_count as u64)];
         let mut column = 1;
         for c in self.columns.iter_mut() {
-            column = c.finish_tree(column, &mut streams, &mut column_encodings);
+            column = c.finish_tree(column, &mut streams, &mut column_encodings, &mut statistics);
         }
         let column_encodings = column_encodings.iter().map(From::from).collect();
 
@@ -166,13 +172,14 @@ impl<W: Write> StripeWriter<W> {
         // Reset state for next stripe
         self.row_count = 0;
 
-        Ok(StripeInformation {
+        let info = StripeInformation {
             start_offset,
             index_length: 0,
             data_length,
             footer_length,
             row_count,
-        })
+        };
+        Ok((info, statistics))
     }
 
     /// When finished writing all stripes, return the inner writer.
@@ -181,7 +188,12 @@ impl<W: Write> StripeWriter<W> {
     }
 }
 
+/// The encoder of `field`'s column (and of its children), keeping its statistics.
 fn create_encoder(field: &FieldRef) -> Box<dyn ColumnStripeEncoder> {
+    Box::new(Statistician::new(field.data_type(), bare_encoder(field)))
+}
+
+fn bare_encoder(field: &FieldRef) -> Box<dyn ColumnStripeEncoder> {
     match field.data_type() {
         ArrowDataType::Float32 => Box::new(FloatColumnEncoder::new(ColumnEncoding::Direct)),
         ArrowDataType::Float64 => Box::new(DoubleColumnEncoder::new(ColumnEncoding::Direct)),
@@ -221,7 +233,9 @@ fn create_encoder(field: &FieldRef) -> Box<dyn ColumnStripeEncoder> {
         ArrowDataType::Struct(fields) => Box::new(StructColumnEncoder::new(
             fields.iter().map(create_encoder).collect(),
         )),
-        ArrowDataType::List(item) => Box::new(RepeatedColumnEncoder::new(vec![create_encoder(item)])),
+        ArrowDataType::List(item) => {
+            Box::new(RepeatedColumnEncoder::new(vec![create_encoder(item)]))
+        }
         ArrowDataType::Map(entries, _) => match entries.data_type() {
             ArrowDataType::Struct(kv) if kv.len() == 2 => Box::new(RepeatedColumnEncoder::new(
                 kv.iter().map(create_encoder).collect(),
