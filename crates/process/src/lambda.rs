@@ -242,7 +242,11 @@ fn signing(
     session_token: Option<String>,
 ) -> Result<Option<Signing>, String> {
     if !sigv4 {
-        if region.is_some() || access_key_id.is_some() || secret_access_key.is_some() {
+        if region.is_some()
+            || access_key_id.is_some()
+            || secret_access_key.is_some()
+            || session_token.is_some()
+        {
             return Err(
                 "region and keys are for signing: set sigv4 = true, or remove them".to_owned(),
             );
@@ -1041,6 +1045,10 @@ mod tests {
         for (bad, why) in [
             (
                 serde_json::json!({"url": "http://127.0.0.1:1", "region": "eu-west-1"}),
+                "set sigv4 = true",
+            ),
+            (
+                serde_json::json!({"url": "http://127.0.0.1:1", "session_token": "T"}),
                 "set sigv4 = true",
             ),
             (
