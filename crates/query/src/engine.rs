@@ -400,8 +400,8 @@ fn has_equality_filter(plan: &LogicalPlan) -> bool {
     found
 }
 
-/// Bytes read by a plan that ran: the `bytes_scanned` metrics (Parquet) plus the sizes of the
-/// other files its scans read.
+/// Bytes read by a plan that ran: the `bytes_scanned` metrics (Parquet and ORC, which fetch
+/// ranges) plus the sizes of the other files its scans read.
 fn bytes_scanned(plan: &Arc<dyn ExecutionPlan>) -> u64 {
     let mut total = plan
         .metrics()
@@ -410,7 +410,7 @@ fn bytes_scanned(plan: &Arc<dyn ExecutionPlan>) -> u64 {
     if let Some(exec) = plan.downcast_ref::<DataSourceExec>() {
         let source: &dyn Any = exec.data_source().as_ref();
         if let Some(config) = source.downcast_ref::<FileScanConfig>()
-            && config.file_source().file_type() != "parquet"
+            && !matches!(config.file_source().file_type(), "parquet" | "orc")
         {
             let mut seen = HashSet::new();
             for group in &config.file_groups {

@@ -8,13 +8,24 @@
 //! (columns matched by name, case-insensitively; Hive's positional `_colN` names matched by
 //! position; missing columns NULL; types cast to the table's); partition columns and any
 //! remaining projection are applied by DataFusion's [`ProjectionOpener`].
+//!
+//! Stripe pruning: the query's filters reach the source (`try_pushdown_filters`; they stay in
+//! the plan above it too, so pruning only has to be safe, not exact). A stripe whose column
+//! statistics show no row can match is neither fetched (stripes before the first and after the
+//! last kept one are outside the reader's byte range) nor decoded (stripes between are skipped
+//! by a row selection). A statistic that is missing, inexact in the unsafe direction, or of a
+//! type that does not map to the table's keeps the stripe.
 
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
+use arrow_array::{ArrayRef, UInt64Array};
+use arrow_schema::DataType;
 use arrow_schema::{ArrowError, Field, Schema, SchemaRef};
 use bytes::Bytes;
+use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{Column, ScalarValue};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::{
     FileOpenFuture, FileOpener, FileScanConfig, FileSource,
@@ -22,15 +33,21 @@ use datafusion::datasource::physical_plan::{
 use datafusion::datasource::projection::{ProjectionOpener, SplitProjection};
 use datafusion::datasource::table_schema::TableSchema;
 use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::physical_expr::conjunction;
 use datafusion::physical_expr::projection::ProjectionExprs;
+use datafusion::physical_optimizer::pruning::{PruningPredicateBuilder, PruningStatistics};
 use datafusion::physical_plan::PhysicalExpr;
-use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
+use datafusion::physical_plan::filter_pushdown::{FilterPushdownPropagation, PushedDown};
+use datafusion::physical_plan::metrics::{Count, ExecutionPlanMetricsSet, MetricBuilder};
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, TryFutureExt, TryStreamExt};
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use orc_rust::ArrowReaderBuilder;
 use orc_rust::projection::ProjectionMask;
 use orc_rust::reader::AsyncChunkReader;
+use orc_rust::reader::metadata::FileMetadata;
+use orc_rust::row_selection::{RowSelection, RowSelector};
+use orc_rust::statistics::TypeStatistics;
 
 use crate::adapt::align;
 
@@ -41,6 +58,8 @@ pub(crate) struct OrcSource {
     projection: SplitProjection,
     batch_size: usize,
     metrics: ExecutionPlanMetricsSet,
+    /// The query's filters over the table's columns, for stripe pruning.
+    predicate: Option<Arc<dyn PhysicalExpr>>,
 }
 
 impl OrcSource {
@@ -50,6 +69,7 @@ impl OrcSource {
             table_schema,
             batch_size: 8192,
             metrics: ExecutionPlanMetricsSet::new(),
+            predicate: None,
         }
     }
 }
@@ -59,7 +79,7 @@ impl FileSource for OrcSource {
         &self,
         object_store: Arc<dyn ObjectStore>,
         base_config: &FileScanConfig,
-        _partition: usize,
+        partition: usize,
     ) -> DfResult<Arc<dyn FileOpener>> {
         let file_schema = self.table_schema.file_schema();
         let projected = Arc::new(file_schema.project(&self.projection.file_indices)?);
@@ -68,6 +88,10 @@ impl FileSource for OrcSource {
             file_schema: Arc::clone(file_schema),
             projected,
             batch_size: base_config.batch_size.unwrap_or(self.batch_size),
+            predicate: self.predicate.clone(),
+            table_schema: Arc::clone(self.table_schema.table_schema()),
+            stripes_pruned: MetricBuilder::new(&self.metrics).counter("stripes_pruned", partition),
+            bytes_scanned: MetricBuilder::new(&self.metrics).counter("bytes_scanned", partition),
         });
         ProjectionOpener::try_new(self.projection.clone(), opener, file_schema)
     }
@@ -109,6 +133,27 @@ impl FileSource for OrcSource {
         Ok(Some(Arc::new(source)))
     }
 
+    fn try_pushdown_filters(
+        &self,
+        filters: Vec<Arc<dyn PhysicalExpr>>,
+        _config: &ConfigOptions,
+    ) -> DfResult<FilterPushdownPropagation<Arc<dyn FileSource>>> {
+        // Kept for stripe pruning only: the filters stay above the scan (`No`), which still
+        // drops the rows of kept stripes that do not match.
+        let pushed = vec![PushedDown::No; filters.len()];
+        if filters.is_empty() {
+            return Ok(FilterPushdownPropagation::with_parent_pushdown_result(
+                pushed,
+            ));
+        }
+        let mut source = self.clone();
+        source.predicate = Some(conjunction(self.predicate.iter().cloned().chain(filters)));
+        Ok(
+            FilterPushdownPropagation::with_parent_pushdown_result(pushed)
+                .with_updated_node(Arc::new(source) as Arc<dyn FileSource>),
+        )
+    }
+
     fn apply_expressions(
         &self,
         f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
@@ -124,6 +169,12 @@ struct OrcOpener {
     /// The logical file columns to produce.
     projected: SchemaRef,
     batch_size: usize,
+    /// The query's filters over the table's columns (`table_schema`), for stripe pruning.
+    predicate: Option<Arc<dyn PhysicalExpr>>,
+    table_schema: SchemaRef,
+    stripes_pruned: Count,
+    /// Bytes fetched from the object store (footers included), as Parquet's scan counts them.
+    bytes_scanned: Count,
 }
 
 impl FileOpener for OrcOpener {
@@ -131,10 +182,19 @@ impl FileOpener for OrcOpener {
         let reader = StoreReader {
             store: Arc::clone(&self.store),
             meta: file.object_meta.clone(),
+            bytes_scanned: self.bytes_scanned.clone(),
         };
         let target = Arc::clone(&self.projected);
         let file_schema = Arc::clone(&self.file_schema);
         let batch_size = self.batch_size;
+        // Built at each open: a dynamic filter (a TopK's, a join's) is read as it is now. A
+        // predicate that cannot prune (or keeps everything) is `None`.
+        let pruning = self.predicate.as_ref().and_then(|p| {
+            PruningPredicateBuilder::new()
+                .with_file_schema(Arc::clone(&self.table_schema))
+                .build(Arc::clone(p))
+        });
+        let stripes_pruned = self.stripes_pruned.clone();
         Ok(Box::pin(async move {
             let builder = ArrowReaderBuilder::try_new_async(reader)
                 .await
@@ -173,10 +233,27 @@ impl FileOpener for OrcOpener {
                 .map(|(_, c)| c.data_type().column_index())
                 .collect();
             let mask = ProjectionMask::roots(root, wanted);
-            let stream = builder
-                .with_batch_size(batch_size)
-                .with_projection(mask)
-                .build_async();
+            let mut builder = builder.with_batch_size(batch_size).with_projection(mask);
+            if let Some(pruning) = pruning {
+                let stats = StripeStatistics {
+                    metadata: builder.file_metadata(),
+                    logical: &logical,
+                    file_schema: &file_schema,
+                };
+                let keep = pruning.prune(&stats)?;
+                let pruned = keep.iter().filter(|k| !**k).count();
+                stripes_pruned.add(pruned);
+                if pruned == keep.len() {
+                    return Ok(futures::stream::empty().boxed());
+                }
+                if pruned > 0 {
+                    let (range, selection) = kept_stripes(builder.file_metadata(), &keep);
+                    builder = builder
+                        .with_file_byte_range(range)
+                        .with_row_selection(selection);
+                }
+            }
+            let stream = builder.build_async();
             let stream = stream
                 .map_err(DataFusionError::from)
                 .and_then(move |batch| {
@@ -191,6 +268,181 @@ impl FileOpener for OrcOpener {
                 .boxed();
             Ok(stream)
         }))
+    }
+}
+
+/// The byte range of the stripes from the first to the last kept one (the reader fetches only
+/// stripes that start in it), and the row selection over those stripes that skips the rows of
+/// the ones not kept in between.
+fn kept_stripes(metadata: &FileMetadata, keep: &[bool]) -> (std::ops::Range<usize>, RowSelection) {
+    let stripes = metadata.stripe_metadatas();
+    let first = keep.iter().position(|k| *k).unwrap_or(0);
+    let last = keep.iter().rposition(|k| *k).unwrap_or(0);
+    let range = stripes[first].offset() as usize..stripes[last].offset() as usize + 1;
+    let selection = (first..=last)
+        .map(|i| {
+            let rows = stripes[i].number_of_rows() as usize;
+            if keep[i] {
+                RowSelector::select(rows)
+            } else {
+                RowSelector::skip(rows)
+            }
+        })
+        .collect::<Vec<_>>()
+        .into();
+    (range, selection)
+}
+
+/// The column statistics of each stripe of one file, for DataFusion's `PruningPredicate`: each table
+/// column is found among the file's top-level columns as the opener matches them, and each
+/// bound is cast to the table's type (or left unknown).
+struct StripeStatistics<'a> {
+    metadata: &'a FileMetadata,
+    /// The table's name of each top-level file column.
+    logical: &'a [String],
+    file_schema: &'a SchemaRef,
+}
+
+impl StripeStatistics<'_> {
+    /// The file's ORC column ID and the table's type for `column`.
+    fn find(&self, column: &Column) -> Option<(usize, DataType)> {
+        let field = self
+            .file_schema
+            .fields()
+            .iter()
+            .find(|f| f.name().eq_ignore_ascii_case(column.name()))?;
+        let i = self
+            .logical
+            .iter()
+            .position(|n| n.eq_ignore_ascii_case(column.name()))?;
+        let root = self.metadata.root_data_type();
+        let id = root.children().get(i)?.data_type().column_index();
+        Some((id, field.data_type().clone()))
+    }
+
+    /// Each stripe's minimum (`max == false`) or maximum of `column`, cast to the table's type;
+    /// `None` when a bound of some stripe is not known.
+    fn bounds(&self, column: &Column, max: bool) -> Option<ArrayRef> {
+        let (id, target) = self.find(column)?;
+        let values = self
+            .metadata
+            .stripe_metadatas()
+            .iter()
+            .map(|stripe| {
+                let stats = stripe.column_statistics().get(id)?;
+                if stats.number_of_values() == 0 {
+                    // Only nulls: no bound, and the null count says the rest.
+                    return ScalarValue::try_from(&target).ok();
+                }
+                bound(stats.type_statistics()?, max, &target)
+            })
+            .collect::<Option<Vec<_>>>()?;
+        ScalarValue::iter_to_array(values).ok()
+    }
+}
+
+/// One stripe's bound as a value of `target`, or `None` when it cannot be stated safely.
+fn bound(stats: &TypeStatistics, max: bool, target: &DataType) -> Option<ScalarValue> {
+    let value = match stats {
+        TypeStatistics::Integer { min, max: hi, .. } => {
+            ScalarValue::Int64(Some(if max { *hi } else { *min }))
+        }
+        TypeStatistics::Double { min, max: hi, .. } => {
+            ScalarValue::Float64(Some(if max { *hi } else { *min }))
+        }
+        TypeStatistics::String {
+            lower_bound,
+            upper_bound,
+            is_exact_max,
+            ..
+        } => {
+            // A missing minimum reads as "", still a lower bound; a missing maximum is none.
+            if max && !is_exact_max {
+                return None;
+            }
+            ScalarValue::Utf8(Some(if max {
+                upper_bound.clone()
+            } else {
+                lower_bound.clone()
+            }))
+        }
+        TypeStatistics::Date { min, max: hi } => {
+            ScalarValue::Date32(Some(if max { *hi } else { *min }))
+        }
+        // Milliseconds, rounded down: the maximum may hide up to 999,999 ns more.
+        TypeStatistics::Timestamp {
+            min_utc, max_utc, ..
+        } => ScalarValue::TimestampMillisecond(
+            Some(if max {
+                max_utc.checked_add(1)?
+            } else {
+                *min_utc
+            }),
+            None,
+        ),
+        TypeStatistics::Decimal { min, max: hi, .. } => {
+            let DataType::Decimal128(precision, scale) = target else {
+                return None;
+            };
+            let text = if max { hi } else { min };
+            let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+            // Only the table's own scale is read; another would need rounding outward.
+            if fraction.len() != usize::from(scale.unsigned_abs()) || *scale < 0 {
+                return None;
+            }
+            let unscaled = format!("{whole}{fraction}").parse::<i128>().ok()?;
+            return Some(ScalarValue::Decimal128(Some(unscaled), *precision, *scale));
+        }
+        _ => return None,
+    };
+    // The opener casts the file's values to the table's type with the same monotonic casts,
+    // so a bound cast alike stays a bound of what the query sees.
+    value.cast_to(target).ok()
+}
+
+impl PruningStatistics for StripeStatistics<'_> {
+    fn min_values(&self, column: &Column) -> Option<ArrayRef> {
+        self.bounds(column, false)
+    }
+
+    fn max_values(&self, column: &Column) -> Option<ArrayRef> {
+        self.bounds(column, true)
+    }
+
+    fn num_containers(&self) -> usize {
+        self.metadata.stripe_metadatas().len()
+    }
+
+    fn null_counts(&self, column: &Column) -> Option<ArrayRef> {
+        let (id, _) = self.find(column)?;
+        let counts = self
+            .metadata
+            .stripe_metadatas()
+            .iter()
+            .map(|stripe| {
+                let values = stripe.column_statistics().get(id)?.number_of_values();
+                Some(stripe.number_of_rows().saturating_sub(values))
+            })
+            .collect::<Option<Vec<u64>>>()?;
+        Some(Arc::new(UInt64Array::from(counts)))
+    }
+
+    fn row_counts(&self) -> Option<ArrayRef> {
+        let rows: Vec<u64> = self
+            .metadata
+            .stripe_metadatas()
+            .iter()
+            .map(|s| s.number_of_rows())
+            .collect();
+        Some(Arc::new(UInt64Array::from(rows)))
+    }
+
+    fn contained(
+        &self,
+        _column: &Column,
+        _values: &std::collections::HashSet<ScalarValue>,
+    ) -> Option<arrow_array::BooleanArray> {
+        None
     }
 }
 
@@ -219,6 +471,7 @@ fn rename(
 struct StoreReader {
     store: Arc<dyn ObjectStore>,
     meta: ObjectMeta,
+    bytes_scanned: Count,
 }
 
 impl AsyncChunkReader for StoreReader {
@@ -232,6 +485,7 @@ impl AsyncChunkReader for StoreReader {
             // Object stores refuse empty ranges; ORC has empty streams.
             return async { Ok(Bytes::new()) }.boxed();
         }
+        self.bytes_scanned.add(length as usize);
         self.store
             .get_range(&self.meta.location, offset..offset + length)
             .map_err(std::io::Error::from)

@@ -139,6 +139,19 @@ pub fn write_orc(path: &Path, batch: &RecordBatch) {
     w.close().unwrap();
 }
 
+/// Like [`write_orc`], in stripes of about `stripe_bytes` of encoded data each (the writer
+/// closes a stripe between its 1,024-row batches).
+pub fn write_orc_stripes(path: &Path, batch: &RecordBatch, stripe_bytes: usize) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let file = std::fs::File::create(path).unwrap();
+    let mut w = orc_rust::ArrowWriterBuilder::new(file, batch.schema())
+        .with_stripe_byte_size(stripe_bytes)
+        .try_build()
+        .unwrap();
+    w.write(batch).unwrap();
+    w.close().unwrap();
+}
+
 pub fn write_text(path: &Path, text: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, text).unwrap();
@@ -160,7 +173,7 @@ pub fn from_json(schema: SchemaRef, lines: &str) -> RecordBatch {
     reader.next().unwrap().unwrap()
 }
 
-fn serde(lib: &str, params: &[(&str, &str)]) -> SerDeInfo {
+pub fn serde(lib: &str, params: &[(&str, &str)]) -> SerDeInfo {
     SerDeInfo {
         serialization_library: Some(lib.to_string()),
         parameters: params
@@ -177,7 +190,7 @@ pub const JSON: &str = "org.openx.data.jsonserde.JsonSerDe";
 pub const LAZY: &str = "org.apache.hadoop.hive.serde2.lazy.LazySimpleSerDe";
 pub const OPENCSV: &str = "org.apache.hadoop.hive.serde2.OpenCSVSerde";
 
-fn table(
+pub fn table(
     name: &str,
     columns: &[(&str, &str)],
     keys: &[(&str, &str)],
