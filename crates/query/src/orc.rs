@@ -369,6 +369,13 @@ fn bound(stats: &TypeStatistics, max: bool, target: &DataType) -> Option<ScalarV
         TypeStatistics::Date { min, max: hi } => {
             ScalarValue::Date32(Some(if max { *hi } else { *min }))
         }
+        // Writers before ORC-135 stored no UTC bounds, which orc-rust reads as 0: two zeros
+        // are taken as unknown.
+        TypeStatistics::Timestamp {
+            min_utc: 0,
+            max_utc: 0,
+            ..
+        } => return None,
         // Milliseconds, rounded down: the maximum may hide up to 999,999 ns more.
         TypeStatistics::Timestamp {
             min_utc, max_utc, ..
@@ -490,5 +497,66 @@ impl AsyncChunkReader for StoreReader {
             .get_range(&self.meta.location, offset..offset + length)
             .map_err(std::io::Error::from)
             .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow_schema::TimeUnit;
+
+    use super::*;
+
+    #[test]
+    fn bounds_are_safe_or_unknown() {
+        let ts = DataType::Timestamp(TimeUnit::Millisecond, None);
+        let stamps = |min_utc, max_utc| TypeStatistics::Timestamp {
+            min: 0,
+            max: 0,
+            min_utc,
+            max_utc,
+        };
+        // The maximum in milliseconds may hide nanoseconds: widened by one millisecond.
+        assert_eq!(
+            bound(&stamps(5, 9), true, &ts),
+            Some(ScalarValue::TimestampMillisecond(Some(10), None))
+        );
+        assert_eq!(
+            bound(&stamps(5, 9), false, &ts),
+            Some(ScalarValue::TimestampMillisecond(Some(5), None))
+        );
+        // A file from before ORC-135 (no UTC bounds, read as zeros): unknown.
+        assert_eq!(bound(&stamps(0, 0), false, &ts), None);
+
+        let strings = |exact| TypeStatistics::String {
+            lower_bound: "a".into(),
+            upper_bound: "b".into(),
+            sum: 2,
+            is_exact_min: exact,
+            is_exact_max: exact,
+        };
+        assert_eq!(bound(&strings(false), true, &DataType::Utf8), None);
+        assert_eq!(
+            bound(&strings(false), false, &DataType::Utf8),
+            Some(ScalarValue::Utf8(Some("a".into())))
+        );
+
+        let decimal = TypeStatistics::Decimal {
+            min: "-1.25".into(),
+            max: "3.50".into(),
+            sum: "2.25".into(),
+        };
+        assert_eq!(
+            bound(&decimal, false, &DataType::Decimal128(10, 2)),
+            Some(ScalarValue::Decimal128(Some(-125), 10, 2))
+        );
+        assert_eq!(bound(&decimal, true, &DataType::Decimal128(10, 3)), None);
+        assert_eq!(
+            bound(
+                &TypeStatistics::Bucket { true_count: 1 },
+                true,
+                &DataType::Boolean
+            ),
+            None
+        );
     }
 }
