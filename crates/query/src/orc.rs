@@ -347,7 +347,9 @@ fn bound(stats: &TypeStatistics, max: bool, target: &DataType) -> Option<ScalarV
         TypeStatistics::Integer { min, max: hi, .. } => {
             ScalarValue::Int64(Some(if max { *hi } else { *min }))
         }
-        TypeStatistics::Double { min, max: hi, .. } => {
+        // A NaN makes the sum NaN in every writer; the Java and C++ writers then leave it out of
+        // the bounds (or make the bounds NaN), so only a finite sum vouches for them.
+        TypeStatistics::Double { min, max: hi, sum } if sum.is_some_and(f64::is_finite) => {
             ScalarValue::Float64(Some(if max { *hi } else { *min }))
         }
         TypeStatistics::String {
@@ -558,5 +560,20 @@ mod tests {
             ),
             None
         );
+
+        let doubles = |sum| TypeStatistics::Double {
+            min: 1.0,
+            max: 2.0,
+            sum,
+        };
+        assert_eq!(
+            bound(&doubles(Some(3.0)), true, &DataType::Float64),
+            Some(ScalarValue::Float64(Some(2.0)))
+        );
+        assert_eq!(
+            bound(&doubles(Some(f64::NAN)), true, &DataType::Float64),
+            None
+        );
+        assert_eq!(bound(&doubles(None), false, &DataType::Float64), None);
     }
 }
