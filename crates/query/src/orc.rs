@@ -343,6 +343,25 @@ impl StripeStatistics<'_> {
 
 /// One stripe's bound as a value of `target`, or `None` when it cannot be stated safely.
 fn bound(stats: &TypeStatistics, max: bool, target: &DataType) -> Option<ScalarValue> {
+    // Bounds order like the values only within one kind of type: the file's strings cast to a
+    // table's integers (or the reverse) would compare lexicographically against numerically.
+    let same_kind = match stats {
+        TypeStatistics::Integer { .. } => target.is_integer(),
+        TypeStatistics::Double { .. } => target.is_floating(),
+        TypeStatistics::String { .. } => {
+            matches!(
+                target,
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+            )
+        }
+        TypeStatistics::Date { .. } => *target == DataType::Date32,
+        TypeStatistics::Timestamp { .. } => matches!(target, DataType::Timestamp(..)),
+        TypeStatistics::Decimal { .. } => matches!(target, DataType::Decimal128(..)),
+        _ => false,
+    };
+    if !same_kind {
+        return None;
+    }
     let value = match stats {
         TypeStatistics::Integer { min, max: hi, .. } => {
             ScalarValue::Int64(Some(if max { *hi } else { *min }))
@@ -575,5 +594,18 @@ mod tests {
             None
         );
         assert_eq!(bound(&doubles(None), false, &DataType::Float64), None);
+
+        // A file's strings under a table's integers (or the reverse): no bounds.
+        let ints = TypeStatistics::Integer {
+            min: 9,
+            max: 100,
+            sum: Some(109),
+        };
+        assert_eq!(bound(&ints, true, &DataType::Utf8), None);
+        assert_eq!(bound(&strings(true), false, &DataType::Int64), None);
+        assert_eq!(
+            bound(&ints, true, &DataType::Int32),
+            Some(ScalarValue::Int32(Some(100)))
+        );
     }
 }
