@@ -535,7 +535,10 @@ pub async fn load(
         None => table_columns(client, spec).await?,
     };
     let data = spec.copy_data(staged, &columns)?;
-    // Created outside the load's transaction; a concurrent creation is harmless.
+    // Created outside the load's transaction. `IF NOT EXISTS` does not make two first loads
+    // at once safe: the one that loses the race fails on the catalog's unique indexes, with
+    // the table's row type (42710), its name (42P07) or a plain unique violation (23505).
+    // The table then exists, which is all this needs.
     let created = client
         .batch_execute(&format!(
             "CREATE TABLE IF NOT EXISTS {LOADS_TABLE} (stream text NOT NULL, batch text NOT NULL, \
@@ -543,7 +546,14 @@ pub async fn load(
         ))
         .await;
     if let Err(e) = created
-        && e.code() != Some(&SqlState::UNIQUE_VIOLATION)
+        && !e.code().is_some_and(|code| {
+            [
+                SqlState::UNIQUE_VIOLATION,
+                SqlState::DUPLICATE_OBJECT,
+                SqlState::DUPLICATE_TABLE,
+            ]
+            .contains(code)
+        })
     {
         return Err(classify(&e));
     }

@@ -356,6 +356,49 @@ fn a_failing_copy_is_retried_then_leaves_a_manifest() {
     });
 }
 
+/// Two streams' first loads into a fresh database race to create the ledger table; the
+/// loser's catalog conflict (for example `type "lakehose_loads" already exists`) must not
+/// fail its load. Repeated, because the window is a few milliseconds wide.
+#[test]
+fn first_loads_at_once_both_create_the_ledger_and_load() {
+    rt().block_on(async {
+        let pg = postgres_client().await;
+        pg.batch_execute("CREATE TABLE race (id int)")
+            .await
+            .unwrap();
+        let spec =
+            lakehose_sinks::postgres::CopySpec::parse("race", None, Some("JSON 'auto'")).unwrap();
+        let body = b"{\"id\":1}\n{\"id\":2}\n";
+        let connect = || lakehose_sinks::postgres::connect(postgres(), None, None);
+        let mut a = connect().await.unwrap();
+        let mut b = connect().await.unwrap();
+        for round in 0..40 {
+            pg.batch_execute(&format!(
+                "DROP TABLE IF EXISTS {}",
+                lakehose_sinks::postgres::LOADS_TABLE
+            ))
+            .await
+            .unwrap();
+            let (ra, rb) = tokio::join!(
+                lakehose_sinks::postgres::load(&mut a, &spec, "a", "batch", body),
+                lakehose_sinks::postgres::load(&mut b, &spec, "b", "batch", body),
+            );
+            for outcome in [ra, rb] {
+                assert_eq!(
+                    outcome.unwrap_or_else(|e| panic!("round {round}: {e:?}")),
+                    lakehose_sinks::postgres::Loaded::Rows(2)
+                );
+            }
+        }
+        let n: i64 = pg
+            .query_one("SELECT count(*) FROM race", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 40 * 2 * 2);
+    });
+}
+
 #[test]
 fn loads_are_idempotent_across_retries_and_concurrent_attempts() {
     rt().block_on(async {
