@@ -155,6 +155,81 @@ impl StoreSink {
     }
 }
 
+/// The size [`Coalesced`] gathers small parts into.
+const PUT_CHUNK_BYTES: usize = 1 << 20;
+
+/// Stores `parts` in a local bucket as one object, written [`PUT_CHUNK_BYTES`] at a time.
+///
+/// Uncompressed objects arrive as one part per record, and object_store's local store writes
+/// a payload a part at a time: a plain put made one `write` system call per record (about
+/// 1 KiB each), some 15% of a busy server's CPU. Gathering the parts into chunks costs one
+/// copy of the bytes; a multipart upload (a staging file renamed into place on completion,
+/// as a put does) lets the copy be made a chunk at a time, so memory grows by a chunk, not
+/// by a second copy of the object.
+async fn put_in_chunks(
+    store: &dyn ObjectStore,
+    path: &ObjectPath,
+    parts: Vec<Bytes>,
+) -> SinkResult<()> {
+    let mut upload = store.put_multipart(path).await.map_err(classify)?;
+    for chunk in Coalesced::new(parts, PUT_CHUNK_BYTES) {
+        if let Err(e) = upload.put_part(chunk.into()).await {
+            // Removes the staging file; the object is left as it was.
+            let _ = upload.abort().await;
+            return Err(classify(e));
+        }
+    }
+    upload.complete().await.map_err(classify)?;
+    Ok(())
+}
+
+/// Parts gathered into chunks of at least `chunk` bytes (the last may be shorter), one chunk
+/// at a time. A part of `chunk` bytes or more is passed on as it is, without a copy.
+struct Coalesced {
+    parts: std::vec::IntoIter<Bytes>,
+    chunk: usize,
+    /// A large part met while gathering, passed on after the gathered chunk.
+    large: Option<Bytes>,
+}
+
+impl Coalesced {
+    fn new(parts: Vec<Bytes>, chunk: usize) -> Self {
+        Self {
+            parts: parts.into_iter(),
+            chunk,
+            large: None,
+        }
+    }
+}
+
+impl Iterator for Coalesced {
+    type Item = Bytes;
+
+    fn next(&mut self) -> Option<Bytes> {
+        if let Some(large) = self.large.take() {
+            return Some(large);
+        }
+        let mut gathering = bytes::BytesMut::new();
+        for part in self.parts.by_ref() {
+            if part.len() >= self.chunk {
+                if gathering.is_empty() {
+                    return Some(part);
+                }
+                self.large = Some(part);
+                break;
+            }
+            if gathering.is_empty() {
+                gathering.reserve(self.chunk);
+            }
+            gathering.extend_from_slice(&part);
+            if gathering.len() >= self.chunk {
+                break;
+            }
+        }
+        (!gathering.is_empty()).then(|| gathering.freeze())
+    }
+}
+
 #[async_trait]
 impl ObjectSink for StoreSink {
     async fn put(&self, key: &str, parts: Vec<Bytes>) -> SinkResult<()> {
@@ -173,8 +248,12 @@ impl ObjectSink for StoreSink {
             }
             None => parts,
         };
-        let payload: PutPayload = parts.into_iter().collect();
-        self.store.put(&path, payload).await.map_err(classify)?;
+        if self.local_root.is_some() && parts.len() > 1 {
+            put_in_chunks(self.store.as_ref(), &path, parts).await?;
+        } else {
+            let payload: PutPayload = parts.into_iter().collect();
+            self.store.put(&path, payload).await.map_err(classify)?;
+        }
         if let Some(root) = &self.local_root {
             let file = root.join(path.as_ref());
             let root = root.clone();
@@ -402,6 +481,62 @@ mod tests {
             sink.get("nope").await,
             Err(SinkError::NotFound(_))
         ));
+    }
+
+    #[test]
+    fn small_parts_are_gathered_into_chunks_and_large_ones_passed_on() {
+        let record = |i: usize| Bytes::from(format!("{{\"n\":{i}}}\n").repeat(10));
+        let large = Bytes::from(vec![b'x'; 300]);
+        let mut parts: Vec<Bytes> = (0..50).map(record).collect();
+        parts.push(large.clone());
+        parts.push(Bytes::new());
+        parts.extend((50..53).map(record));
+        let whole: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+        let chunks: Vec<Bytes> = Coalesced::new(parts, 256).collect();
+        assert_eq!(chunks.concat(), whole);
+        // About 4 KiB of small parts in chunks of at least 256 bytes (the last one before the
+        // large part may be shorter), the large part itself, then the tail in one chunk.
+        let large_at = chunks
+            .iter()
+            .position(|c| c.as_ptr() == large.as_ptr())
+            .expect("a part of at least a chunk is passed on without a copy");
+        assert!(
+            large_at <= 4500 / 256 + 1,
+            "{large_at} chunks before the large part"
+        );
+        assert!(chunks[..large_at - 1].iter().all(|c| c.len() >= 256));
+        assert_eq!(chunks.len() - large_at - 1, 1, "the tail is one chunk");
+        assert_eq!(Coalesced::new(Vec::new(), 256).count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_local_object_of_many_parts_is_written_whole_in_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let buckets = Buckets::new(dir.path().to_path_buf(), HashMap::new());
+        let sink = buckets.sink("b1").unwrap();
+        // 3 MiB in 1 KiB records: three chunks and a tail.
+        let parts: Vec<Bytes> = (0..3100u32)
+            .map(|i| Bytes::from(vec![(i % 251) as u8; 1024]))
+            .collect();
+        let whole = parts.concat();
+        sink.put("2024/many", parts).await.unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("b1/2024/many")).unwrap(),
+            whole
+        );
+        // Replacing it leaves no staging file behind.
+        sink.put(
+            "2024/many",
+            vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")],
+        )
+        .await
+        .unwrap();
+        assert_eq!(&sink.get("2024/many").await.unwrap()[..], b"ab");
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("b1/2024"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("many")]);
     }
 
     fn keyring(ids: &[&str]) -> Arc<Keyring> {
