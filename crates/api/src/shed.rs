@@ -2,11 +2,12 @@
 //!
 //! Every API request reserves its declared `Content-Length` before a byte of the body is read
 //! (a body of unknown length, chunked or HTTP/2 without `Content-Length`, reserves each chunk
-//! as it arrives, see [`Meter`]), and gives it back when its answer is produced. A request that does not fit is answered `ServiceUnavailableException` at once,
-//! without reading its body, so under overload memory stays bounded by the budget, rejections
-//! cost almost nothing, and clients back off as they do with Firehose's own throttling. A
-//! request larger than the whole budget is admitted alone when nothing else is in flight, so no
-//! valid request is refused forever.
+//! as it arrives, see [`Meter`]), and gives it back when its answer is produced. A request
+//! that does not fit is answered `ServiceUnavailableException` without being decoded: its body
+//! is read and discarded a chunk at a time (never held, see [`drain`]), so under overload
+//! memory stays bounded by the budget, and clients back off as they do with Firehose's own
+//! throttling. A request larger than the whole budget is admitted alone when nothing else is
+//! in flight, so no valid request is refused forever.
 
 use std::sync::Arc;
 

@@ -350,7 +350,8 @@ pub struct Limits {
     #[serde(default = "default_disk_mib")]
     pub max_disk_mib: u64,
     /// MiB of API request bodies held at once (received or being processed) across all
-    /// streams; requests beyond it are answered `ServiceUnavailableException` unread. It bounds
+    /// streams; requests beyond it are answered `ServiceUnavailableException` (their bodies read
+    /// and discarded, never held or decoded). It bounds
     /// memory and, since decoding cost follows size, the queue of work: the default is about
     /// 50 ms of decoding on two cores of a release build.
     #[serde(default = "default_max_request_mib")]

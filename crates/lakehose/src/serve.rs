@@ -149,7 +149,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             lakehose_auth::require_bearer,
         ));
     }
-    // Request bodies held at once, across all API calls: beyond it, calls are shed unread.
+    // Request bodies held at once, across all API calls: beyond it, calls are shed undecoded.
     // Shedding comes first (outermost), so authentication reads bodies within the budget.
     let budget = lakehose_api::shed::RequestBudget::new(config.limits.max_request_mib << 20);
     let app = authenticated(lakehose_api::router(state))

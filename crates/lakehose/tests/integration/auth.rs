@@ -339,7 +339,7 @@ fn sdk_keys_policies_skew_and_open_routes() {
 
     // The CLI signs with the key in the environment.
     let cli = |key: Option<(&str, &str)>, args: &[&str]| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lakehose"));
+        let mut cmd = Command::new(lakehose_binary());
         cmd.args(args)
             .env("LAKEHOSE_ENDPOINT", &server.endpoint)
             .env("RUST_LOG", "warn")
@@ -405,7 +405,7 @@ fn sdk_keys_policies_skew_and_open_routes() {
 /// it exits first.
 fn serve(args: &[&str]) -> Result<(std::process::Child, String), String> {
     let data = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lakehose"))
+    let mut child = Command::new(lakehose_binary())
         .arg("serve")
         .args(args)
         .arg("--data-dir")

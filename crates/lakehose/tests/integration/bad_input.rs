@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use crate::common::{ROLE, objects, wait_for_objects};
+use crate::common::{ROLE, lakehose_binary, objects, wait_for_objects};
 
 // ---------------------------------------------------------------------------------------------
 // A server whose stderr is captured (to look for panics), and a raw HTTP/1.1 client.
@@ -57,7 +57,7 @@ impl Proc {
         let data_dir = tmp.path().join("data");
         let config_path = tmp.path().join("lakehose.toml");
         std::fs::write(&config_path, config).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lakehose"))
+        let mut child = Command::new(lakehose_binary())
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&data_dir)
             .arg("--config")

@@ -7,7 +7,7 @@ use crate::common::*;
 
 fn lakehose(endpoint: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
     use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lakehose"))
+    let mut child = Command::new(lakehose_binary())
         .args(args)
         .env("LAKEHOSE_ENDPOINT", endpoint)
         .env("RUST_LOG", "warn")

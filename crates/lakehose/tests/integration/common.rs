@@ -60,10 +60,10 @@ impl Server {
         let mut cmd = match wrapper.split_first() {
             Some((program, args)) => {
                 let mut cmd = Command::new(program);
-                cmd.args(args).arg(env!("CARGO_BIN_EXE_lakehose"));
+                cmd.args(args).arg(lakehose_binary());
                 cmd
             }
-            None => Command::new(env!("CARGO_BIN_EXE_lakehose")),
+            None => Command::new(lakehose_binary()),
         };
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
@@ -412,6 +412,13 @@ pub fn postgres() -> &'static str {
         assert!(out.status.success(), "scripts/postgres-test-server failed");
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     })
+}
+
+/// The `lakehose` binary the tests run: `$LAKEHOSE_BIN` when set (`scripts/test` sets it to
+/// this build's debug binary, as for the Python and browser tests; point it at a release build
+/// to measure one, e.g. the overload test), otherwise the binary cargo built for this test.
+pub fn lakehose_binary() -> std::ffi::OsString {
+    std::env::var_os("LAKEHOSE_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_lakehose").into())
 }
 
 /// A connected client of [`postgres`].

@@ -85,7 +85,7 @@ fn a_declaration_the_api_would_refuse_stops_the_start() {
             + "\n[[streams]]\nDeliveryStreamName = \"second\"\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_lakehose"))
+    let out = Command::new(lakehose_binary())
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(tmp.path().join("data"))
         .arg("--config")

@@ -34,7 +34,7 @@ fn rt() -> tokio::runtime::Runtime {
 }
 
 fn lakehose(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_lakehose"))
+    Command::new(lakehose_binary())
         .args(args)
         .env_remove("LAKEHOSE_MASTER_KEY")
         .output()
@@ -227,7 +227,7 @@ fn delivered_lines(bucket: &Path, n: usize) -> Vec<String> {
 fn serve_expecting_failure(data: &Path, config: &str) -> (std::process::ExitStatus, String) {
     let cfg = data.with_extension("toml");
     std::fs::write(&cfg, config).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lakehose"))
+    let mut child = Command::new(lakehose_binary())
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
         .arg("--config")

@@ -458,7 +458,7 @@ fn config_file_tls_and_startup_errors() {
     // Errors that stop the start, with a message saying why.
     let fails = |args: &[&str], config: Option<&str>, expected: &str| {
         let dir = tmp.path().join(format!("fail-{}", expected.len()));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lakehose"));
+        let mut cmd = Command::new(lakehose_binary());
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&dir)
             .args(args);
