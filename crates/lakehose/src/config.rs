@@ -255,7 +255,8 @@ pub struct Server {
     /// Concurrent streams per HTTP/2 connection.
     #[serde(default = "default_h2_max_concurrent_streams")]
     pub h2_max_concurrent_streams: u32,
-    /// Open connections at once; further clients wait in the kernel's accept queue. Each
+    /// Open connections at once; further clients wait (in the kernel's accept queue), and
+    /// connections idle for a second or more are closed to make room for them. Each
     /// connection holds up to about `2 * max_header_bytes` of buffers.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,

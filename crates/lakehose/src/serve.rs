@@ -258,14 +258,13 @@ async fn serve_http(
     let graceful = GracefulShutdown::new();
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
-    // Each connection holds hyper's read and write buffers whatever it sends: at the cap, new
-    // connections wait in the kernel's accept queue instead of growing memory.
+    // Each connection holds hyper's read and write buffers whatever it sends: at the cap, the
+    // next connection waits for a slot (and those after it in the kernel's accept queue)
+    // instead of growing memory, and connections idle for a while are asked to close to make
+    // room for it (see `conn_limits::permit`).
     let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let make_room = Arc::new(tokio::sync::Notify::new());
     loop {
-        let permit = tokio::select! {
-            permit = connections.clone().acquire_owned() => permit.expect("never closed"),
-            _ = &mut shutdown => break,
-        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
@@ -277,13 +276,19 @@ async fn serve_http(
             },
             _ = &mut shutdown => break,
         };
+        // Accepted first, so that room is only made for a client that is there; it waits
+        // here, holding no buffers, and the clients after it in the kernel's queue.
+        let permit = tokio::select! {
+            permit = conn_limits::permit(&connections, &make_room) => permit,
+            _ = &mut shutdown => break,
+        };
         let _ = stream.set_nodelay(true);
         let activity = conn_limits::Activity::new();
         let service = conn_limits::service(app.clone(), activity.clone(), body_timeout, peer);
         // Taken here, before any shutdown signal, so a connection still in its TLS handshake
         // at shutdown is drained like the others once the handshake ends.
         let watcher = graceful.watcher();
-        let (builder, tls) = (builder.clone(), tls.clone());
+        let (builder, tls, make_room) = (builder.clone(), tls.clone(), make_room.clone());
         tokio::spawn(async move {
             let _permit = permit;
             let serve = async move {
@@ -299,6 +304,9 @@ async fn serve_http(
                 () = serve => {},
                 () = activity.idle_for(idle_timeout) => {
                     tracing::debug!("closing a connection idle for {idle_timeout:?}");
+                }
+                () = activity.idle_when_asked(&make_room) => {
+                    tracing::debug!("closing an idle connection to make room for a new one");
                 }
             }
         });
@@ -418,6 +426,49 @@ mod conn_limits {
                     now + limit
                 };
                 tokio::time::sleep_until(next).await;
+            }
+        }
+    }
+
+    /// How long a connection must have been idle to be closed for a new one at the cap: the
+    /// clients most likely to send on a kept-alive connection are the ones that just used it,
+    /// and closing one as its next request arrives costs that client a retry.
+    const IDLE_BEFORE_MAKING_ROOM: Duration = Duration::from_secs(1);
+    /// How often, while the connection cap is reached, idle connections are asked again.
+    const MAKE_ROOM_EVERY: Duration = Duration::from_millis(100);
+
+    /// A connection slot: at once when one is free; at the cap, idle connections are asked to
+    /// close (`make_room`) every [`MAKE_ROOM_EVERY`] until one frees up. Without it a client
+    /// pool holding the cap's worth of kept-alive connections idle locks new clients out (in
+    /// the accept queue, then in SYN retries) until hyper's header timeout closes them, 10 s by
+    /// default; the overload test saw exactly that with a release build at 5x.
+    pub(super) async fn permit(
+        connections: &Arc<tokio::sync::Semaphore>,
+        make_room: &tokio::sync::Notify,
+    ) -> tokio::sync::OwnedSemaphorePermit {
+        loop {
+            if let Ok(permit) = connections.clone().try_acquire_owned() {
+                return permit;
+            }
+            make_room.notify_waiters();
+            if let Ok(permit) =
+                tokio::time::timeout(MAKE_ROOM_EVERY, connections.clone().acquire_owned()).await
+            {
+                return permit.expect("never closed");
+            }
+        }
+    }
+
+    impl Activity {
+        /// Completes when `make_room` is notified while the connection has had no request in
+        /// flight for [`IDLE_BEFORE_MAKING_ROOM`].
+        pub(super) async fn idle_when_asked(&self, make_room: &tokio::sync::Notify) {
+            loop {
+                make_room.notified().await;
+                let (in_flight, since) = *self.state();
+                if in_flight == 0 && since.elapsed() >= IDLE_BEFORE_MAKING_ROOM {
+                    return;
+                }
             }
         }
     }

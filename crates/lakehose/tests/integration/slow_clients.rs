@@ -569,3 +569,61 @@ fn h2_rapid_reset_and_stream_floods_leave_others_served() {
     must_ok(&p, &put_record("s", b"after\n"));
     p.assert_healthy();
 }
+
+/// Sends `GET /health` on a kept-alive connection and reads its answer (`ok`, 2 bytes).
+fn health(conn: &mut TcpStream) -> std::io::Result<()> {
+    conn.write_all(b"GET /health HTTP/1.1\r\nhost: lakehose\r\n\r\n")?;
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !answer.ends_with(b"\r\n\r\nok") {
+        match conn.read(&mut buf)? {
+            0 => return Err(ErrorKind::UnexpectedEof.into()),
+            n => answer.extend_from_slice(&buf[..n]),
+        }
+    }
+    Ok(())
+}
+
+/// At the connection cap, a new client is not locked out by kept-alive connections sitting
+/// idle: those idle for a second or more are closed to make room, while one just used stays.
+/// Before, the new client waited in the accept queue until the idle ones' header timeout
+/// (30 s here).
+#[test]
+fn at_the_connection_cap_idle_connections_make_room() {
+    let p = Proc::start(
+        "[server]\nmax_connections = 2\nheader_read_timeout_secs = 30\nidle_timeout_secs = 30\n",
+    );
+    let open = || {
+        let mut conn = TcpStream::connect(p.addr).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        health(&mut conn).unwrap();
+        conn
+    };
+    let mut idle = open();
+    let mut busy = open();
+    std::thread::sleep(Duration::from_millis(1500));
+    health(&mut busy).unwrap();
+    // Both slots are taken; the new connection waits in the accept queue for one.
+    let started = Instant::now();
+    let mut newcomer = TcpStream::connect(p.addr).unwrap();
+    newcomer
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    health(&mut newcomer).unwrap();
+    let waited = started.elapsed();
+    println!(
+        "at the cap: a new client was answered after {:.1} ms",
+        ms(waited)
+    );
+    assert!(waited < Duration::from_secs(3), "waited {waited:?}");
+    // The idle one was closed, the one just used was not.
+    let mut byte = [0u8; 1];
+    assert_eq!(
+        idle.read(&mut byte).unwrap_or(0),
+        0,
+        "the idle connection is closed"
+    );
+    health(&mut busy).expect("the connection used just before stays open");
+    health(&mut newcomer).unwrap();
+}
