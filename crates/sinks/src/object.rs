@@ -3,7 +3,8 @@
 //!
 //! Invariant: [`ObjectSink::put`] returns `Ok` only when the whole object is stored durably under
 //! its key — for local buckets the file is written to a temporary name, renamed into place
-//! (object_store's atomic write) and then fsync'd together with its folders, so a power loss after
+//! (object_store's put, or its multipart upload for an object in many parts: both stage the
+//! file and rename it) and then fsync'd together with its folders, so a power loss after
 //! the delivery was committed cannot lose it. A put of the same key again replaces the object
 //! whole, which is what makes redelivery after a crash idempotent.
 //!
