@@ -117,9 +117,9 @@ fn sync_path(
     // Durable, so its pages are clean: drop them from the page cache. Nothing here reads an
     // object soon after writing it, and a server in a memory-limited container (cgroup) is
     // charged for its page cache: objects written at hundreds of MB/s otherwise keep it at
-    // the limit, and the kernel reclaims from the server's own allocations, stalling requests
-    // (the overload test measured multi-second stalls under a 512 MiB cap). Advice only: a
-    // failure changes nothing about durability.
+    // the limit, and the kernel reclaims memory in the server's own allocations (the overload
+    // test's 512 MiB cgroup hit its limit about 11,000 times a run before this, and no more
+    // after). Advice only: a failure changes nothing about durability.
     let _ = rustix::fs::fadvise(&object, 0, None, rustix::fs::Advice::DontNeed);
     drop(object);
     let Some(mut dir) = file.parent() else {
